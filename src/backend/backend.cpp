@@ -1,0 +1,26 @@
+#include "kvflash/backend.h"
+
+namespace kvflash {
+
+std::optional<BackendKind> backend_from_name(std::string_view name) {
+  for (int i = 0; i < kBackendCount; ++i) {
+    const auto b = static_cast<BackendKind>(i);
+    if (backend_name(b) == name) return b;
+  }
+  return std::nullopt;
+}
+
+}  // namespace kvflash
+
+namespace kvflash {
+
+bool backend_available(BackendKind b) {
+  switch (b) {
+    case BackendKind::ref: return true;
+    case BackendKind::cpu: return false;
+    case BackendKind::cuda: return false;
+  }
+  return false;
+}
+
+}  // namespace kvflash

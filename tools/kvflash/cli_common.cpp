@@ -1,0 +1,239 @@
+#include "cli_common.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace kvflash::cli {
+
+int fail(std::string_view command, std::string_view message) {
+  std::string line = "kvflash ";
+  line += command;
+  line += ": error: ";
+  line += message;
+  // One line, whatever the message held.
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
+  return 1;
+}
+
+int fail(std::string_view command, const Status& s) { return fail(command, s.message()); }
+
+Args& Args::value(std::string name, std::string help, std::vector<std::string> aliases) {
+  specs_.push_back({std::move(name), std::move(help), std::move(aliases), true});
+  return *this;
+}
+
+Args& Args::flag(std::string name, std::string help, std::vector<std::string> aliases) {
+  specs_.push_back({std::move(name), std::move(help), std::move(aliases), false});
+  return *this;
+}
+
+const Args::Spec* Args::find(std::string_view spelling) const {
+  for (const Spec& s : specs_) {
+    if (spelling == "--" + s.name) return &s;
+    for (const std::string& a : s.aliases) {
+      if (spelling == a) return &s;
+    }
+  }
+  return nullptr;
+}
+
+Status Args::parse(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      help_ = true;
+      continue;
+    }
+    if (arg.size() > 1 && arg[0] == '-' && !(arg[1] >= '0' && arg[1] <= '9') && arg[1] != '.') {
+      std::string_view spelling = arg;
+      std::optional<std::string> inline_value;
+      if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
+        spelling = arg.substr(0, eq);
+        inline_value = std::string(arg.substr(eq + 1));
+      }
+      const Spec* spec = find(spelling);
+      if (spec == nullptr) return invalid_argument("unknown flag '" + std::string(spelling) + "'");
+      if (!spec->takes_value) {
+        if (inline_value) return invalid_argument("flag --" + spec->name + " takes no value");
+        values_[spec->name] = "1";
+        continue;
+      }
+      if (inline_value) {
+        values_[spec->name] = *inline_value;
+      } else {
+        if (i + 1 >= argc) return invalid_argument("flag --" + spec->name + " needs a value");
+        values_[spec->name] = argv[++i];
+      }
+      continue;
+    }
+    positionals_.emplace_back(arg);
+  }
+  return Status::Ok();
+}
+
+bool Args::has(const std::string& name) const { return values_.count(name) != 0; }
+
+std::optional<std::string> Args::get(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+namespace {
+
+StatusOr<int64_t> parse_int(std::string_view text, std::string_view field) {
+  int64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || ptr != end || text.empty()) {
+    return invalid_argument(std::string(field) + " = '" + std::string(text) + "' is not an integer");
+  }
+  return v;
+}
+
+}  // namespace
+
+StatusOr<int64_t> Args::get_int(const std::string& name, int64_t fallback) const {
+  auto v = get(name);
+  if (!v) return fallback;
+  return parse_int(*v, "--" + name);
+}
+
+StatusOr<double> Args::get_double(const std::string& name, double fallback) const {
+  auto v = get(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v->c_str(), &end);
+  if (v->empty() || end != v->c_str() + v->size() || errno == ERANGE || !std::isfinite(d)) {
+    return invalid_argument("--" + name + " = '" + *v + "' is not a finite number");
+  }
+  return d;
+}
+
+std::vector<std::string> Args::get_list(const std::string& name) const {
+  std::vector<std::string> out;
+  auto v = get(name);
+  if (!v) return out;
+  std::stringstream ss(*v);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+
+StatusOr<std::vector<int64_t>> Args::get_int_list(const std::string& name) const {
+  std::vector<int64_t> out;
+  for (const std::string& item : get_list(name)) {
+    auto v = parse_int(item, "--" + name);
+    if (!v.ok()) return v.status();
+    out.push_back(*v);
+  }
+  return out;
+}
+
+std::string Args::usage() const {
+  std::string out;
+  for (const Spec& s : specs_) {
+    // Appends one piece at a time: GCC 12 warns falsely (-Wrestrict, PR 105651) on "literal" + string.
+    std::string left = "  --";
+    left += s.name;
+    for (const std::string& a : s.aliases) {
+      left += ", ";
+      left += a;
+    }
+    if (s.takes_value) left += " V";
+    if (left.size() < 28) left.resize(28, ' ');
+    else left += "  ";
+    out += left + s.help + "\n";
+  }
+  out += "  --help, -h                  this text\n";
+  return out;
+}
+
+StatusOr<int64_t> parse_bytes(std::string_view text, std::string_view field) {
+  std::string s(text);
+  char* end = nullptr;
+  errno = 0;
+  const double number = std::strtod(s.c_str(), &end);
+  if (end == s.c_str() || errno == ERANGE || !std::isfinite(number) || number < 0) {
+    return invalid_argument(std::string(field) + " = '" + s + "' is not a size (e.g. 16GiB, 512MiB, 1000000)");
+  }
+  std::string unit(end);
+  double mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1024.0;
+  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "TiB" || unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  else if (unit == "TB") mult = 1e12;
+  else return invalid_argument(std::string(field) + " = '" + s + "' has an unknown unit '" + unit + "'");
+  const double bytes = number * mult;
+  if (bytes > 9.0e18) return invalid_argument(std::string(field) + " = '" + s + "' is too large");
+  return static_cast<int64_t>(bytes);
+}
+
+Status write_file_atomic(const std::string& path, const void* bytes, size_t size) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::string tmpl = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+  const int fd = mkstemp(tmpl.data());
+  if (fd < 0) return io_error("cannot create a file next to '" + path + "': " + std::strerror(errno));
+  const char* p = static_cast<const char*>(bytes);
+  size_t left = size;
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmpl.c_str());
+      return io_error("cannot write '" + path + "': " + why);
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0) {
+    ::unlink(tmpl.c_str());
+    return io_error("cannot write '" + path + "': " + std::strerror(errno));
+  }
+  ::chmod(tmpl.c_str(), 0644);
+  if (std::rename(tmpl.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmpl.c_str());
+    return io_error("cannot write '" + path + "': " + why);
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<uint8_t>> read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return io_error("'" + path + "' is a directory, not a file");
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return io_error("cannot open '" + path + "': " + std::strerror(errno));
+  std::vector<uint8_t> data;
+  uint8_t buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.insert(data.end(), buf, buf + n);
+  const bool err = std::ferror(f) != 0;
+  std::fclose(f);
+  if (err) return io_error("cannot read '" + path + "'");
+  return data;
+}
+
+}  // namespace kvflash::cli
