@@ -1,0 +1,191 @@
+// The AVX2 flavour's vector type (8 floats) and block dequantizers. Only kernels_avx2.cpp includes this file; it
+// is compiled with -mavx2 -mfma -mf16c, and everything here lives in namespace avx2 so that no inline function
+// compiled with those flags can be picked by the linker for code that runs on a CPU without them.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "format/blocks.h"
+
+namespace kvflash::cpu::avx2 {
+
+struct Simd {
+  static constexpr int W = 8;
+  using F = __m256;
+
+  static F zero() { return _mm256_setzero_ps(); }
+  static F set1(float a) { return _mm256_set1_ps(a); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, F a) { _mm256_storeu_ps(p, a); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static float hsum(F a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float hmax(F a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  /// out[0..3] = the sums of a, b, c, d.
+  static void hsum4(F a, F b, F c, F d, float* out) {
+    const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+  }
+  /// Keeps a loaded value in a register: GCC otherwise folds the load into every FMA that uses it, and the
+  /// repeated loads, not the FMAs, then bound the dot products.
+  static F pin(F a) {
+    __asm__("" : "+x"(a));
+    return a;
+  }
+  static F iota(float base) {
+    return _mm256_add_ps(_mm256_set1_ps(base), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+
+  /// e^x for x <= 0 (relative error ~1e-7); -inf and anything below -87 give exactly 0.
+  /// x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to degree 7 (truncation < 6e-9), times 2^n.
+  static F exp_nonpositive(F x) {
+    const F floor = _mm256_set1_ps(-87.0f);
+    const F keep = _mm256_cmp_ps(x, floor, _CMP_GE_OQ);
+    x = _mm256_max_ps(x, floor);
+    const F n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // ln2 split into a part exact in float times small n, and the rest.
+    F r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    F p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), keep);
+  }
+  /// tanh(x) = sign(x) (1 - t) / (1 + t) with t = e^(-2|x|).
+  static F tanh(F x) {
+    const F sign_bit = _mm256_set1_ps(-0.0f);
+    const F ax = _mm256_andnot_ps(sign_bit, x);
+    const F t = exp_nonpositive(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
+    const F one = _mm256_set1_ps(1.0f);
+    const F th = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
+    return _mm256_or_ps(th, _mm256_and_ps(sign_bit, x));
+  }
+
+  static F load_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static F load_bf16(const uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+  // ---- block dequantizers: stored bytes -> floats (turbo: rotated domain, centroid * norm) ----
+
+  static void dequant_block(const format::BlockQ8_0& b, float* dst) {
+    const F d = set1(half_to_float(b.d));
+    for (int k = 0; k < 4; ++k) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * k));
+      store(dst + 8 * k, mul(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+    }
+  }
+  // The 32 nibbles of a q4/q5 block as bytes: values 0..15 from the low nibbles, 16..31 from the high ones.
+  static __m256i nibbles(const uint8_t qs[16]) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(bytes, m4);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m4);
+    return _mm256_set_m128i(hi, lo);
+  }
+  // The 5th bit of each value of a q5 block, as bytes holding 0 or 0x10.
+  static __m256i q5_high(const uint8_t qh[4]) {
+    uint32_t bits;
+    std::memcpy(&bits, qh, 4);
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(bits)),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+  }
+  // 32 signed bytes -> 4 x 8 floats times d (plus m when given).
+  static void store_bytes_scaled(__m256i q, bool is_signed, F d, const F* m, float* dst) {
+    const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+    for (int k = 0; k < 4; ++k) {
+      const __m128i part = k % 2 == 0 ? halves[k / 2] : _mm_srli_si128(halves[k / 2], 8);
+      const __m256i wide = is_signed ? _mm256_cvtepi8_epi32(part) : _mm256_cvtepu8_epi32(part);
+      const F v = _mm256_cvtepi32_ps(wide);
+      store(dst + 8 * k, m ? fmadd(v, d, *m) : mul(v, d));
+    }
+  }
+  static void dequant_block(const format::BlockQ4_0& b, float* dst) {
+    store_bytes_scaled(_mm256_sub_epi8(nibbles(b.qs), _mm256_set1_epi8(8)), true, set1(half_to_float(b.d)), nullptr,
+                       dst);
+  }
+  static void dequant_block(const format::BlockQ4_1& b, float* dst) {
+    const F m = set1(half_to_float(b.m));
+    store_bytes_scaled(nibbles(b.qs), false, set1(half_to_float(b.d)), &m, dst);
+  }
+  static void dequant_block(const format::BlockQ5_0& b, float* dst) {
+    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(b.qs), q5_high(b.qh)), _mm256_set1_epi8(16));
+    store_bytes_scaled(q, true, set1(half_to_float(b.d)), nullptr, dst);
+  }
+  static void dequant_block(const format::BlockQ5_1& b, float* dst) {
+    const F m = set1(half_to_float(b.m));
+    store_bytes_scaled(_mm256_or_si256(nibbles(b.qs), q5_high(b.qh)), false, set1(half_to_float(b.d)), &m, dst);
+  }
+
+  // Turbo: 2-bit low indices of values 8c..8c+7 sit in qs[2c], qs[2c+1].
+  static __m256i turbo_low2(const uint8_t* qs, int c) {
+    const int word = qs[2 * c] | qs[2 * c + 1] << 8;
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                            _mm256_set1_epi32(3));
+  }
+  static void dequant_block(const format::BlockTurbo2& b, float* dst) {
+    alignas(32) static constexpr float kTable[8] = {
+        format::kTurbo2Centroids[0], format::kTurbo2Centroids[1], format::kTurbo2Centroids[2],
+        format::kTurbo2Centroids[3], 0.0f, 0.0f, 0.0f, 0.0f};
+    const F table = _mm256_load_ps(kTable);
+    const F norm = set1(half_to_float(b.norm));
+    for (int c = 0; c < 16; ++c) store(dst + 8 * c, mul(_mm256_permutevar8x32_ps(table, turbo_low2(b.qs, c)), norm));
+  }
+  static void dequant_block(const format::BlockTurbo3& b, float* dst) {
+    const F table = _mm256_loadu_ps(format::kTurbo3Centroids);
+    const F norm = set1(half_to_float(b.norm));
+    const __m256i bit_shift = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int c = 0; c < 16; ++c) {
+      const __m256i sign = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b.signs[c]), bit_shift),
+                                            _mm256_set1_epi32(1));
+      const __m256i idx = _mm256_or_si256(turbo_low2(b.qs, c), _mm256_slli_epi32(sign, 2));
+      store(dst + 8 * c, mul(_mm256_permutevar8x32_ps(table, idx), norm));
+    }
+  }
+  static void dequant_block(const format::BlockTurbo4& b, float* dst) {
+    const F lo_table = _mm256_loadu_ps(format::kTurbo4Centroids);
+    const F hi_table = _mm256_loadu_ps(format::kTurbo4Centroids + 8);
+    const F norm = set1(half_to_float(b.norm));
+    const __m256i nibble_shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    for (int c = 0; c < 16; ++c) {
+      uint32_t word;
+      std::memcpy(&word, b.qs + 4 * c, 4);
+      const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(word)), nibble_shift),
+                                           _mm256_set1_epi32(15));
+      // permutevar reads the low 3 bits; bit 3 (moved to the sign bit) picks the upper half of the table.
+      const F value = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_table, idx), _mm256_permutevar8x32_ps(hi_table, idx),
+                                       _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+      store(dst + 8 * c, mul(value, norm));
+    }
+  }
+};
+
+}  // namespace kvflash::cpu::avx2
