@@ -6,7 +6,7 @@
 // rows of the step, so each stored byte is read once per step), the scores go through the ScoreVariant, an online
 // softmax updates each row's running max and sum, and the V rows of the tile are dequantized and accumulated.
 // A task either finishes its rows (one split) or leaves (accumulator, max, sum) in the workspace for the combine,
-// an exact log-sum-exp merge that finish_row also uses for the single-split case.
+// an exact log-sum-exp merge (merge_rows) that also finishes the rows of a single split.
 //
 // Part of an instruction-set flavour: include it after simd_<isa>.h with KVFLASH_CPU_ISA_NS defined.
 #pragma once
@@ -185,42 +185,50 @@ void tile_accumulate(const float* p, const float* alpha, int64_t n_rows, const f
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Finishing a row: the exact merge of n_parts partial states (accumulator, max m, sum l) plus the sink logit,
-// out = sum_j acc_j e^(m_j - M) / (sum_j l_j e^(m_j - M) + e^(sink - M)), M the largest of them.
+// Merging partial results: part j is (o_j normalized output, m_j running max, l_j sum of e^(s - m_j)); with the
+// sink logit the exact result is out = sum_j w_j o_j / (sum_j w_j + e^(sink - M)), w_j = l_j e^(m_j - M), M the
+// largest of the m_j and the sink. A single split finishes its rows through the same function.
 
-void finish_row(const KernelJob& job, const float* part, int64_t part_stride, int64_t n_parts, const float* sink,
-                float* tmp, float* out) {
-  const AttentionProblem& p = *job.problem;
-  const int64_t dv = job.dv_pad;
+void merge_rows(const float* o, int64_t o_stride, const float* m, const float* l, int64_t stat_stride,
+                int64_t n_parts, const float* sink, int64_t d_v, float* out) {
   float big = sink ? *sink : kNegInf;
-  for (int64_t j = 0; j < n_parts; ++j) {
-    const float m = part[j * part_stride + dv];
-    big = m > big ? m : big;
+  for (int64_t j = 0; j < n_parts; ++j) big = m[j * stat_stride] > big ? m[j * stat_stride] : big;
+  float denominator = 0.0f;
+  if (big != kNegInf) {
+    if (sink) denominator = std::exp(*sink - big);
+    for (int64_t j = 0; j < n_parts; ++j) {
+      if (l[j * stat_stride] > 0.0f) denominator += l[j * stat_stride] * std::exp(m[j * stat_stride] - big);
+    }
   }
-  float denominator = sink ? std::exp(*sink - big) : 0.0f;
-  for (int64_t j = 0; j < n_parts; ++j) {
-    const float m = part[j * part_stride + dv];
-    if (m != kNegInf) denominator += part[j * part_stride + dv + 1] * std::exp(m - big);
+  bool written = false;
+  if (denominator > 0.0f) {
+    for (int64_t j = 0; j < n_parts; ++j) {
+      if (!(l[j * stat_stride] > 0.0f)) continue;  // an empty split: its o is not even read
+      const float weight = l[j * stat_stride] * std::exp(m[j * stat_stride] - big) / denominator;
+      const float* oj = o + j * o_stride;
+      const F w = Simd::set1(weight);
+      int64_t e = 0;
+      if (!written) {
+        for (; e + W <= d_v; e += W) Simd::store(out + e, Simd::mul(Simd::load(oj + e), w));
+        for (; e < d_v; ++e) out[e] = oj[e] * weight;
+      } else {
+        for (; e + W <= d_v; e += W) Simd::store(out + e, Simd::fmadd(Simd::load(oj + e), w, Simd::load(out + e)));
+        for (; e < d_v; ++e) out[e] += oj[e] * weight;
+      }
+      written = true;
+    }
   }
-  if (big == kNegInf || !(denominator > 0.0f)) {  // no visible key and no sink mass: zeros
-    std::memset(out, 0, static_cast<size_t>(p.shape.d_v) * sizeof(float));
-    return;
-  }
-  for (int64_t c = 0; c < dv; c += W) Simd::store(tmp + c, Simd::zero());
-  for (int64_t j = 0; j < n_parts; ++j) {
-    const float m = part[j * part_stride + dv];
-    if (m == kNegInf) continue;
-    const F w = Simd::set1(std::exp(m - big) / denominator);
-    const float* acc = part + j * part_stride;
-    for (int64_t c = 0; c < dv; c += W) Simd::store(tmp + c, Simd::fmadd(Simd::load(acc + c), w, Simd::load(tmp + c)));
-  }
-  if (job.v_rotated) turbo_unrotate_groups(tmp, job.dv_stored);
-  std::memcpy(out, tmp, static_cast<size_t>(p.shape.d_v) * sizeof(float));
+  if (!written) std::memset(out, 0, static_cast<size_t>(d_v) * sizeof(float));  // no visible key, no sink mass
 }
 
 float* output_row(const AttentionProblem& p, int64_t seq, int64_t head, int64_t i) {
   return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(p.o.data) + seq * p.o.stride.seq +
                                   head * p.o.stride.head + i * p.o.stride.row);
+}
+
+// Index of row (seq, head, i) of split 0 in the planner's partial arrays; split j adds j * split_rows.
+int64_t partial_index(const AttentionShape& s, int64_t seq, int64_t head, int64_t i) {
+  return (seq * s.n_head_q + head) * s.n_q + i;
 }
 
 int64_t kv_len_of(const AttentionProblem& p, int64_t seq) {
@@ -274,8 +282,8 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
   const int64_t kv_len = kv_len_of(p, seq);
   const int64_t row0 = row_tile * job.row_tile;
   const int64_t n_rows = job.rows - row0 < job.row_tile ? job.rows - row0 : job.row_tile;
-  const int64_t split_begin = kv_len * split / job.n_splits;
-  const int64_t split_end = kv_len * (split + 1) / job.n_splits;
+  const int64_t split_begin = split * job.keys_per_split < kv_len ? split * job.keys_per_split : kv_len;
+  const int64_t split_end = split_begin + job.keys_per_split < kv_len ? split_begin + job.keys_per_split : kv_len;
 
   const ScratchLayout& lay = job.scratch_layout;
   float* scratch = job.scratch + slot * lay.floats;
@@ -286,12 +294,8 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
   float* k_tile = scratch + lay.k_tile;
   float* v_tile = job.v_shares_k_tile ? k_tile : scratch + lay.v_tile;
   const int64_t v_stride = job.v_shares_k_tile ? job.dk_pad : job.dv_pad;
-  // Rows accumulate in place in the workspace when the key range is split, in scratch otherwise.
-  float* acc = job.n_splits > 1
-                   ? job.partials + (((seq * p.shape.n_head_kv + kv_head) * job.n_splits + split) * job.rows + row0) *
-                                        job.partial_row
-                   : scratch + lay.acc;
-  const int64_t pr = job.partial_row;
+  float* acc = scratch + lay.acc;
+  const int64_t pr = job.acc_row;
 
   const ScoreVariant variant(job);
   int64_t keys_begin = split_end, keys_end = split_begin;  // union of the rows' visible keys inside the split
@@ -356,31 +360,45 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
     tile_accumulate(scores, alpha, n_rows, v_tile, v_stride, n_keys, job.dv_pad, acc, pr);
   }
 
-  if (job.n_splits > 1) return;  // the combine finishes the rows
+  // Each row: normalized, back in V's original domain, then finished (one split) or left for the combine.
+  float* o = scratch + lay.out;
+  const int64_t split_rows = p.shape.n_seq * p.shape.n_head_q * p.shape.n_q;
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t i = (row0 + r) / job.group;
     const int64_t head = kv_head * job.group + (row0 + r) % job.group;
-    const float* sink = p.options.sinks ? p.options.sinks + head : nullptr;
-    finish_row(job, acc + r * pr, 0, 1, sink, scratch + lay.out, output_row(p, seq, head, i));
+    const float* row_acc = acc + r * pr;
+    const float m = row_acc[job.dv_pad], l = row_acc[job.dv_pad + 1];
+    const F inv = Simd::set1(l > 0.0f ? 1.0f / l : 0.0f);
+    for (int64_t c = 0; c < job.dv_pad; c += W) Simd::store(o + c, Simd::mul(Simd::load(row_acc + c), inv));
+    if (job.v_rotated) turbo_unrotate_groups(o, job.dv_stored);
+    if (job.n_splits == 1) {
+      const float* sink = p.options.sinks ? p.options.sinks + head : nullptr;
+      merge_rows(o, 0, &m, &l, 0, 1, sink, p.shape.d_v, output_row(p, seq, head, i));
+    } else {
+      const int64_t at = split * split_rows + partial_index(p.shape, seq, head, i);
+      std::memcpy(job.partial_o + at * p.shape.d_v, o, static_cast<size_t>(p.shape.d_v) * sizeof(float));
+      job.partial_max[at] = m;
+      job.partial_sum[at] = l;
+    }
   }
 }
 
-// Combine task: (sequence, KV head, kCombineRows rows) -> merged rows written to O.
-void combine_task(const KernelJob& job, int64_t task, int slot) {
+// Combine task: (sequence, KV head, kCombineRows rows) -> the merged rows written to O.
+void combine_task(const KernelJob& job, int64_t task, int /*slot*/) {
   const AttentionProblem& p = *job.problem;
   const int64_t chunks = (job.rows + kCombineRows - 1) / kCombineRows;
   const int64_t chunk = task % chunks;
   const int64_t kv_head = (task / chunks) % p.shape.n_head_kv;
   const int64_t seq = task / chunks / p.shape.n_head_kv;
-  const int64_t split_stride = job.rows * job.partial_row;
-  const float* first = job.partials + (seq * p.shape.n_head_kv + kv_head) * job.n_splits * split_stride;
-  float* tmp = job.scratch + slot * job.scratch_layout.floats + job.scratch_layout.out;
+  const int64_t split_rows = p.shape.n_seq * p.shape.n_head_q * p.shape.n_q;
   const int64_t row_end = (chunk + 1) * kCombineRows < job.rows ? (chunk + 1) * kCombineRows : job.rows;
   for (int64_t row = chunk * kCombineRows; row < row_end; ++row) {
     const int64_t i = row / job.group;
     const int64_t head = kv_head * job.group + row % job.group;
+    const int64_t at = partial_index(p.shape, seq, head, i);
     const float* sink = p.options.sinks ? p.options.sinks + head : nullptr;
-    finish_row(job, first + row * job.partial_row, split_stride, job.n_splits, sink, tmp, output_row(p, seq, head, i));
+    merge_rows(job.partial_o + at * p.shape.d_v, split_rows * p.shape.d_v, job.partial_max + at, job.partial_sum + at,
+               split_rows, job.n_splits, sink, p.shape.d_v, output_row(p, seq, head, i));
   }
 }
 

@@ -15,9 +15,11 @@ inline constexpr int kKeyTile = 16;
 /// Head dims are zero-padded in scratch to a multiple of the widest vector (16 floats) so that the inner loops
 /// need no remainder handling.
 inline constexpr int64_t kDimPad = 16;
-/// Extra floats after a partial row's accumulator: the running max m, the running sum l, then padding that keeps
-/// every row 64-byte aligned.
+/// Extra floats after a row's accumulator in scratch: the running max m, the running sum l, then padding that
+/// keeps every row 64-byte aligned.
 inline constexpr int64_t kPartialStats = 16;
+/// Most query rows one task serves: 8 query heads x 16 rows of a decode step share one pass over the keys.
+inline constexpr int64_t kMaxRowTile = 128;
 /// Query rows per combine task.
 inline constexpr int64_t kCombineRows = 16;
 
@@ -32,16 +34,17 @@ struct RowPlace {
 inline constexpr int64_t kRowPlaceFloats = 16;  // scratch floats per RowPlace (64 bytes)
 static_assert(sizeof(RowPlace) <= kRowPlaceFloats * sizeof(float));
 
-/// One thread's scratch, in floats from its start; every region starts 64-byte aligned.
+/// One thread's scratch, in floats from its start; every region starts 64-byte aligned. Its size depends only on
+/// the K/V types and head dims (the planner sizes it from those), so it is laid out for kMaxRowTile rows.
 struct ScratchLayout {
   int64_t places = 0;  // [row_tile] RowPlace
   int64_t q = 0;       // [row_tile][dk_pad]   Q rows, scaled, padded, rotated for turbo K
   int64_t scores = 0;  // [row_tile][kKeyTile] scores, then probabilities
-  int64_t alpha = 0;   // [row_tile]           rescale factor of the running accumulator for the current tile
-  int64_t acc = 0;     // [row_tile][partial_row]  accumulator + m + l when n_splits == 1
+  int64_t alpha = 0;   // [row_tile]           rescale factor of each running accumulator for the current tile
+  int64_t acc = 0;     // [row_tile][acc_row]  accumulator, then m and l
   int64_t k_tile = 0;  // [kKeyTile][dk_pad]
-  int64_t v_tile = 0;  // [kKeyTile][dv_pad]  (unused when V rows are a view of the K rows just dequantized)
-  int64_t out = 0;     // [dv_pad]             a finished row before un-rotation and the copy to O
+  int64_t v_tile = 0;  // [kKeyTile][dv_pad]   (unused when V rows are a view of the K rows just dequantized)
+  int64_t out = 0;     // [dv_pad]             a finished row before un-rotation
   int64_t floats = 0;  // per thread, a multiple of 16
 };
 
@@ -52,23 +55,33 @@ struct KernelJob {
   int64_t row_tile = 1;     // rows per task
   int64_t n_row_tiles = 1;
   int64_t n_splits = 1;     // parts of each sequence's key range
+  int64_t keys_per_split = 0;  // split j holds keys [j * keys_per_split, (j + 1) * keys_per_split) of its sequence
   int64_t dk_stored = 0;    // values in a stored K row (turbo: padded to 128)
   int64_t dv_stored = 0;
   int64_t dk_pad = 0;       // dk_stored rounded up to kDimPad
   int64_t dv_pad = 0;
-  int64_t partial_row = 0;  // dv_pad + kPartialStats
+  int64_t acc_row = 0;      // dv_pad + kPartialStats
   float scale = 1.0f;
   float softcap = 0.0f;
   bool k_rotated = false;   // turbo K: Q rows are rotated once per task
   bool v_rotated = false;   // turbo V: finished rows are un-rotated once
   bool v_shares_k_tile = false;  // V rows are the first dv values of the K rows, same type: reuse the K tile
-  const float* alibi_slopes = nullptr;  // [n_head_q] in the workspace, or nullptr
-  float* scratch = nullptr;             // n_threads * scratch_layout.floats
+  bool has_alibi = false;
+  float* scratch = nullptr;            // workers * scratch_stride floats
+  int64_t scratch_stride = 0;          // floats per worker (>= scratch_layout.floats)
   ScratchLayout scratch_layout;
-  float* partials = nullptr;  // [n_seq][n_head_kv][n_splits][rows][partial_row] when n_splits > 1
+  // Split-KV partial results (n_splits > 1), the planner's layout: row (seq, head, i) of split j at index
+  // ((j * n_seq + seq) * n_head_q + head) * n_q + i; partial_o holds the split's normalized output (original domain).
+  float* partial_o = nullptr;    // [.. ][d_v]
+  float* partial_max = nullptr;  // running max m of the split
+  float* partial_sum = nullptr;  // softmax denominator l of the split
   int64_t n_attend_tasks = 0;
   int64_t n_combine_tasks = 0;
 };
+
+/// ALiBi slope of query head `head` (GGML's formula, attention_problem.h), computed in double and rounded once.
+/// Defined outside the flavour translation units, which call it once per query row and task.
+float alibi_slope_f32(double max_bias, int64_t n_head_q, int64_t head);
 
 /// The entry points of one instruction-set flavour.
 struct IsaKernels {

@@ -27,7 +27,7 @@ class ScoreVariant {
         has_softcap_(job.softcap > 0.0f),
         has_mask_(job.problem->mask.data != nullptr),
         mask_f16_(job.problem->mask.type == MaskType::f16),
-        has_alibi_(job.alibi_slopes != nullptr),
+        has_alibi_(job.has_alibi),
         softcap_(job.softcap),
         inv_softcap_(job.softcap > 0.0f ? 1.0f / job.softcap : 0.0f) {}
 
@@ -44,7 +44,7 @@ class ScoreVariant {
       place.mask = static_cast<const uint8_t*>(p.mask.data) + seq * p.mask.stride.seq + head * p.mask.stride.head +
                    i * p.mask.stride.row;
     }
-    if (has_alibi_) place.alibi_slope = job_.alibi_slopes[head];
+    if (has_alibi_) place.alibi_slope = alibi_slope_f32(p.options.alibi_max_bias, p.shape.n_head_q, head);
     return place;
   }
 
