@@ -138,7 +138,7 @@ class HeaderParser {
       dtype = NpyDtype::u8;
     } else {
       return format_error("dtype '" + printable(d) +
-                          "' is not supported: kvflash reads '<f4' (float32), '<f2' (float16) and '|u1' (uint8)");
+                          "' is not supported: save the array as float32 ('<f4', a.astype(np.float32))");
     }
     return Status::Ok();
   }
