@@ -115,11 +115,11 @@ TEST_F(CliErrors, ARowThatIsNotAMultipleOfTheBlockSize) {
   box.write("r.bin", std::vector<uint8_t>(4 * 100, 1));
   expect_clean_failure(box, {"dequantize", "--type", "q5_0", "--shape", "4,100", "r.bin", "y.npy"},
                        {"--shape [4, 100]", "last dimension 100", "q5_0's block size 32"});
-  box.write_npy("k96.npy", {2, 10, 96}, random_rows(2 * 10 * 96, 96, 8));
-  box.write_npy("q96.npy", {6, 3, 96}, random_rows(6 * 3 * 96, 96, 9));
-  expect_clean_failure(box, {"attend", "--q", "q96.npy", "--k", "k96.npy", "--v", "v.npy", "--ktype", "q8_0",
+  box.write_npy("k80.npy", {2, 10, 80}, random_rows(2 * 10 * 80, 80, 8));
+  box.write_npy("q80.npy", {6, 3, 80}, random_rows(6 * 3 * 80, 80, 9));
+  expect_clean_failure(box, {"attend", "--q", "q80.npy", "--k", "k80.npy", "--v", "v.npy", "--ktype", "q8_0",
                              "--out", "o.npy"},
-                       {"d_k = 96", "k96.npy", "not a multiple of --ktype q8_0's block size 32"});
+                       {"d_k = 80", "k80.npy", "not a multiple of --ktype q8_0's block size 32"});
   box.write_npy("v20.npy", {2, 10, 20}, random_rows(2 * 10 * 20, 20, 10));
   expect_clean_failure(box, {"attend", "--q", "q.npy", "--k", "k.npy", "--v", "v20.npy", "--vtype", "q4_1",
                              "--out", "o.npy"},

@@ -219,7 +219,9 @@ std::string Args::usage() const {
     else left += "  ";
     out += left + s.help + "\n";
   }
-  out += "  --help, -h                  this text\n";
+  std::string help_line = "  --help, -h";
+  help_line.resize(28, ' ');
+  out += help_line + "this text\n";
   return out;
 }
 
