@@ -2,7 +2,7 @@
 // on write; fork shares prefix pages copy-on-write; checkpoints serialize one sequence.
 //
 // Storage (see KvCacheLayout): one host arena, allocated by create() and never resized. For each layer it holds a
-// K pool and a V pool of n_pages pages; page p of a pool holds page_rows tokens of every KV head as
+// K pool and a V pool of n_pages packed pages; page p of a pool holds page_rows tokens of every KV head as
 // [head][row in page] rows of head_row_bytes(type, d) bytes. A page index names the same tokens in every layer's
 // K and V pool, so one page table per sequence serves all layers, and a layer's K (or V) pool is exactly an
 // AttentionProblem KvView with a PageTable (kv_row_offset() addressing).
@@ -51,8 +51,10 @@ struct KvCacheConfig {
 
 /// Where every byte lives in the arena: pure index math, shared by a host cache and (later) a device-resident one.
 struct KvCacheLayout {
-  // Pages start on this boundary (a cache line; also the widest vector load a device kernel issues).
-  static constexpr int64_t kPageAlign = 64;
+  // Each pool starts on this boundary (a cache line; also the widest vector load a device kernel issues). Pages
+  // themselves are packed: validate() wants page_bytes to be a whole number of blocks, and a page's rows are only
+  // block-aligned anyway.
+  static constexpr int64_t kPoolAlign = 64;
 
   int64_t n_layers = 0;
   int64_t n_pages = 0;
@@ -60,19 +62,16 @@ struct KvCacheLayout {
   int64_t n_head_kv = 0;
   int64_t k_row_bytes = 0;    // head_row_bytes(k_type, d_k)
   int64_t v_row_bytes = 0;
-  int64_t k_page_bytes = 0;   // one layer's K rows of a page ([head][row]), rounded up to kPageAlign
+  int64_t k_page_bytes = 0;   // one layer's K rows of a page, [head][row]: n_head_kv * page_rows * k_row_bytes
   int64_t v_page_bytes = 0;
-  int64_t layer_bytes = 0;    // n_pages * (k_page_bytes + v_page_bytes)
+  int64_t k_pool_bytes = 0;   // n_pages * k_page_bytes, rounded up to kPoolAlign
+  int64_t v_pool_bytes = 0;
+  int64_t layer_bytes = 0;    // k_pool_bytes + v_pool_bytes
   int64_t arena_bytes = 0;    // n_layers * layer_bytes
 
-  /// Bytes of one layer's K (V) rows of a page without the alignment padding: what a checkpoint stores.
-  KVFLASH_HOST_DEVICE int64_t k_page_data_bytes() const { return n_head_kv * page_rows * k_row_bytes; }
-  KVFLASH_HOST_DEVICE int64_t v_page_data_bytes() const { return n_head_kv * page_rows * v_row_bytes; }
   /// Offset of layer l's K pool (the data pointer of its KvView); the V pool follows it.
   KVFLASH_HOST_DEVICE int64_t k_pool_offset(int64_t layer) const { return layer * layer_bytes; }
-  KVFLASH_HOST_DEVICE int64_t v_pool_offset(int64_t layer) const {
-    return layer * layer_bytes + n_pages * k_page_bytes;
-  }
+  KVFLASH_HOST_DEVICE int64_t v_pool_offset(int64_t layer) const { return layer * layer_bytes + k_pool_bytes; }
   /// Offset of row `row` (within the page) of KV head `head` in page `page` of layer `layer`.
   KVFLASH_HOST_DEVICE int64_t k_row_offset(int64_t layer, int64_t page, int64_t head, int64_t row) const {
     return k_pool_offset(layer) + page * k_page_bytes + (head * page_rows + row) * k_row_bytes;

@@ -169,7 +169,7 @@ struct FileCloser {
 
 StatusOr<int64_t> KvCache::checkpoint_bytes(SeqId seq) const {
   KVFLASH_RETURN_IF_ERROR(check_seq(seq));
-  const int64_t page_image = layout_.k_page_data_bytes() + layout_.v_page_data_bytes();
+  const int64_t page_image = layout_.k_page_bytes + layout_.v_page_bytes;
   return kCheckpointHeaderBytes + pages_for(seqs_[seq].length) * layout_.n_layers * page_image;
 }
 
@@ -323,7 +323,7 @@ StatusOr<SeqId> KvCache::read_checkpoint(PayloadSource& source) {
   }
   const int64_t n_tokens = static_cast<int64_t>(h.n_tokens);
   const int64_t n_pages = pages_for(n_tokens);
-  const int64_t page_image = layout_.k_page_data_bytes() + layout_.v_page_data_bytes();
+  const int64_t page_image = layout_.k_page_bytes + layout_.v_page_bytes;
   if (payload != n_pages * layout_.n_layers * page_image) {
     return format_error("checkpoint payload is " + str(payload) + " bytes; " + str(n_tokens) + " tokens need " +
                         str(n_pages * layout_.n_layers * page_image));
@@ -348,10 +348,10 @@ StatusOr<SeqId> KvCache::read_checkpoint(PayloadSource& source) {
     for (int64_t l = 0; l < layout_.n_layers && s.ok(); ++l) {
       std::byte* k = arena_.get() + layout_.k_row_offset(l, pages[j], 0, 0);
       std::byte* v = arena_.get() + layout_.v_row_offset(l, pages[j], 0, 0);
-      s = source.read(k, layout_.k_page_data_bytes());
-      if (s.ok()) s = source.read(v, layout_.v_page_data_bytes());
-      again.update(k, static_cast<size_t>(layout_.k_page_data_bytes()));
-      again.update(v, static_cast<size_t>(layout_.v_page_data_bytes()));
+      s = source.read(k, layout_.k_page_bytes);
+      if (s.ok()) s = source.read(v, layout_.v_page_bytes);
+      again.update(k, static_cast<size_t>(layout_.k_page_bytes));
+      again.update(v, static_cast<size_t>(layout_.v_page_bytes));
     }
   }
   if (s.ok() && again.finish() != h.checksum) {

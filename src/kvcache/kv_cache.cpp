@@ -17,7 +17,6 @@ namespace {
 
 // a * b, or false when the product leaves int64.
 bool checked_mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
-bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
@@ -95,25 +94,23 @@ Status compute_layout(const KvCacheConfig& c, KvCacheLayout* l) {
                             ", page_rows = " + str(c.page_rows) + ", n_pages = " + str(c.n_pages) +
                             " need more than 2^63 bytes");
   };
-  int64_t head_rows = 0, k_data = 0, v_data = 0, page_pair = 0;
-  if (!checked_mul(c.n_head_kv, c.page_rows, &head_rows) || !checked_mul(head_rows, l->k_row_bytes, &k_data) ||
-      !checked_mul(head_rows, l->v_row_bytes, &v_data) || k_data > INT64_MAX / 2 || v_data > INT64_MAX / 2) {
+  int64_t head_rows = 0, k_pool = 0, v_pool = 0;
+  if (!checked_mul(c.n_head_kv, c.page_rows, &head_rows) || !checked_mul(head_rows, l->k_row_bytes, &l->k_page_bytes) ||
+      !checked_mul(head_rows, l->v_row_bytes, &l->v_page_bytes) || !checked_mul(c.n_pages, l->k_page_bytes, &k_pool) ||
+      !checked_mul(c.n_pages, l->v_page_bytes, &v_pool) || k_pool > INT64_MAX / 4 || v_pool > INT64_MAX / 4) {
     return too_big();
   }
-  l->k_page_bytes = round_up(k_data, KvCacheLayout::kPageAlign);
-  l->v_page_bytes = round_up(v_data, KvCacheLayout::kPageAlign);
-  if (!checked_add(l->k_page_bytes, l->v_page_bytes, &page_pair) ||
-      !checked_mul(c.n_pages, page_pair, &l->layer_bytes) ||
-      !checked_mul(c.n_layers, l->layer_bytes, &l->arena_bytes)) {
-    return too_big();
-  }
+  l->k_pool_bytes = round_up(k_pool, KvCacheLayout::kPoolAlign);
+  l->v_pool_bytes = round_up(v_pool, KvCacheLayout::kPoolAlign);
+  l->layer_bytes = l->k_pool_bytes + l->v_pool_bytes;
+  if (!checked_mul(c.n_layers, l->layer_bytes, &l->arena_bytes)) return too_big();
   return Status::Ok();
 }
 
 }  // namespace
 
 void KvCache::ArenaDeleter::operator()(std::byte* p) const {
-  ::operator delete[](p, std::align_val_t(KvCacheLayout::kPageAlign));
+  ::operator delete[](p, std::align_val_t(KvCacheLayout::kPoolAlign));
 }
 
 KvCache::KvCache(KvCache&&) noexcept = default;
@@ -134,7 +131,7 @@ StatusOr<KvCache> KvCache::create(const KvCacheConfig& config) {
   }
   const int64_t arena_bytes = cache.layout_.arena_bytes;
   cache.arena_.reset(static_cast<std::byte*>(::operator new[](
-      static_cast<size_t>(arena_bytes), std::align_val_t(KvCacheLayout::kPageAlign), std::nothrow)));
+      static_cast<size_t>(arena_bytes), std::align_val_t(KvCacheLayout::kPoolAlign), std::nothrow)));
   if (cache.arena_ == nullptr) {
     return out_of_memory("kv cache: could not allocate the " + str(arena_bytes) + "-byte arena (" +
                          str(c.n_pages) + " pages of " + str(cache.layout_.k_page_bytes + cache.layout_.v_page_bytes) +
@@ -223,9 +220,9 @@ void KvCache::release_page(int32_t page) {
 void KvCache::copy_page(int32_t dst, int32_t src) {
   for (int64_t l = 0; l < layout_.n_layers; ++l) {
     std::memcpy(arena_.get() + layout_.k_row_offset(l, dst, 0, 0), arena_.get() + layout_.k_row_offset(l, src, 0, 0),
-                static_cast<size_t>(layout_.k_page_data_bytes()));
+                static_cast<size_t>(layout_.k_page_bytes));
     std::memcpy(arena_.get() + layout_.v_row_offset(l, dst, 0, 0), arena_.get() + layout_.v_row_offset(l, src, 0, 0),
-                static_cast<size_t>(layout_.v_page_data_bytes()));
+                static_cast<size_t>(layout_.v_page_bytes));
   }
 }
 

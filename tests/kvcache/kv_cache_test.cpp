@@ -78,19 +78,26 @@ TEST(KvCacheConfig, TurboHeadDimsNeedNoBlockMultipleAndCapacityRoundsUpToPages) 
   EXPECT_EQ(cache->layout().v_row_bytes, 2 * 34);
 }
 
-TEST(KvCacheLayout, PagesAreAlignedAndTheArenaHoldsEveryPoolOnce) {
-  // q4_0 d 64: 36-byte rows; 3 heads x 8 rows = 864 bytes of K per page, padded to 896 (14 x 64).
-  // q4_0 d 32 for V: 18-byte rows, 432 bytes, padded to 448.
+TEST(KvCacheLayout, PagesArePackedAndEachPoolStartsOnACacheLine) {
+  // q4_0 d 64: 36-byte rows; 3 heads x 8 rows = 864 bytes of K per page; 16 pages = 13824 = 216 x 64.
+  // q4_0 d 32 for V: 18-byte rows, 432 bytes per page; 16 pages = 6912 = 108 x 64. With 15 pages the pools
+  // (12960 and 6480 bytes) are padded to 12992 and 6528.
   KvCacheConfig c = small_config(KvType::q4_0, KvType::q4_0);
   KvCache cache = make_cache(c);
   const KvCacheLayout& l = cache.layout();
   EXPECT_EQ(l.k_row_bytes, 36);
-  EXPECT_EQ(l.k_page_bytes, 896);
-  EXPECT_EQ(l.v_page_bytes, 448);
-  EXPECT_EQ(l.arena_bytes, 2 * 16 * (896 + 448));
-  EXPECT_EQ(l.k_row_offset(1, 5, 2, 7), l.layer_bytes + 5 * 896 + (2 * 8 + 7) * 36);
-  EXPECT_EQ(l.v_row_offset(1, 5, 2, 7), l.layer_bytes + 16 * 896 + 5 * 448 + (2 * 8 + 7) * 18);
+  EXPECT_EQ(l.k_page_bytes, 864);
+  EXPECT_EQ(l.v_page_bytes, 432);
+  EXPECT_EQ(l.arena_bytes, 2 * (13824 + 6912));
+  EXPECT_EQ(l.k_row_offset(1, 5, 2, 7), l.layer_bytes + 5 * 864 + (2 * 8 + 7) * 36);
+  EXPECT_EQ(l.v_row_offset(1, 5, 2, 7), l.layer_bytes + 13824 + 5 * 432 + (2 * 8 + 7) * 18);
   EXPECT_GT(cache.bytes(), l.arena_bytes);  // plus page tables and free lists (exact count: no_allocation_test)
+
+  c.n_pages = 15;
+  KvCache odd = make_cache(c);
+  EXPECT_EQ(odd.layout().k_pool_bytes, 12992);
+  EXPECT_EQ(odd.layout().v_pool_bytes, 6528);
+  EXPECT_EQ(odd.layout().v_pool_offset(1), 12992 + 6528 + 12992);
 }
 
 // Appends in chunks that straddle page boundaries, through append() and through extend() + write().
@@ -300,9 +307,10 @@ TEST(KvCache, FillBatchWritesPageTablesAndLengths) {
                        "pages_per_seq = 2 is less than the 3 pages of seqs[1] = 0"));
   EXPECT_TRUE(has_code(cache.fill_batch(batch, 3, std::span(table).first(11), kv_len).status(),
                        StatusCode::invalid_argument, "page_table has 11 entries"));
-  const std::vector<SeqId> stale = {a, 3};
+  ASSERT_TRUE(cache.remove(e).ok());
+  const std::vector<SeqId> stale = {a, e};
   EXPECT_TRUE(has_code(cache.fill_batch(stale, 3, table, kv_len).status(), StatusCode::invalid_argument,
-                       "seqs[1] = 3 is not a live sequence"));
+                       "seqs[1] = 2 is not a live sequence"));
   EXPECT_TRUE(has_code(cache.k_view(2, table.data(), 3).status(), StatusCode::invalid_argument, "layer = 2"));
   EXPECT_TRUE(has_code(cache.v_view(0, nullptr, 3).status(), StatusCode::invalid_argument, "page_table"));
 }

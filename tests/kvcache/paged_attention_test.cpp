@@ -130,6 +130,8 @@ TEST_P(PagedAttention, PagedViewsGiveTheSameOutputAsAContiguousCopy) {
     }
 
     const auto problem = [&](KvView k, KvView v, std::vector<float>& o) {
+      o.assign(static_cast<size_t>(n_seq * shape.n_head_q * shape.n_q * c.d_v),
+               std::numeric_limits<float>::quiet_NaN());
       AttentionProblem p;
       p.shape = shape;
       p.q = QueryView{q.data(), dense(shape.n_head_q, shape.n_q, c.d_k)};
@@ -138,8 +140,6 @@ TEST_P(PagedAttention, PagedViewsGiveTheSameOutputAsAContiguousCopy) {
       p.o = OutputView{o.data(), dense(shape.n_head_q, shape.n_q, c.d_v)};
       p.options.causal = true;
       p.kv_len = kv_len.data();
-      o.assign(static_cast<size_t>(n_seq * shape.n_head_q * shape.n_q * c.d_v),
-               std::numeric_limits<float>::quiet_NaN());
       return p;
     };
     auto k_paged = cache.k_view(layer, table.data(), pages_per_seq);
