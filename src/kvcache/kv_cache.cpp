@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "kvflash/quantize.h"
 
@@ -113,8 +114,24 @@ void KvCache::ArenaDeleter::operator()(std::byte* p) const {
   ::operator delete[](p, std::align_val_t(KvCacheLayout::kPoolAlign));
 }
 
-KvCache::KvCache(KvCache&&) noexcept = default;
-KvCache& KvCache::operator=(KvCache&&) noexcept = default;
+// A moved-from cache holds no pages, slots or layers, so that every later call on it fails cleanly.
+KvCache::KvCache(KvCache&& other) noexcept { *this = std::move(other); }
+
+KvCache& KvCache::operator=(KvCache&& other) noexcept {
+  config_ = std::exchange(other.config_, KvCacheConfig{});
+  layout_ = std::exchange(other.layout_, KvCacheLayout{});
+  max_pages_per_seq_ = std::exchange(other.max_pages_per_seq_, 0);
+  arena_ = std::move(other.arena_);
+  refcount_ = std::exchange(other.refcount_, {});
+  free_pages_ = std::exchange(other.free_pages_, {});
+  n_free_pages_ = std::exchange(other.n_free_pages_, 0);
+  page_tables_ = std::exchange(other.page_tables_, {});
+  seqs_ = std::exchange(other.seqs_, {});
+  free_seqs_ = std::exchange(other.free_seqs_, {});
+  n_free_seqs_ = std::exchange(other.n_free_seqs_, 0);
+  return *this;
+}
+
 KvCache::~KvCache() = default;
 
 StatusOr<KvCache> KvCache::create(const KvCacheConfig& config) {
@@ -166,7 +183,7 @@ int64_t KvCache::bytes() const {
 // ---- bookkeeping ----
 
 Status KvCache::check_seq(SeqId seq, int64_t batch_index) const {
-  if (seq < 0 || seq >= config_.max_sequences || !seqs_[seq].live) {
+  if (seq < 0 || seq >= static_cast<int64_t>(seqs_.size()) || !seqs_[seq].live) {
     const std::string field = batch_index < 0 ? "seq" : "seqs[" + str(batch_index) + "]";
     return invalid_argument(field + " = " + str(seq) + " is not a live sequence of this kv cache" +
                             " (max_sequences = " + str(config_.max_sequences) + ")");
@@ -184,8 +201,8 @@ Status KvCache::check_growth(SeqId seq, int64_t n_tokens) const {
 }
 
 Status KvCache::check_layer(int64_t layer) const {
-  if (layer < 0 || layer >= config_.n_layers) {
-    return invalid_argument("layer = " + str(layer) + " is outside [0, n_layers = " + str(config_.n_layers) + ")");
+  if (layer < 0 || layer >= layout_.n_layers) {
+    return invalid_argument("layer = " + str(layer) + " is outside [0, n_layers = " + str(layout_.n_layers) + ")");
   }
   return Status::Ok();
 }

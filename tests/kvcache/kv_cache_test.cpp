@@ -315,5 +315,19 @@ TEST(KvCache, FillBatchWritesPageTablesAndLengths) {
   EXPECT_TRUE(has_code(cache.v_view(0, nullptr, 3).status(), StatusCode::invalid_argument, "page_table"));
 }
 
+TEST(KvCache, AMovedFromCacheFailsCleanly) {
+  KvCache from = make_cache(small_config());
+  const SeqId seq = *from.add_sequence();
+  KvCache to = std::move(from);
+  int32_t table[1] = {0};
+  EXPECT_TRUE(has_code(from.length(seq).status(), StatusCode::invalid_argument, "seq = 0"));  // NOLINT: use after move on purpose
+  EXPECT_TRUE(has_code(from.add_sequence().status(), StatusCode::out_of_memory, "kv cache"));
+  EXPECT_TRUE(has_code(from.k_view(0, table, 1).status(), StatusCode::invalid_argument, "layer = 0"));
+  EXPECT_EQ(from.pages_free(), 0);
+  EXPECT_EQ(from.bytes(), 0);
+  EXPECT_EQ(*to.length(seq), 0);
+  EXPECT_EQ(to.pages_free(), 16);
+}
+
 }  // namespace
 }  // namespace kvflash

@@ -171,7 +171,9 @@ TEST_P(PagedAttention, PagedViewsGiveTheSameOutputAsAContiguousCopy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TypePairs, PagedAttention,
+                         // f16 x f16 at head dim 256 over forked and restored sequences is seed 002's failing case.
                          ::testing::Values(PairCase{KvType::f16, KvType::f16, 128, 128},
+                                           PairCase{KvType::f16, KvType::f16, 256, 256},
                                            PairCase{KvType::q8_0, KvType::q8_0, 96, 64},
                                            PairCase{KvType::q4_0, KvType::f16, 96, 64},
                                            PairCase{KvType::turbo3, KvType::turbo3, 96, 64},
