@@ -266,7 +266,9 @@ TEST(ReferenceProperty, OddHeadDimsAndDifferentKAndVDims) {
   const Dims block_dims[] = {{32, 32}, {64, 64}, {96, 96}, {160, 160}, {192, 128}, {576, 512}, {128, 64}, {64, 256}};
   const Dims turbo_dims[] = {{64, 64}, {96, 96}, {200, 200}, {192, 128}, {576, 512}, {100, 36}, {128, 256}};
   const KvType block_types[] = {KvType::q8_0, KvType::q4_0, KvType::q4_1, KvType::q5_0, KvType::q5_1, KvType::f16};
+  const Dims plain_dims[] = {{80, 80}, {112, 112}, {80, 112}, {40, 24}, {1, 3}, {200, 8}};
   const KvType turbo_types[] = {KvType::turbo2, KvType::turbo3, KvType::turbo4};
+  const KvType plain_types[] = {KvType::f32, KvType::f16, KvType::bf16};
   std::mt19937_64 rng(303);
   uint64_t seed = 3000;
   for (const Dims& d : block_dims)
@@ -277,6 +279,15 @@ TEST(ReferenceProperty, OddHeadDimsAndDifferentKAndVDims) {
       spec.shape.d_k = d.d_k;
       spec.shape.d_v = d.d_v;
       spec.shape.n_kv = 1 + static_cast<int64_t>(rng() % 48);
+      run_case(spec);
+    }
+  for (const Dims& d : plain_dims)
+    for (KvType t : plain_types) {
+      ProblemSpec spec = random_spec(rng, seed++);
+      spec.ktype = t;
+      spec.vtype = plain_types[rng() % std::size(plain_types)];
+      spec.shape.d_k = d.d_k;
+      spec.shape.d_v = d.d_v;
       run_case(spec);
     }
   for (const Dims& d : turbo_dims)
