@@ -38,23 +38,42 @@ struct AllocationCounter {
 
 }  // namespace
 
-// The nothrow forms forward to these in libstdc++ and libc++; the rest are defined here so that every new and
-// delete of the binary pairs up. noinline: once GCC inlines malloc and free into a new/delete pair it reports
-// the pair as mismatched (-Wmismatched-new-delete), although they match.
-[[gnu::noinline]] void* operator new(std::size_t n) {
+namespace {
+
+void* allocate(std::size_t n) {
   note_allocation(n);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
+  return std::malloc(n == 0 ? 1 : n);
 }
-[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t align) {
+
+void* allocate_aligned(std::size_t n, std::align_val_t align) {
   note_allocation(n);
   const std::size_t a = static_cast<std::size_t>(align);
   // aligned_alloc wants a nonzero size that is a multiple of the alignment.
-  if (void* p = std::aligned_alloc(a, n == 0 ? a : (n + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
+  return std::aligned_alloc(a, n == 0 ? a : (n + a - 1) / a * a);
 }
-[[gnu::noinline]] void* operator new[](std::size_t n) { return ::operator new(n); }
-[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t align) { return ::operator new(n, align); }
+
+void* or_throw(void* p) {
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+}  // namespace
+
+// Every form is replaced (the nothrow ones too, which a sanitizer runtime would otherwise provide) so that each
+// new and delete of the binary pairs up. noinline: once GCC inlines malloc and free into a new/delete pair it reports
+// the pair as mismatched (-Wmismatched-new-delete), although they match.
+[[gnu::noinline]] void* operator new(std::size_t n) { return or_throw(allocate(n)); }
+[[gnu::noinline]] void* operator new[](std::size_t n) { return or_throw(allocate(n)); }
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) { return or_throw(allocate_aligned(n, a)); }
+[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t a) { return or_throw(allocate_aligned(n, a)); }
+[[gnu::noinline]] void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return allocate(n); }
+[[gnu::noinline]] void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return allocate(n); }
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return allocate_aligned(n, a);
+}
+[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return allocate_aligned(n, a);
+}
 [[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
@@ -63,6 +82,10 @@ struct AllocationCounter {
 [[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 [[gnu::noinline]] void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace kvflash {
 namespace {
