@@ -1,5 +1,9 @@
 // TurboQuant rotations applied by the CPU kernels: Q rows before they meet turbo K, finished output rows after
 // they were accumulated over turbo V (stored values live in the rotated domain; TURBOQUANT.md).
+//
+// Out-of-line wrappers around format/turbo.h: the flavour translation units are compiled with ISA flags and call
+// these instead of instantiating turbo.h's inline functions themselves (an inline function compiled with AVX-512
+// could otherwise be the copy the linker keeps for everyone).
 #pragma once
 
 #include <cstdint>

@@ -4,33 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <new>
 
 #include "backend/cpu/cpu_check.h"
 #include "backend/cpu/thread_pool.h"
 #include "kvflash/attention.h"
 #include "kvflash/route.h"
-
-// Counts heap allocations of the whole test binary, so that a test can check that a window of code made none.
-namespace {
-std::atomic<int64_t> g_allocations{0};
-}  // namespace
-
-// GCC cannot see that these deletes only ever receive the malloc'd pointers of the operator new above.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+#include "support/allocation_counter.h"
 
 namespace kvflash::cpu_test {
 namespace {
@@ -199,9 +178,12 @@ TEST(CpuWorkspace, ARunAllocatesNothing) {
   ASSERT_TRUE(cpu::attend(p, launch, ws.data(), ws.size()).ok());  // the pool exists from here on
   StatusOr<Route> route = cpu::make_route(p, launch);
   ASSERT_TRUE(route.ok());
-  const int64_t before = g_allocations.load();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(cpu::run_validated(p, *route, ws.data(), ws.size()).ok());
-  EXPECT_EQ(g_allocations.load() - before, 0);
+  Status results[5];
+  testing::AllocationCounter::start();
+  for (Status& r : results) r = cpu::run_validated(p, *route, ws.data(), ws.size());
+  testing::AllocationCounter::stop();
+  for (const Status& r : results) ASSERT_TRUE(r.ok()) << r.message();
+  EXPECT_EQ(testing::AllocationCounter::allocations(), 0) << testing::AllocationCounter::bytes() << " bytes";
 }
 
 TEST(CpuWorkspace, SizeDependsOnSplitsAndThreadsNotOnTheKeyCount) {
