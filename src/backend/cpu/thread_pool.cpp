@@ -32,27 +32,41 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::drain(int slot) {
-  for (int64_t t = next_task_.fetch_add(1, std::memory_order_relaxed); t < n_tasks_;
-       t = next_task_.fetch_add(1, std::memory_order_relaxed)) {
-    fn_(context_, t, slot);
+int64_t ThreadPool::drain(uint64_t generation, int64_t n_tasks, TaskFn fn, void* context, int slot) {
+  const uint64_t tag = generation << kTaskBits;
+  int64_t ran = 0;
+  uint64_t word = next_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((word & ~kTaskMask) != tag || static_cast<int64_t>(word & kTaskMask) >= n_tasks) break;
+    if (!next_.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+    fn(context, static_cast<int64_t>(word & kTaskMask), slot);
+    ++ran;
+    word = next_.load(std::memory_order_relaxed);
   }
+  return ran;
 }
 
 void ThreadPool::worker_loop(int slot) {
   uint64_t seen = 0;
   for (;;) {
+    uint64_t generation;
+    int64_t n_tasks;
+    TaskFn fn;
+    void* context;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
       if (stopping_) return;
-      seen = generation_;
+      seen = generation = generation_;
       if (slot >= participants_) continue;
+      n_tasks = n_tasks_;
+      fn = fn_;
+      context = context_;
     }
-    drain(slot);
-    {
+    const int64_t ran = drain(generation, n_tasks, fn, context, slot);
+    if (ran > 0 && finished_.fetch_add(ran, std::memory_order_acq_rel) + ran == n_tasks) {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--busy_workers_ == 0) done_.notify_one();
+      done_.notify_all();
     }
   }
 }
@@ -66,20 +80,23 @@ void ThreadPool::run(int64_t n_tasks, int participants, TaskFn fn, void* context
     for (int64_t t = 0; t < n_tasks; ++t) fn(context, t, 0);
     return;
   }
+  uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    generation = ++generation_ & ((uint64_t{1} << (64 - kTaskBits)) - 1);
+    generation_ = generation;
     fn_ = fn;
     context_ = context;
     n_tasks_ = n_tasks;
     participants_ = used;
-    busy_workers_ = used - 1;
-    next_task_.store(0, std::memory_order_relaxed);
-    ++generation_;
+    finished_.store(0, std::memory_order_relaxed);
+    next_.store(generation << kTaskBits, std::memory_order_release);
   }
   wake_.notify_all();
-  drain(0);
+  const int64_t ran = drain(generation, n_tasks, fn, context, 0);
+  if (finished_.fetch_add(ran, std::memory_order_acq_rel) + ran == n_tasks) return;
   std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return busy_workers_ == 0; });
+  done_.wait(lock, [&] { return finished_.load(std::memory_order_acquire) == n_tasks; });
 }
 
 }  // namespace kvflash::cpu
