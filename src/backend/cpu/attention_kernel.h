@@ -16,173 +16,14 @@
 #include <cstring>
 
 #include "backend/cpu/kernel_job.h"
+#include "backend/cpu/row_dequant.h"
 #include "backend/cpu/score_variant.h"
+#include "backend/cpu/tile_math.h"
 #include "backend/cpu/turbo_groups.h"
 #include "format/blocks.h"
 
 namespace kvflash::cpu::KVFLASH_CPU_ISA_NS {
 namespace {
-
-using F = Simd::F;
-constexpr int W = Simd::W;
-
-// ---------------------------------------------------------------------------------------------------------------
-// Dequantizing one stored row into floats.
-
-using RowDequant = void (*)(const uint8_t* row, int64_t n, float* dst);
-
-template <typename Block, int Elems>
-void dequant_blocks(const uint8_t* row, int64_t n, float* dst) {
-  const Block* blocks = reinterpret_cast<const Block*>(row);
-  for (int64_t b = 0; b < n / Elems; ++b) Simd::dequant_block(blocks[b], dst + b * Elems);
-}
-
-void dequant_f32(const uint8_t* row, int64_t n, float* dst) { std::memcpy(dst, row, static_cast<size_t>(n) * 4); }
-
-void dequant_f16(const uint8_t* row, int64_t n, float* dst) {
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
-  int64_t e = 0;
-  for (; e + W <= n; e += W) Simd::store(dst + e, Simd::load_f16(h + e));
-  for (; e < n; ++e) dst[e] = Simd::half_to_float(h[e]);
-}
-
-void dequant_bf16(const uint8_t* row, int64_t n, float* dst) {
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
-  int64_t e = 0;
-  for (; e + W <= n; e += W) Simd::store(dst + e, Simd::load_bf16(h + e));
-  for (; e < n; ++e) {
-    const uint32_t bits = static_cast<uint32_t>(h[e]) << 16;
-    std::memcpy(dst + e, &bits, 4);
-  }
-}
-
-RowDequant row_dequantizer(KvType type) {
-  switch (type) {
-    case KvType::f32: return dequant_f32;
-    case KvType::f16: return dequant_f16;
-    case KvType::bf16: return dequant_bf16;
-    case KvType::q8_0: return dequant_blocks<format::BlockQ8_0, 32>;
-    case KvType::q4_0: return dequant_blocks<format::BlockQ4_0, 32>;
-    case KvType::q4_1: return dequant_blocks<format::BlockQ4_1, 32>;
-    case KvType::q5_0: return dequant_blocks<format::BlockQ5_0, 32>;
-    case KvType::q5_1: return dequant_blocks<format::BlockQ5_1, 32>;
-    case KvType::turbo2: return dequant_blocks<format::BlockTurbo2, 128>;
-    case KvType::turbo3: return dequant_blocks<format::BlockTurbo3, 128>;
-    case KvType::turbo4: return dequant_blocks<format::BlockTurbo4, 128>;
-  }
-  return dequant_f32;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Scores: s[r][t] = <q_r, k_t> over a tile. Blocks of Rows x 4 keys share their loads; the 4 sums of a row
-// reduce together into 4 adjacent scores.
-
-template <int Rows, int Keys>
-inline void dot_block(const float* q, const float* k, int64_t dim, float* s) {
-  F acc[Rows][Keys];
-  for (int r = 0; r < Rows; ++r)
-    for (int t = 0; t < Keys; ++t) acc[r][t] = Simd::zero();
-  for (int64_t c = 0; c < dim; c += W) {
-    F kv[Keys];
-    for (int t = 0; t < Keys; ++t) kv[t] = Simd::pin(Simd::load(k + t * dim + c));
-    for (int r = 0; r < Rows; ++r) {
-      const F qv = Simd::pin(Simd::load(q + r * dim + c));
-      for (int t = 0; t < Keys; ++t) acc[r][t] = Simd::fmadd(qv, kv[t], acc[r][t]);
-    }
-  }
-  for (int r = 0; r < Rows; ++r) {
-    if constexpr (Keys == 4) {
-      Simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], s + r * kKeyTile);
-    } else {
-      for (int t = 0; t < Keys; ++t) s[r * kKeyTile + t] = Simd::hsum(acc[r][t]);
-    }
-  }
-}
-
-template <int Rows>
-inline void dot_rows(const float* q, const float* k, int n_keys, int64_t dim, float* s) {
-  int t = 0;
-  for (; t + 4 <= n_keys; t += 4) dot_block<Rows, 4>(q, k + t * dim, dim, s + t);
-  for (; t < n_keys; ++t) dot_block<Rows, 1>(q, k + t * dim, dim, s + t);
-}
-
-void tile_scores(const float* q, int64_t n_rows, const float* k, int n_keys, int64_t dim, float* s) {
-  int64_t r = 0;
-  for (; r + 2 <= n_rows; r += 2) dot_rows<2>(q + r * dim, k, n_keys, dim, s + r * kKeyTile);
-  if (r < n_rows) dot_rows<1>(q + r * dim, k, n_keys, dim, s + r * kKeyTile);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Online softmax over one row's tile: turns scores into probabilities relative to the new running max, updates
-// the running sum, and returns the factor the row's accumulator must be scaled by.
-
-float softmax_tile(float* s, float* m, float* l) {
-  F vmax = Simd::load(s);
-  for (int c = W; c < kKeyTile; c += W) vmax = Simd::max(vmax, Simd::load(s + c));
-  const float tile_max = Simd::hmax(vmax);
-  const float m_new = tile_max > *m ? tile_max : *m;
-  if (m_new == kNegInf) {  // nothing visible yet: probabilities 0, state unchanged
-    for (int c = 0; c < kKeyTile; c += W) Simd::store(s + c, Simd::zero());
-    return 1.0f;
-  }
-  const float alpha = *m == kNegInf ? 0.0f : std::exp(*m - m_new);
-  const F shift = Simd::set1(m_new);
-  F sum = Simd::zero();
-  for (int c = 0; c < kKeyTile; c += W) {
-    const F p = Simd::exp_nonpositive(Simd::sub(Simd::load(s + c), shift));
-    Simd::store(s + c, p);
-    sum = Simd::add(sum, p);
-  }
-  *l = *l * alpha + Simd::hsum(sum);
-  *m = m_new;
-  return alpha;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Accumulation: acc[r] = alpha[r] * acc[r] + sum_t p[r][t] v[t], Rows x (Chunks * W) accumulators in registers.
-
-template <int Rows, int Chunks>
-inline void accumulate_block(const float* p, const float* alpha, const float* v, int64_t v_stride, int n_keys,
-                             float* acc, int64_t acc_stride) {
-  F a[Rows][Chunks];
-  for (int r = 0; r < Rows; ++r) {
-    const F scale = Simd::set1(alpha[r]);
-    for (int c = 0; c < Chunks; ++c) a[r][c] = Simd::mul(Simd::load(acc + r * acc_stride + c * W), scale);
-  }
-  for (int t = 0; t < n_keys; ++t) {
-    F vv[Chunks];
-    for (int c = 0; c < Chunks; ++c) vv[c] = Simd::load(v + t * v_stride + c * W);
-    for (int r = 0; r < Rows; ++r) {
-      const F pr = Simd::set1(p[r * kKeyTile + t]);
-      for (int c = 0; c < Chunks; ++c) a[r][c] = Simd::fmadd(pr, vv[c], a[r][c]);
-    }
-  }
-  for (int r = 0; r < Rows; ++r)
-    for (int c = 0; c < Chunks; ++c) Simd::store(acc + r * acc_stride + c * W, a[r][c]);
-}
-
-template <int Rows>
-inline void accumulate_rows(const float* p, const float* alpha, const float* v, int64_t v_stride, int n_keys,
-                            int64_t dim, float* acc, int64_t acc_stride) {
-  int64_t c = 0;
-  for (; c + 2 * W <= dim; c += 2 * W) accumulate_block<Rows, 2>(p, alpha, v + c, v_stride, n_keys, acc + c, acc_stride);
-  if (c < dim) accumulate_block<Rows, 1>(p, alpha, v + c, v_stride, n_keys, acc + c, acc_stride);
-}
-
-void tile_accumulate(const float* p, const float* alpha, int64_t n_rows, const float* v, int64_t v_stride, int n_keys,
-                     int64_t dim, float* acc, int64_t acc_stride) {
-  int64_t r = 0;
-  for (; r + 4 <= n_rows; r += 4)
-    accumulate_rows<4>(p + r * kKeyTile, alpha + r, v, v_stride, n_keys, dim, acc + r * acc_stride, acc_stride);
-  const float* pr = p + r * kKeyTile;
-  float* ar = acc + r * acc_stride;
-  switch (n_rows - r) {
-    case 3: accumulate_rows<3>(pr, alpha + r, v, v_stride, n_keys, dim, ar, acc_stride); break;
-    case 2: accumulate_rows<2>(pr, alpha + r, v, v_stride, n_keys, dim, ar, acc_stride); break;
-    case 1: accumulate_rows<1>(pr, alpha + r, v, v_stride, n_keys, dim, ar, acc_stride); break;
-    default: break;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Merging partial results: part j is (o_j normalized output, m_j running max, l_j sum of e^(s - m_j)); with the
@@ -270,6 +111,119 @@ struct KeyTile {
   int64_t v_offsets[kKeyTile];
 };
 
+// How a task reads K (or V) rows: dequantized into its scratch tile, or in place (f32 / f16 / bf16 rows whose
+// length is a whole number of vectors).
+enum class RowSource { tile, f32, f16, bf16 };
+
+RowSource row_source(KvType type, int64_t stored_dim) {
+  if (stored_dim % W != 0) return RowSource::tile;
+  switch (type) {
+    case KvType::f32: return RowSource::f32;
+    case KvType::f16: return RowSource::f16;
+    case KvType::bf16: return RowSource::bf16;
+    default: return RowSource::tile;
+  }
+}
+
+// What walk_keys needs of a task.
+struct TaskView {
+  const KernelJob* job;
+  int64_t seq, kv_head, n_rows, keys_begin, keys_end;
+  const RowPlace* places;
+  const float* q;
+  float* scores;
+  float* alpha;
+  float* acc;
+  float* k_tile;
+  float* v_tile;
+  bool v_uses_k_rows;  // V rows are the K rows just located (and dequantized when K goes through the tile)
+};
+
+// The key loop of a task: a tile of K rows located (and dequantized, for a tile source), scored against every row,
+// the softmax updated, the V rows located (dequantized) and accumulated; the next tile is prefetched meanwhile.
+template <class KElems, class VElems, bool KTile, bool VTile>
+void walk_keys(const TaskView& t) {
+  const KernelJob& job = *t.job;
+  const AttentionProblem& p = *job.problem;
+  const ScoreVariant variant(job);
+  const RowDequant k_dequant = row_dequantizer(p.k.type);
+  const RowDequant v_dequant = row_dequantizer(p.v.type);
+  const uint8_t* k_base = static_cast<const uint8_t*>(p.k.data);
+  const uint8_t* v_base = static_cast<const uint8_t*>(p.v.data);
+  const int64_t k_row_bytes = head_row_bytes(p.k.type, p.shape.d_k);
+  const int64_t v_row_bytes = head_row_bytes(p.v.type, p.shape.d_v);
+  const int64_t k_dim = KTile ? job.dk_pad : job.dk_stored;
+  const int64_t v_dim = VTile ? job.dv_pad : job.dv_stored;
+  const int64_t pr = job.acc_row;
+  KeyTile tiles[2];
+  const void* k_rows[kKeyTile];
+  const void* v_rows[kKeyTile];
+  const auto locate = [&](KeyTile& tile, int64_t key0) {
+    tile.key0 = key0;
+    tile.n = static_cast<int>(t.keys_end - key0 < kKeyTile ? t.keys_end - key0 : kKeyTile);
+    tile_row_offsets(p.k, t.seq, t.kv_head, key0, tile.n, tile.k_offsets);
+    prefetch_rows(k_base, tile.k_offsets, tile.n, k_row_bytes);
+    if (!t.v_uses_k_rows) {
+      tile_row_offsets(p.v, t.seq, t.kv_head, key0, tile.n, tile.v_offsets);
+      prefetch_rows(v_base, tile.v_offsets, tile.n, v_row_bytes);
+    }
+  };
+  if (t.keys_begin < t.keys_end) locate(tiles[0], t.keys_begin);
+  for (int64_t key0 = t.keys_begin, step = 0; key0 < t.keys_end; key0 += kKeyTile, ++step) {
+    const KeyTile& tile = tiles[step % 2];
+    if (key0 + kKeyTile < t.keys_end) locate(tiles[(step + 1) % 2], key0 + kKeyTile);
+    const int n_keys = tile.n;
+    for (int i = 0; i < n_keys; ++i) {
+      if constexpr (KTile) {
+        float* row = t.k_tile + i * job.dk_pad;
+        k_dequant(k_base + tile.k_offsets[i], job.dk_stored, row);
+        k_rows[i] = row;
+      } else {
+        k_rows[i] = k_base + tile.k_offsets[i];
+      }
+    }
+    tile_scores<KElems>(t.q, job.dk_pad, t.n_rows, k_rows, n_keys, k_dim, t.scores);
+    for (int64_t r = 0; r < t.n_rows; ++r) {
+      float* s = t.scores + r * kKeyTile;
+      variant.apply(s, t.places[r], key0, n_keys);
+      t.alpha[r] = softmax_tile(s, t.acc + r * pr + job.dv_pad, t.acc + r * pr + job.dv_pad + 1);
+    }
+    const void* const* rows_of_v = k_rows;
+    if (!t.v_uses_k_rows) {
+      for (int i = 0; i < n_keys; ++i) {
+        if constexpr (VTile) {
+          float* row = t.v_tile + i * job.dv_pad;
+          v_dequant(v_base + tile.v_offsets[i], job.dv_stored, row);
+          v_rows[i] = row;
+        } else {
+          v_rows[i] = v_base + tile.v_offsets[i];
+        }
+      }
+      rows_of_v = v_rows;
+    }
+    tile_accumulate<VElems>(t.scores, t.alpha, t.n_rows, rows_of_v, n_keys, v_dim, t.acc, pr);
+  }
+}
+
+template <class KElems, bool KTile>
+void walk_keys_v(const TaskView& t, RowSource v) {
+  switch (v) {
+    case RowSource::tile: return walk_keys<KElems, FloatElems, KTile, true>(t);
+    case RowSource::f32: return walk_keys<KElems, FloatElems, KTile, false>(t);
+    case RowSource::f16: return walk_keys<KElems, HalfElems, KTile, false>(t);
+    case RowSource::bf16: return walk_keys<KElems, BfloatElems, KTile, false>(t);
+  }
+}
+
+void walk_keys_any(const TaskView& t, RowSource k, RowSource v) {
+  switch (k) {
+    case RowSource::tile: return walk_keys_v<FloatElems, true>(t, v);
+    case RowSource::f32: return walk_keys_v<FloatElems, false>(t, v);
+    case RowSource::f16: return walk_keys_v<HalfElems, false>(t, v);
+    case RowSource::bf16: return walk_keys_v<BfloatElems, false>(t, v);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // One task.
 
@@ -286,14 +240,9 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
   const int64_t split_end = split_begin + job.keys_per_split < kv_len ? split_begin + job.keys_per_split : kv_len;
 
   const ScratchLayout& lay = job.scratch_layout;
-  float* scratch = job.scratch + slot * lay.floats;
+  float* scratch = job.scratch + slot * job.scratch_stride;
   RowPlace* places = reinterpret_cast<RowPlace*>(scratch + lay.places);
   float* q = scratch + lay.q;
-  float* scores = scratch + lay.scores;
-  float* alpha = scratch + lay.alpha;
-  float* k_tile = scratch + lay.k_tile;
-  float* v_tile = job.v_shares_k_tile ? k_tile : scratch + lay.v_tile;
-  const int64_t v_stride = job.v_shares_k_tile ? job.dk_pad : job.dv_pad;
   float* acc = scratch + lay.acc;
   const int64_t pr = job.acc_row;
 
@@ -322,43 +271,20 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
     row_acc[job.dv_pad] = kNegInf;  // m
     row_acc[job.dv_pad + 1] = 0.0f;  // l
   }
-  std::memset(k_tile, 0, sizeof(float) * kKeyTile * static_cast<size_t>(job.dk_pad));
-  if (!job.v_shares_k_tile) std::memset(v_tile, 0, sizeof(float) * kKeyTile * static_cast<size_t>(job.dv_pad));
 
-  const RowDequant k_dequant = row_dequantizer(p.k.type);
-  const RowDequant v_dequant = row_dequantizer(p.v.type);
-  const uint8_t* k_base = static_cast<const uint8_t*>(p.k.data);
-  const uint8_t* v_base = static_cast<const uint8_t*>(p.v.data);
-  const int64_t k_row_bytes = head_row_bytes(p.k.type, p.shape.d_k);
-  const int64_t v_row_bytes = head_row_bytes(p.v.type, p.shape.d_v);
-  KeyTile tiles[2];
-  const auto locate = [&](KeyTile& tile, int64_t key0) {
-    tile.key0 = key0;
-    tile.n = static_cast<int>(keys_end - key0 < kKeyTile ? keys_end - key0 : kKeyTile);
-    tile_row_offsets(p.k, seq, kv_head, key0, tile.n, tile.k_offsets);
-    prefetch_rows(k_base, tile.k_offsets, tile.n, k_row_bytes);
-    if (!job.v_shares_k_tile) {
-      tile_row_offsets(p.v, seq, kv_head, key0, tile.n, tile.v_offsets);
-      prefetch_rows(v_base, tile.v_offsets, tile.n, v_row_bytes);
-    }
-  };
-  if (keys_begin < keys_end) locate(tiles[0], keys_begin);
-  for (int64_t key0 = keys_begin, step = 0; key0 < keys_end; key0 += kKeyTile, ++step) {
-    const KeyTile& tile = tiles[step % 2];
-    if (key0 + kKeyTile < keys_end) locate(tiles[(step + 1) % 2], key0 + kKeyTile);
-    const int n_keys = tile.n;
-    for (int t = 0; t < n_keys; ++t) k_dequant(k_base + tile.k_offsets[t], job.dk_stored, k_tile + t * job.dk_pad);
-    tile_scores(q, n_rows, k_tile, n_keys, job.dk_pad, scores);
-    for (int64_t r = 0; r < n_rows; ++r) {
-      float* s = scores + r * kKeyTile;
-      variant.apply(s, places[r], key0, n_keys);
-      alpha[r] = softmax_tile(s, acc + r * pr + job.dv_pad, acc + r * pr + job.dv_pad + 1);
-    }
-    if (!job.v_shares_k_tile) {
-      for (int t = 0; t < n_keys; ++t) v_dequant(v_base + tile.v_offsets[t], job.dv_stored, v_tile + t * job.dv_pad);
-    }
-    tile_accumulate(scores, alpha, n_rows, v_tile, v_stride, n_keys, job.dv_pad, acc, pr);
+  const RowSource k_source = row_source(p.k.type, job.dk_stored);
+  const RowSource v_source = row_source(p.v.type, job.dv_stored);
+  TaskView view{&job, seq, kv_head, n_rows, keys_begin, keys_end, places, q, scratch + lay.scores,
+                scratch + lay.alpha, acc, scratch + lay.k_tile, scratch + lay.v_tile,
+                job.v_shares_k_tile && k_source == v_source};
+  // Tile rows past the stored values are read by the padded loops: they must hold zeros, not stale scratch.
+  if (k_source == RowSource::tile && job.dk_pad > job.dk_stored) {
+    for (int i = 0; i < kKeyTile; ++i) std::memset(view.k_tile + i * job.dk_pad + job.dk_stored, 0, sizeof(float) * static_cast<size_t>(job.dk_pad - job.dk_stored));
   }
+  if (v_source == RowSource::tile && job.dv_pad > job.dv_stored) {
+    for (int i = 0; i < kKeyTile; ++i) std::memset(view.v_tile + i * job.dv_pad + job.dv_stored, 0, sizeof(float) * static_cast<size_t>(job.dv_pad - job.dv_stored));
+  }
+  walk_keys_any(view, k_source, view.v_uses_k_rows ? k_source : v_source);
 
   // Each row: normalized, back in V's original domain, then finished (one split) or left for the combine.
   float* o = scratch + lay.out;

@@ -18,6 +18,9 @@
 namespace kvflash::cpu::KVFLASH_CPU_ISA_NS {
 namespace {
 
+// Shared by every fragment of a flavour: its vector type and width.
+using F = Simd::F;
+constexpr int W = Simd::W;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 class ScoreVariant {

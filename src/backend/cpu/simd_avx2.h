@@ -100,49 +100,45 @@ struct Simd {
       store(dst + 8 * k, mul(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
     }
   }
-  // The 32 nibbles of a q4/q5 block as bytes: values 0..15 from the low nibbles, 16..31 from the high ones.
-  static __m256i nibbles(const uint8_t qs[16]) {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(bytes, m4);
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m4);
-    return _mm256_set_m128i(hi, lo);
-  }
-  // The 5th bit of each value of a q5 block, as bytes holding 0 or 0x10.
-  static __m256i q5_high(const uint8_t qh[4]) {
-    uint32_t bits;
-    std::memcpy(&bits, qh, 4);
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(static_cast<int>(bits)),
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-    const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
-    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
-  }
-  // 32 signed bytes -> 4 x 8 floats times d (plus m when given).
-  static void store_bytes_scaled(__m256i q, bool is_signed, F d, const F* m, float* dst) {
-    const __m128i halves[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
-    for (int k = 0; k < 4; ++k) {
-      const __m128i part = k % 2 == 0 ? halves[k / 2] : _mm_srli_si128(halves[k / 2], 8);
-      const __m256i wide = is_signed ? _mm256_cvtepi8_epi32(part) : _mm256_cvtepu8_epi32(part);
-      const F v = _mm256_cvtepi32_ps(wide);
-      store(dst + 8 * k, m ? fmadd(v, d, *m) : mul(v, d));
+  // q4/q5 blocks: 8 bytes of qs widened to 32-bit lanes hold values j (low nibble) and j + 16 (high nibble) of
+  // j = 8c .. 8c + 7; value = (nibble | fifth bit) * d + offset, with offset = -8d, -16d or the block's m (the
+  // FMA rounds (q - 8) * d once, exactly as q * d - 8 * d would be rounded: the products are exact).
+  template <bool HasHigh>
+  static void store_nibbles(const uint8_t qs[16], uint32_t high, F d, F offset, float* dst) {
+    const __m256i low_mask = _mm256_set1_epi32(15);
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int c = 0; c < 2; ++c) {
+      const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * c)));
+      __m256i lo = _mm256_and_si256(w, low_mask);
+      __m256i hi = _mm256_srli_epi32(w, 4);
+      if constexpr (HasHigh) {
+        // bit j of `high` is the fifth bit of value j: 16 where set.
+        const __m256i lo_bits = _mm256_set1_epi32(static_cast<int>((high >> (8 * c)) & 0xffu));
+        const __m256i hi_bits = _mm256_set1_epi32(static_cast<int>((high >> (16 + 8 * c)) & 0xffu));
+        lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_min_epu32(_mm256_and_si256(lo_bits, bit), _mm256_set1_epi32(1)), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi32(_mm256_min_epu32(_mm256_and_si256(hi_bits, bit), _mm256_set1_epi32(1)), 4));
+      }
+      store(dst + 8 * c, fmadd(_mm256_cvtepi32_ps(lo), d, offset));
+      store(dst + 16 + 8 * c, fmadd(_mm256_cvtepi32_ps(hi), d, offset));
     }
   }
   static void dequant_block(const format::BlockQ4_0& b, float* dst) {
-    store_bytes_scaled(_mm256_sub_epi8(nibbles(b.qs), _mm256_set1_epi8(8)), true, set1(half_to_float(b.d)), nullptr,
-                       dst);
+    const float d = half_to_float(b.d);
+    store_nibbles<false>(b.qs, 0, set1(d), set1(-8.0f * d), dst);
   }
   static void dequant_block(const format::BlockQ4_1& b, float* dst) {
-    const F m = set1(half_to_float(b.m));
-    store_bytes_scaled(nibbles(b.qs), false, set1(half_to_float(b.d)), &m, dst);
+    store_nibbles<false>(b.qs, 0, set1(half_to_float(b.d)), set1(half_to_float(b.m)), dst);
   }
   static void dequant_block(const format::BlockQ5_0& b, float* dst) {
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(b.qs), q5_high(b.qh)), _mm256_set1_epi8(16));
-    store_bytes_scaled(q, true, set1(half_to_float(b.d)), nullptr, dst);
+    uint32_t high;
+    std::memcpy(&high, b.qh, 4);
+    const float d = half_to_float(b.d);
+    store_nibbles<true>(b.qs, high, set1(d), set1(-16.0f * d), dst);
   }
   static void dequant_block(const format::BlockQ5_1& b, float* dst) {
-    const F m = set1(half_to_float(b.m));
-    store_bytes_scaled(_mm256_or_si256(nibbles(b.qs), q5_high(b.qh)), false, set1(half_to_float(b.d)), &m, dst);
+    uint32_t high;
+    std::memcpy(&high, b.qh, 4);
+    store_nibbles<true>(b.qs, high, set1(half_to_float(b.d)), set1(half_to_float(b.m)), dst);
   }
 
   // Turbo: 2-bit low indices of values 8c..8c+7 sit in qs[2c], qs[2c+1].
