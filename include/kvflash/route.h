@@ -47,7 +47,8 @@ struct WorkspaceLayout {
   WorkspaceRange partial_o;       // float32 [n_splits, n_seq, n_head_q, n_q, d_v] (only when n_splits > 1)
   WorkspaceRange partial_max;     // float32 [n_splits, n_seq, n_head_q, n_q]: running max of each split
   WorkspaceRange partial_sum;     // float32 [n_splits, n_seq, n_head_q, n_q]: softmax denominator of each split
-  WorkspaceRange q_staging;       // float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)]: Q rotated for turbo K
+  WorkspaceRange q_staging;       // float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)]: Q pre-scaled (rotated
+                                  // for turbo K)
   WorkspaceRange worker_scratch;  // float32 [workers, scratch_floats_per_worker]
 };
 

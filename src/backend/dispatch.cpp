@@ -46,7 +46,7 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
                                   route.n_splits,
                                   route.workers,
                                   plan::scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v),
-                                  spec.stages_rotated_q};
+                                  spec.stages_q};
   WorkspaceLayout layout;
   const int64_t bytes = plan::layout_workspace(needed, &layout);
   const auto same = [](const WorkspaceRange& a, const WorkspaceRange& b) {

@@ -101,7 +101,10 @@ struct KernelSpec {
   KvSplit kv_split;
   int32_t kv_tile;                          // keys per tile; a split holds a multiple of it (0 for KvSplit::none)
   int32_t max_splits;                       // cap on n_splits (bounds the workspace)
-  bool stages_rotated_q;                    // turbo K: Q rotated once into the workspace, then dotted in place
+  // Q staged once as float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)] (pre-scaled; rotated for turbo K)
+  // whatever the K type, so that a quantized K never needs more workspace than f16 K beyond turbo's padding
+  // (the invariant of seed 000 that tests/plan/model_test checks on the plan's totals).
+  bool stages_q;
   Scratch scratch;
   CostModel cost;
   std::string_view entry;                   // cuda: launch function (template) name; empty for host backends
@@ -114,7 +117,7 @@ inline constexpr KernelSpec kKernels[] = {
     // workspace (it is not a production path and is allowed to).
     {KernelId::ref_generic, "ref.generic", BackendKind::ref, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none, /*kv_tile=*/0,
-     /*max_splits=*/1, /*stages_rotated_q=*/false, Scratch::none, CostModel::reference, "", ""},
+     /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::reference, "", ""},
     // cpu rows (cpu stream): one `cpu.generic` with kAllKvTypes/kAnyHeadDims/kAllFeatures, then specialized rows
     // such as `cpu.decode_split_kv`.
     // cuda rows (cuda stream): one `cuda.generic`, then specialized rows, e.g.

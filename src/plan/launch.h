@@ -43,7 +43,7 @@ struct LayoutInputs {
   int64_t n_splits;
   int32_t workers;
   int64_t scratch_floats_per_worker;
-  bool stages_rotated_q;
+  bool stages_q;
 };
 
 /// Places the pieces one after another, each at a multiple of kWorkspaceAlign. Returns the total bytes (the end of
