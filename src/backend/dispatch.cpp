@@ -43,6 +43,7 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
                                   s.d_k,
                                   s.d_v,
                                   p.k.type,
+                                  p.v.type,
                                   route.n_splits,
                                   route.workers,
                                   plan::scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v),
