@@ -98,7 +98,7 @@ class GgufWriter {
   static void raw(std::vector<uint8_t>& out, T v) {
     uint8_t b[sizeof(T)];
     std::memcpy(b, &v, sizeof(T));
-    out.insert(out.end(), b, b + sizeof(T));
+    for (uint8_t byte : b) out.push_back(byte);  // (vector::insert here trips GCC 12's false -Warray-bounds)
   }
   static void str(std::vector<uint8_t>& out, const std::string& s) {
     raw(out, static_cast<uint64_t>(s.size()));
