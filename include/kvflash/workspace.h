@@ -26,7 +26,7 @@ struct WorkspaceLimits {
 struct WorkspacePlan {
   int64_t partial_o_bytes = 0;       // split-KV partial outputs
   int64_t partial_stats_bytes = 0;   // split-KV softmax max + sum
-  int64_t q_staging_bytes = 0;       // rotated Q for turbo K
+  int64_t q_staging_bytes = 0;       // staged Q (rotated for turbo K)
   int64_t worker_scratch_bytes = 0;  // per-worker tiles
   int64_t total_bytes = 0;           // what to allocate (pieces aligned to kWorkspaceAlign)
   std::string bounding_kernel;       // the row whose worst case sets total_bytes ("" when it is 0)

@@ -43,10 +43,11 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
                                   s.d_k,
                                   s.d_v,
                                   p.k.type,
+                                  p.v.type,
                                   route.n_splits,
                                   route.workers,
                                   plan::scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v),
-                                  spec.stages_rotated_q};
+                                  spec.stages_q};
   WorkspaceLayout layout;
   const int64_t bytes = plan::layout_workspace(needed, &layout);
   const auto same = [](const WorkspaceRange& a, const WorkspaceRange& b) {
@@ -69,7 +70,6 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
 Status attend(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_bytes,
               void* stream) {
   KVFLASH_RETURN_IF_ERROR(validate(p));
-  KVFLASH_RETURN_IF_ERROR(check_route_fits(p, route));
   if (workspace_bytes < static_cast<uint64_t>(route.workspace_bytes)) {
     return invalid_argument("workspace_bytes = " + std::to_string(workspace_bytes) + " is less than the " +
                             std::to_string(route.workspace_bytes) + " bytes route " +
@@ -80,6 +80,7 @@ Status attend(const AttentionProblem& p, const Route& route, void* workspace, si
     return invalid_argument("workspace = " + std::to_string(reinterpret_cast<uintptr_t>(workspace)) +
                             " is not a non-null pointer aligned to " + std::to_string(kWorkspaceAlign) + " bytes");
   }
+  KVFLASH_RETURN_IF_ERROR(check_route_fits(p, route));
   switch (route.backend) {
     case BackendKind::ref:
       return attend_reference(p);

@@ -44,6 +44,19 @@ std::string reject_types_and_dims(const KernelSpec& spec, KvType k_type, KvType 
          pairs + ")";
 }
 
+bool accepts(const KernelSpec& spec, const AttentionProblem& p) {
+  const AttentionShape& s = p.shape;
+  if ((spec.k_types & type_bit(p.k.type)) == 0 || (spec.v_types & type_bit(p.v.type)) == 0) return false;
+  if (!spec.head_dims.empty()) {
+    bool listed = false;
+    for (const HeadDimPair& d : spec.head_dims) listed = listed || (d.d_k == s.d_k && d.d_v == s.d_v);
+    if (!listed) return false;
+  }
+  if (spec.max_n_q > 0 && s.n_q > spec.max_n_q) return false;
+  if (spec.max_gqa_group > 0 && s.n_head_q / s.n_head_kv > spec.max_gqa_group) return false;
+  return (required_features(p) & ~spec.features) == 0;
+}
+
 std::string reject_reason(const KernelSpec& spec, const AttentionProblem& p) {
   const AttentionShape& s = p.shape;
   std::string why = reject_types_and_dims(spec, p.k.type, p.v.type, s.d_k, s.d_v);

@@ -18,6 +18,9 @@ std::string type_mask_names(uint32_t mask);
 /// Empty when `spec` accepts the types and head dims; else the reason, naming the field and its value.
 std::string reject_types_and_dims(const KernelSpec& spec, KvType k_type, KvType v_type, int64_t d_k, int64_t d_v);
 
+/// Whether `spec` accepts `p` (which validate() accepted): reject_reason(spec, p).empty(), without building strings.
+bool accepts(const KernelSpec& spec, const AttentionProblem& p);
+
 /// Empty when `spec` accepts `p` (which validate() accepted); else the first reason it does not.
 std::string reject_reason(const KernelSpec& spec, const AttentionProblem& p);
 

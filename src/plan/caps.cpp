@@ -4,12 +4,12 @@
 
 #include "kvflash/route.h"
 
-// Hook for the cuda stream: when src/backend/cuda/device_caps.h exists in a CUDA build, it declares
-//   Status kvflash::cuda::fill_device_caps(BackendCaps* caps);
-// which fills sm_count, shared_mem_per_block, device_memory_bytes and memory_bandwidth_gbps from device 0 and
-// returns an error when there is no usable device (the nominal description below is kept then).
-#if defined(KVFLASH_HAVE_CUDA) && __has_include("backend/cuda/device_caps.h")
-#include "backend/cuda/device_caps.h"
+// The cuda backend's device query (src/backend/cuda/device.h: device_count(), current_device() with sm_count and
+// max_smem_per_block, cached) fills the caps in CUDA builds; without it, or without a device, the nominal H100
+// below stands in. Memory size and bandwidth stay nominal: the cost model only compares cuda kernels with each
+// other, and memory reports read the device's free/total themselves.
+#if defined(KVFLASH_HAVE_CUDA) && __has_include("backend/cuda/device.h")
+#include "backend/cuda/device.h"
 #define KVFLASH_CUDA_CAPS_HOOK 1
 #endif
 
@@ -49,10 +49,12 @@ BackendCaps caps_for(BackendKind kind) {
     case BackendKind::cuda: {
       c = nominal_h100();
 #ifdef KVFLASH_CUDA_CAPS_HOOK
-      BackendCaps measured = c;
-      if (cuda::fill_device_caps(&measured).ok()) {
-        c = measured;
-        c.nominal = false;
+      if (cuda::device_count() > 0) {
+        if (auto dev = cuda::current_device(); dev.ok()) {
+          c.sm_count = dev->sm_count;
+          c.shared_mem_per_block = dev->max_smem_per_block;
+          c.nominal = false;
+        }
       }
 #endif
       break;

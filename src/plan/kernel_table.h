@@ -104,7 +104,10 @@ struct KernelSpec {
   KvSplit kv_split;
   int32_t kv_tile;                          // keys per tile; a split holds a multiple of it (0 for KvSplit::none)
   int32_t max_splits;                       // cap on n_splits (bounds the workspace)
-  bool stages_rotated_q;                    // turbo K: Q rotated once into the workspace, then dotted in place
+  // Q staged once as float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)] (pre-scaled; rotated for turbo K)
+  // whatever the K type, so that a quantized K never needs more workspace than f16 K beyond turbo's padding
+  // (the invariant of seed 000 that tests/plan/model_test checks on the plan's totals).
+  bool stages_q;
   Scratch scratch;
   CostModel cost;
   std::string_view entry;                   // cuda: launch function (template) name; empty for host backends
@@ -117,12 +120,13 @@ inline constexpr KernelSpec kKernels[] = {
     // workspace (it is not a production path and is allowed to).
     {KernelId::ref_generic, "ref.generic", BackendKind::ref, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none, /*kv_tile=*/0,
-     /*max_splits=*/1, /*stages_rotated_q=*/false, Scratch::none, CostModel::reference, "", ""},
+     /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::reference, "", ""},
     // The fast cpu kernels (src/backend/cpu): every type pair, head dim and option; K/V dequantized a 16-key tile
-    // at a time into per-worker scratch, every query row of a KV head on one pass, split-KV with an exact combine.
+    // at a time into per-worker scratch (f16/bf16/f32 rows read in place), every query row of a KV head on one
+    // pass, split-KV with an exact combine.
     {KernelId::cpu_generic, "cpu.generic", BackendKind::cpu, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/16,
-     /*max_splits=*/64, /*stages_rotated_q=*/false, Scratch::cpu_tiles, CostModel::cpu_tiles, "", ""},
+     /*max_splits=*/64, /*stages_q=*/false, Scratch::cpu_tiles, CostModel::cpu_tiles, "", ""},
     // cuda rows (cuda stream): one `cuda.generic`, then specialized rows, e.g.
     //   {KernelId::cuda_decode_d128_q8_0, "cuda.decode_split_kv.d128.q8_0", BackendKind::cuda, false,
     //    type_bit(KvType::q8_0), type_bit(KvType::q8_0), kDims128, /*max_n_q=*/8, ..., "launch_decode",

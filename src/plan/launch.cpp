@@ -77,10 +77,12 @@ int64_t layout_workspace(const LayoutInputs& in, WorkspaceLayout* layout) {
   WorkspaceLayout out;
   int64_t partial_o = 0, partial_stat = 0, staging = 0;
   if (in.n_splits > 1) {
-    partial_o = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, in.d_v, kF32});
+    // Partial rows hold stored_dim(v_type, d_v) values: turbo V's partials stay in its rotated, padded domain
+    // and are rotated back once per output row when the splits are combined.
+    partial_o = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, stored_dim(in.v_type, in.d_v), kF32});
     partial_stat = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, kF32});
   }
-  if (in.stages_rotated_q && kv_traits(in.k_type).rotated) {
+  if (in.stages_q) {
     staging = product({in.n_seq, in.n_head_q, in.n_q, stored_dim(in.k_type, in.d_k), kF32});
   }
   const int64_t scratch = product({int64_t{in.workers}, in.scratch_floats_per_worker, kF32});
@@ -105,9 +107,9 @@ Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const Back
   r.n_splits = splits.n_splits;
   r.keys_per_split = splits.keys_per_split;
   r.scratch_floats_per_worker = scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v);
-  const LayoutInputs in{s.n_seq,     s.n_head_q, s.n_q,     s.d_k,
-                        s.d_v,       p.k.type,   r.n_splits, r.workers,
-                        r.scratch_floats_per_worker, spec.stages_rotated_q};
+  const LayoutInputs in{s.n_seq,    s.n_head_q, s.n_q,      s.d_k,     s.d_v,
+                        p.k.type,   p.v.type,   r.n_splits, r.workers, r.scratch_floats_per_worker,
+                        spec.stages_q};
   r.workspace_bytes = layout_workspace(in, &r.layout);
   if (r.workspace_bytes < 0) {
     return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes (n_splits = " +

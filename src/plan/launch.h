@@ -40,10 +40,11 @@ int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType 
 struct LayoutInputs {
   int64_t n_seq, n_head_q, n_q, d_k, d_v;
   KvType k_type;
+  KvType v_type;
   int64_t n_splits;
   int32_t workers;
   int64_t scratch_floats_per_worker;
-  bool stages_rotated_q;
+  bool stages_q;
 };
 
 /// Places the pieces one after another, each at a multiple of kWorkspaceAlign. Returns the total bytes (the end of

@@ -6,6 +6,7 @@
 #include "plan/cost_model.h"
 #include "plan/kernel_table.h"
 #include "plan/launch.h"
+#include "plan/router.h"
 
 namespace kvflash {
 namespace {
@@ -14,10 +15,12 @@ using plan::KernelSpec;
 using plan::kKernels;
 
 /// Fills `out` with every row of caps.kind; returns the Status plan_route() gives.
-Status consider_all(const AttentionProblem& p, const BackendCaps& caps, RouteExplanation* out) {
+Status consider_all(const AttentionProblem& p, const BackendCaps& caps, bool validated, RouteExplanation* out) {
   out->backend = caps.kind;
-  if (Status valid = validate(p); !valid.ok()) {
-    return invalid_argument(valid.message() + " (problem: " + describe(p) + ")");
+  if (!validated) {
+    if (Status valid = validate(p); !valid.ok()) {
+      return invalid_argument(valid.message() + " (problem: " + describe(p) + ")");
+    }
   }
   std::string reasons;
   for (const KernelSpec& spec : kKernels) {
@@ -60,17 +63,48 @@ std::string_view kernel_name(KernelId id) {
   return i >= 0 && i < plan::kKernelCount ? kKernels[i].name : std::string_view("?");
 }
 
-StatusOr<Route> plan_route(const AttentionProblem& p, const BackendCaps& caps) {
+namespace plan {
+
+StatusOr<Route> route_validated(const AttentionProblem& p, const BackendCaps& caps) {
+  auto r = route_over(kKernels, p, caps);
+  if (r.ok()) return r;
+  // Only a failure (a bug: routing is total) pays for explain's bookkeeping, to name every reason.
   RouteExplanation e;
-  Status s = consider_all(p, caps, &e);
-  if (!s.ok()) return s;
-  return e.candidates[e.chosen].route;
+  return consider_all(p, caps, /*validated=*/true, &e);
+}
+
+StatusOr<Route> route_over(std::span<const KernelSpec> table, const AttentionProblem& p, const BackendCaps& caps) {
+  // The fast path builds no strings.
+  Route best;
+  bool found = false;
+  for (const KernelSpec& spec : table) {
+    if (spec.backend != caps.kind || !accepts(spec, p)) continue;
+    Route r;
+    if (!make_launch(spec, p, caps, &r).ok()) continue;
+    r.cost_us = estimate_cost_us(spec, p, caps, r);
+    // Ties keep table order: specialized rows are listed before the generic one they refine.
+    if (!found || r.cost_us < best.cost_us) {
+      best = r;
+      found = true;
+    }
+  }
+  if (found) return best;
+  return unsupported("no kernel of backend " + std::string(backend_name(caps.kind)) + " accepts the problem");
+}
+
+}  // namespace plan
+
+StatusOr<Route> plan_route(const AttentionProblem& p, const BackendCaps& caps) {
+  if (Status valid = validate(p); !valid.ok()) {
+    return invalid_argument(valid.message() + " (problem: " + describe(p) + ")");
+  }
+  return plan::route_validated(p, caps);
 }
 
 RouteExplanation explain(const AttentionProblem& p, const BackendCaps& caps) {
   RouteExplanation e;
   e.problem = describe(p);
-  e.status = consider_all(p, caps, &e);
+  e.status = consider_all(p, caps, /*validated=*/false, &e);
   return e;
 }
 

@@ -14,6 +14,7 @@
 #include "plan/acceptance.h"
 #include "plan/kernel_table.h"
 #include "plan/launch.h"
+#include "plan/router.h"
 
 namespace kvflash {
 namespace {
@@ -21,6 +22,12 @@ constexpr int64_t kMaxSequences = int64_t{1} << 20;
 }  // namespace
 
 StatusOr<WorkspacePlan> plan_workspace(const WorkspaceLimits& limits) {
+  return plan::plan_workspace_over(plan::kKernels, limits);
+}
+
+namespace plan {
+
+StatusOr<WorkspacePlan> plan_workspace_over(std::span<const KernelSpec> table, const WorkspaceLimits& limits) {
   if (limits.max_sequences < 1) {
     return invalid_argument("max_sequences = " + std::to_string(limits.max_sequences) + " must be >= 1");
   }
@@ -38,7 +45,9 @@ StatusOr<WorkspacePlan> plan_workspace(const WorkspaceLimits& limits) {
     return invalid_argument("kv_capacity_tokens = " + std::to_string(limits.kv_capacity_tokens) + " must be >= 0");
   }
   KVFLASH_RETURN_IF_ERROR(validate_model(limits.model));
-  if (!plan::backend_has_kernels(limits.caps.kind)) {
+  bool any_row = false;
+  for (const KernelSpec& spec : table) any_row = any_row || spec.backend == limits.caps.kind;
+  if (!any_row) {
     return unsupported("backend " + std::string(backend_name(limits.caps.kind)) +
                        " has no kernels in this build: no workspace can be planned for it");
   }
@@ -52,22 +61,22 @@ StatusOr<WorkspacePlan> plan_workspace(const WorkspaceLimits& limits) {
   WorkspacePlan best;
   const KvType k_type = limits.k_type;
   const KvType v_type = limits.model.v_is_view_of_k ? limits.k_type : limits.v_type;
-  for (const plan::KernelSpec& spec : plan::kKernels) {
+  for (const KernelSpec& spec : table) {
     if (spec.backend != limits.caps.kind) continue;
     for (const auto& [n_head_q, n_head_kv, d_k, d_v] : shapes) {
-      if (!plan::reject_types_and_dims(spec, k_type, v_type, d_k, d_v).empty()) continue;
+      if (!reject_types_and_dims(spec, k_type, v_type, d_k, d_v).empty()) continue;
       if (spec.max_gqa_group > 0 && n_head_q / n_head_kv > spec.max_gqa_group) continue;
-      const int32_t workers = plan::workers_for(spec, limits.caps);
-      const int64_t scratch = plan::scratch_floats_per_worker(spec, k_type, v_type, d_k, d_v);
+      const int32_t workers = workers_for(spec, limits.caps);
+      const int64_t scratch = scratch_floats_per_worker(spec, k_type, v_type, d_k, d_v);
       for (int64_t n_seq = 1; n_seq <= limits.max_sequences; ++n_seq) {
         int64_t n_q = limits.max_query_rows / n_seq;
         if (spec.max_n_q > 0) n_q = std::min(n_q, spec.max_n_q);
         const int64_t n_splits =
-            plan::max_splits_up_to(spec, limits.caps, n_seq, n_head_kv, limits.kv_capacity_tokens);
-        const plan::LayoutInputs in{n_seq, n_head_q, n_q, d_k, d_v, k_type, n_splits, workers, scratch,
-                                    spec.stages_rotated_q};
+            max_splits_up_to(spec, limits.caps, n_seq, n_head_kv, limits.kv_capacity_tokens);
+        const LayoutInputs in{n_seq, n_head_q, n_q, d_k, d_v, k_type, v_type, n_splits, workers, scratch,
+                                    spec.stages_q};
         WorkspaceLayout layout;
-        const int64_t total = plan::layout_workspace(in, &layout);
+        const int64_t total = layout_workspace(in, &layout);
         if (total < 0) {
           return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes at n_seq = " +
                                   std::to_string(n_seq) + ", n_q = " + std::to_string(n_q));
@@ -89,4 +98,5 @@ StatusOr<WorkspacePlan> plan_workspace(const WorkspaceLimits& limits) {
   return best;
 }
 
+}  // namespace plan
 }  // namespace kvflash

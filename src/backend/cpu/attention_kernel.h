@@ -31,7 +31,7 @@ namespace {
 // largest of the m_j and the sink. A single split finishes its rows through the same function.
 
 void merge_rows(const float* o, int64_t o_stride, const float* m, const float* l, int64_t stat_stride,
-                int64_t n_parts, const float* sink, int64_t d_v, float* out) {
+                int64_t n_parts, const float* sink, int64_t n_values, float* out) {
   float big = sink ? *sink : kNegInf;
   for (int64_t j = 0; j < n_parts; ++j) big = m[j * stat_stride] > big ? m[j * stat_stride] : big;
   float denominator = 0.0f;
@@ -50,16 +50,28 @@ void merge_rows(const float* o, int64_t o_stride, const float* m, const float* l
       const F w = Simd::set1(weight);
       int64_t e = 0;
       if (!written) {
-        for (; e + W <= d_v; e += W) Simd::store(out + e, Simd::mul(Simd::load(oj + e), w));
-        for (; e < d_v; ++e) out[e] = oj[e] * weight;
+        for (; e + W <= n_values; e += W) Simd::store(out + e, Simd::mul(Simd::load(oj + e), w));
+        for (; e < n_values; ++e) out[e] = oj[e] * weight;
       } else {
-        for (; e + W <= d_v; e += W) Simd::store(out + e, Simd::fmadd(Simd::load(oj + e), w, Simd::load(out + e)));
-        for (; e < d_v; ++e) out[e] += oj[e] * weight;
+        for (; e + W <= n_values; e += W) Simd::store(out + e, Simd::fmadd(Simd::load(oj + e), w, Simd::load(out + e)));
+        for (; e < n_values; ++e) out[e] += oj[e] * weight;
       }
       written = true;
     }
   }
-  if (!written) std::memset(out, 0, static_cast<size_t>(d_v) * sizeof(float));  // no visible key, no sink mass
+  if (!written) std::memset(out, 0, static_cast<size_t>(n_values) * sizeof(float));  // no visible key, no sink mass
+}
+
+// Merges a row's parts into O: straight into it, or (turbo V) through `tmp`, un-rotated once, then copied.
+void finish_row(const KernelJob& job, const float* o, int64_t o_stride, const float* m, const float* l,
+                int64_t stat_stride, int64_t n_parts, const float* sink, float* tmp, float* out) {
+  if (!job.v_rotated) {
+    merge_rows(o, o_stride, m, l, stat_stride, n_parts, sink, job.problem->shape.d_v, out);
+    return;
+  }
+  merge_rows(o, o_stride, m, l, stat_stride, n_parts, sink, job.dv_stored, tmp);
+  turbo_unrotate_groups(tmp, job.dv_stored);
+  std::memcpy(out, tmp, static_cast<size_t>(job.problem->shape.d_v) * sizeof(float));
 }
 
 float* output_row(const AttentionProblem& p, int64_t seq, int64_t head, int64_t i) {
@@ -286,8 +298,9 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
   }
   walk_keys_any(view, k_source, view.v_uses_k_rows ? k_source : v_source);
 
-  // Each row: normalized, back in V's original domain, then finished (one split) or left for the combine.
+  // Each row, normalized (still in V's stored domain): finished into O (one split) or left for the combine.
   float* o = scratch + lay.out;
+  float* tmp = o + job.dv_pad;
   const int64_t split_rows = p.shape.n_seq * p.shape.n_head_q * p.shape.n_q;
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t i = (row0 + r) / job.group;
@@ -296,13 +309,12 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
     const float m = row_acc[job.dv_pad], l = row_acc[job.dv_pad + 1];
     const F inv = Simd::set1(l > 0.0f ? 1.0f / l : 0.0f);
     for (int64_t c = 0; c < job.dv_pad; c += W) Simd::store(o + c, Simd::mul(Simd::load(row_acc + c), inv));
-    if (job.v_rotated) turbo_unrotate_groups(o, job.dv_stored);
     if (job.n_splits == 1) {
       const float* sink = p.options.sinks ? p.options.sinks + head : nullptr;
-      merge_rows(o, 0, &m, &l, 0, 1, sink, p.shape.d_v, output_row(p, seq, head, i));
+      finish_row(job, o, 0, &m, &l, 0, 1, sink, tmp, output_row(p, seq, head, i));
     } else {
       const int64_t at = split * split_rows + partial_index(p.shape, seq, head, i);
-      std::memcpy(job.partial_o + at * p.shape.d_v, o, static_cast<size_t>(p.shape.d_v) * sizeof(float));
+      std::memcpy(job.partial_o + at * job.dv_stored, o, static_cast<size_t>(job.dv_stored) * sizeof(float));
       job.partial_max[at] = m;
       job.partial_sum[at] = l;
     }
@@ -310,21 +322,22 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
 }
 
 // Combine task: (sequence, KV head, kCombineRows rows) -> the merged rows written to O.
-void combine_task(const KernelJob& job, int64_t task, int /*slot*/) {
+void combine_task(const KernelJob& job, int64_t task, int slot) {
   const AttentionProblem& p = *job.problem;
   const int64_t chunks = (job.rows + kCombineRows - 1) / kCombineRows;
   const int64_t chunk = task % chunks;
   const int64_t kv_head = (task / chunks) % p.shape.n_head_kv;
   const int64_t seq = task / chunks / p.shape.n_head_kv;
   const int64_t split_rows = p.shape.n_seq * p.shape.n_head_q * p.shape.n_q;
+  float* tmp = job.scratch + slot * job.scratch_stride + job.scratch_layout.out;
   const int64_t row_end = (chunk + 1) * kCombineRows < job.rows ? (chunk + 1) * kCombineRows : job.rows;
   for (int64_t row = chunk * kCombineRows; row < row_end; ++row) {
     const int64_t i = row / job.group;
     const int64_t head = kv_head * job.group + row % job.group;
     const int64_t at = partial_index(p.shape, seq, head, i);
     const float* sink = p.options.sinks ? p.options.sinks + head : nullptr;
-    merge_rows(job.partial_o + at * p.shape.d_v, split_rows * p.shape.d_v, job.partial_max + at, job.partial_sum + at,
-               split_rows, job.n_splits, sink, p.shape.d_v, output_row(p, seq, head, i));
+    finish_row(job, job.partial_o + at * job.dv_stored, split_rows * job.dv_stored, job.partial_max + at,
+               job.partial_sum + at, split_rows, job.n_splits, sink, tmp, output_row(p, seq, head, i));
   }
 }
 

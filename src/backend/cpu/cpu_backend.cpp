@@ -29,6 +29,9 @@ struct Dims {
   int64_t dk_stored, dv_stored, dk_pad, dv_pad, acc_row, row_tile_cap;
 };
 
+// The row tile: a task's accumulators stay within ~256 KiB (L2), so up to 128 rows while d_v <= 384, fewer beyond.
+int64_t row_tile_cap(int64_t acc_row) { return std::clamp<int64_t>(65536 / acc_row, 4, kMaxRowTile); }
+
 Dims dims_of(KvType k_type, KvType v_type, int64_t d_k, int64_t d_v) {
   Dims d;
   d.dk_stored = stored_dim(k_type, d_k);
@@ -36,8 +39,18 @@ Dims dims_of(KvType k_type, KvType v_type, int64_t d_k, int64_t d_v) {
   d.dk_pad = round_up(d.dk_stored, kDimPad);
   d.dv_pad = round_up(d.dv_stored, kDimPad);
   d.acc_row = d.dv_pad + kPartialStats;
-  // A task's accumulators stay within ~256 KiB (L2): 128 rows up to d_v 384, fewer beyond.
-  d.row_tile_cap = std::clamp<int64_t>(65536 / d.acc_row, 4, kMaxRowTile);
+  d.row_tile_cap = row_tile_cap(round_up(d_v, 128) + kPartialStats);
+  return d;
+}
+
+// The scratch is laid out for head dims rounded up to 128, whatever the types: every type's padded rows fit, and
+// a quantized (even turbo-padded) K/V never asks for more scratch than f16 does (seed 000's invariant).
+Dims capacity_dims(int64_t d_k, int64_t d_v) {
+  Dims d;
+  d.dk_stored = d.dk_pad = round_up(d_k, 128);
+  d.dv_stored = d.dv_pad = round_up(d_v, 128);
+  d.acc_row = d.dv_pad + kPartialStats;
+  d.row_tile_cap = row_tile_cap(d.acc_row);
   return d;
 }
 
@@ -56,7 +69,7 @@ ScratchLayout scratch_layout(const Dims& d) {
   L.acc = region(d.row_tile_cap * d.acc_row);
   L.k_tile = region(kKeyTile * d.dk_pad);
   L.v_tile = region(kKeyTile * d.dv_pad);
-  L.out = region(d.dv_pad);
+  L.out = region(2 * d.dv_pad);  // a finished row, and the merge of it before un-rotation
   L.floats = at;
   return L;
 }
@@ -102,9 +115,9 @@ int resolve_threads(int asked) {
 
 plan::LayoutInputs layout_inputs(const AttentionShape& s, KvType k_type, KvType v_type, int64_t n_splits,
                                  int32_t workers) {
-  return plan::LayoutInputs{s.n_seq,    s.n_head_q, s.n_q,    s.d_k,
-                            s.d_v,      k_type,     n_splits, workers,
-                            scratch_floats_per_worker(k_type, v_type, s.d_k, s.d_v), /*stages_rotated_q=*/false};
+  return plan::LayoutInputs{s.n_seq,  s.n_head_q, s.n_q,    s.d_k,    s.d_v,
+                            k_type,   v_type,     n_splits, workers,  scratch_floats_per_worker(k_type, v_type, s.d_k, s.d_v),
+                            /*stages_q=*/false};
 }
 
 }  // namespace
@@ -118,8 +131,10 @@ int32_t key_tile() { return kKeyTile; }
 int thread_count() { return ThreadPool::instance().size(); }
 
 int64_t scratch_floats_per_worker(KvType k_type, KvType v_type, int64_t d_k, int64_t d_v) {
+  (void)k_type;
+  (void)v_type;
   if (d_k < 1 || d_v < 1 || d_k > kMaxHeadDim || d_v > kMaxHeadDim) return 0;
-  return scratch_layout(dims_of(k_type, v_type, d_k, d_v)).floats;
+  return scratch_layout(capacity_dims(d_k, d_v)).floats;
 }
 
 Status attend(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_size, Isa isa) {
@@ -139,7 +154,7 @@ Status run_validated(const AttentionProblem& p, const Route& route, void* worksp
                             std::to_string(route.keys_per_split) + " does not cover n_kv = " + std::to_string(s.n_kv));
   }
   const Dims d = dims_of(p.k.type, p.v.type, s.d_k, s.d_v);
-  const ScratchLayout scratch = scratch_layout(d);
+  const ScratchLayout scratch = scratch_layout(capacity_dims(s.d_k, s.d_v));
   if (route.workers < 1 || route.scratch_floats_per_worker < scratch.floats ||
       route.layout.worker_scratch.bytes < int64_t{route.workers} * scratch.floats * 4) {
     return invalid_argument("route.scratch_floats_per_worker = " + std::to_string(route.scratch_floats_per_worker) +
@@ -147,7 +162,7 @@ Status run_validated(const AttentionProblem& p, const Route& route, void* worksp
                             std::to_string(scratch.floats) + " floats per worker the cpu kernels need");
   }
   const int64_t split_floats = s.n_seq * s.n_head_q * s.n_q;  // validate() bounds this product
-  if (route.n_splits > 1 && (route.layout.partial_o.bytes < route.n_splits * split_floats * s.d_v * 4 ||
+  if (route.n_splits > 1 && (route.layout.partial_o.bytes < route.n_splits * split_floats * d.dv_stored * 4 ||
                              route.layout.partial_max.bytes < route.n_splits * split_floats * 4 ||
                              route.layout.partial_sum.bytes < route.n_splits * split_floats * 4)) {
     return invalid_argument("route.layout has no room for " + std::to_string(route.n_splits) + " splits' partials");

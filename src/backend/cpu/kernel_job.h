@@ -44,7 +44,7 @@ struct ScratchLayout {
   int64_t acc = 0;     // [row_tile][acc_row]  accumulator, then m and l
   int64_t k_tile = 0;  // [kKeyTile][dk_pad]
   int64_t v_tile = 0;  // [kKeyTile][dv_pad]   (unused when V rows are a view of the K rows just dequantized)
-  int64_t out = 0;     // [dv_pad]             a finished row before un-rotation
+  int64_t out = 0;     // [2][dv_pad]          a finished row, and its merge before un-rotation
   int64_t floats = 0;  // per thread, a multiple of 16
 };
 
@@ -71,8 +71,9 @@ struct KernelJob {
   int64_t scratch_stride = 0;          // floats per worker (>= scratch_layout.floats)
   ScratchLayout scratch_layout;
   // Split-KV partial results (n_splits > 1), the planner's layout: row (seq, head, i) of split j at index
-  // ((j * n_seq + seq) * n_head_q + head) * n_q + i; partial_o holds the split's normalized output (original domain).
-  float* partial_o = nullptr;    // [.. ][d_v]
+  // ((j * n_seq + seq) * n_head_q + head) * n_q + i; partial_o holds the split's normalized output, dv_stored values
+  // (turbo V: still rotated; the combine un-rotates the merged row once).
+  float* partial_o = nullptr;    // [.. ][dv_stored]
   float* partial_max = nullptr;  // running max m of the split
   float* partial_sum = nullptr;  // softmax denominator l of the split
   int64_t n_attend_tasks = 0;
