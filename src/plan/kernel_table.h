@@ -121,11 +121,11 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::ref_generic, "ref.generic", BackendKind::ref, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none, /*kv_tile=*/0,
      /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::reference, "", ""},
-    // The fast cpu kernels (src/backend/cpu): every type pair, head dim and option; K/V dequantized a 16-key tile
+    // The fast cpu kernels (src/backend/cpu): every type pair, head dim and option; K/V dequantized a 32-key tile
     // at a time into per-worker scratch (f16/bf16/f32 rows read in place), every query row of a KV head on one
     // pass, split-KV with an exact combine.
     {KernelId::cpu_generic, "cpu.generic", BackendKind::cpu, /*generic=*/true, kAllKvTypes, kAllKvTypes,
-     kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/16,
+     kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/32,
      /*max_splits=*/64, /*stages_q=*/false, Scratch::cpu_tiles, CostModel::cpu_tiles, "", ""},
     // cuda rows (cuda stream): one `cuda.generic`, then specialized rows, e.g.
     //   {KernelId::cuda_decode_d128_q8_0, "cuda.decode_split_kv.d128.q8_0", BackendKind::cuda, false,

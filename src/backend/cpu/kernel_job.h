@@ -10,8 +10,8 @@
 namespace kvflash::cpu {
 
 /// Keys per tile: a tile of K (and then V) rows is dequantized into per-thread scratch and serves every query row
-/// of the task before the next one is read. 16 keys x 128 dims x 4 bytes = 8 KiB per side, well inside L1.
-inline constexpr int kKeyTile = 16;
+/// of the task before the next one is read. 32 keys x 128 dims x 4 bytes = 16 KiB per side: both sides fit L1.
+inline constexpr int kKeyTile = 32;
 /// Head dims are zero-padded in scratch to a multiple of the widest vector (16 floats) so that the inner loops
 /// need no remainder handling.
 inline constexpr int64_t kDimPad = 16;

@@ -141,45 +141,48 @@ struct Simd {
     store_nibbles<true>(b.qs, high, set1(half_to_float(b.d)), set1(half_to_float(b.m)), dst);
   }
 
-  // Turbo: 2-bit low indices of values 8c..8c+7 sit in qs[2c], qs[2c+1].
+  // Turbo: the 2-bit low indices of values 8c..8c+7 are the 16 bits at qs[2c]: broadcast as a word, shifted per
+  // lane. The centroid table is scaled by the block's norm once, so a value is one permute.
   static __m256i turbo_low2(const uint8_t* qs, int c) {
-    const int word = qs[2 * c] | qs[2 * c + 1] << 8;
-    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+    uint16_t bits;
+    std::memcpy(&bits, qs + 2 * c, 2);
+    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi16(static_cast<short>(bits)),
+                                              _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
                             _mm256_set1_epi32(3));
   }
   static void dequant_block(const format::BlockTurbo2& b, float* dst) {
     alignas(32) static constexpr float kTable[8] = {
         format::kTurbo2Centroids[0], format::kTurbo2Centroids[1], format::kTurbo2Centroids[2],
         format::kTurbo2Centroids[3], 0.0f, 0.0f, 0.0f, 0.0f};
-    const F table = _mm256_load_ps(kTable);
-    const F norm = set1(half_to_float(b.norm));
-    for (int c = 0; c < 16; ++c) store(dst + 8 * c, mul(_mm256_permutevar8x32_ps(table, turbo_low2(b.qs, c)), norm));
+    const F table = mul(_mm256_load_ps(kTable), set1(half_to_float(b.norm)));
+    for (int c = 0; c < 16; ++c) store(dst + 8 * c, _mm256_permutevar8x32_ps(table, turbo_low2(b.qs, c)));
   }
   static void dequant_block(const format::BlockTurbo3& b, float* dst) {
-    const F table = _mm256_loadu_ps(format::kTurbo3Centroids);
-    const F norm = set1(half_to_float(b.norm));
-    const __m256i bit_shift = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const F table = mul(_mm256_loadu_ps(format::kTurbo3Centroids), set1(half_to_float(b.norm)));
+    // bit k of signs[c] is the third index bit of value 8c + k: moved to bit 2 of lane k.
+    const __m256i to_bit2 = _mm256_setr_epi32(2, 1, 0, 0, 0, 0, 0, 0);
+    const __m256i from_bit = _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5);
+    const __m256i four = _mm256_set1_epi32(4);
     for (int c = 0; c < 16; ++c) {
-      const __m256i sign = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b.signs[c]), bit_shift),
-                                            _mm256_set1_epi32(1));
-      const __m256i idx = _mm256_or_si256(turbo_low2(b.qs, c), _mm256_slli_epi32(sign, 2));
-      store(dst + 8 * c, mul(_mm256_permutevar8x32_ps(table, idx), norm));
+      const __m256i sign = _mm256_set1_epi32(b.signs[c]);
+      const __m256i third = _mm256_and_si256(_mm256_srlv_epi32(_mm256_sllv_epi32(sign, to_bit2), from_bit), four);
+      const __m256i idx = _mm256_or_si256(turbo_low2(b.qs, c), third);
+      store(dst + 8 * c, _mm256_permutevar8x32_ps(table, idx));
     }
   }
   static void dequant_block(const format::BlockTurbo4& b, float* dst) {
-    const F lo_table = _mm256_loadu_ps(format::kTurbo4Centroids);
-    const F hi_table = _mm256_loadu_ps(format::kTurbo4Centroids + 8);
     const F norm = set1(half_to_float(b.norm));
+    const F lo_table = mul(_mm256_loadu_ps(format::kTurbo4Centroids), norm);
+    const F hi_table = mul(_mm256_loadu_ps(format::kTurbo4Centroids + 8), norm);
     const __m256i nibble_shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     for (int c = 0; c < 16; ++c) {
       uint32_t word;
       std::memcpy(&word, b.qs + 4 * c, 4);
-      const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(word)), nibble_shift),
-                                           _mm256_set1_epi32(15));
+      const __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(word)), nibble_shift);
       // permutevar reads the low 3 bits; bit 3 (moved to the sign bit) picks the upper half of the table.
       const F value = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_table, idx), _mm256_permutevar8x32_ps(hi_table, idx),
                                        _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
-      store(dst + 8 * c, mul(value, norm));
+      store(dst + 8 * c, value);
     }
   }
 };

@@ -161,24 +161,21 @@ struct Simd {
                             _mm512_set1_epi32(3));
   }
   static void dequant_block(const format::BlockTurbo2& b, float* dst) {
-    const F table = _mm512_castps128_ps512(_mm_loadu_ps(format::kTurbo2Centroids));
-    const F norm = set1(half_to_float(b.norm));
-    for (int c = 0; c < 8; ++c) store(dst + 16 * c, mul(_mm512_permutexvar_ps(turbo_low2(b.qs, c), table), norm));
+    const F table = mul(_mm512_castps128_ps512(_mm_loadu_ps(format::kTurbo2Centroids)), set1(half_to_float(b.norm)));
+    for (int c = 0; c < 8; ++c) store(dst + 16 * c, _mm512_permutexvar_ps(turbo_low2(b.qs, c), table));
   }
   static void dequant_block(const format::BlockTurbo3& b, float* dst) {
-    const F table = _mm512_castps256_ps512(_mm256_loadu_ps(format::kTurbo3Centroids));
-    const F norm = set1(half_to_float(b.norm));
+    const F table = mul(_mm512_castps256_ps512(_mm256_loadu_ps(format::kTurbo3Centroids)), set1(half_to_float(b.norm)));
     const __m512i four = _mm512_set1_epi32(4);
     for (int c = 0; c < 8; ++c) {
       const __mmask16 high = static_cast<__mmask16>(b.signs[2 * c] | b.signs[2 * c + 1] << 8);
       const __m512i low = turbo_low2(b.qs, c);
       const __m512i idx = _mm512_mask_or_epi32(low, high, low, four);
-      store(dst + 16 * c, mul(_mm512_permutexvar_ps(idx, table), norm));
+      store(dst + 16 * c, _mm512_permutexvar_ps(idx, table));
     }
   }
   static void dequant_block(const format::BlockTurbo4& b, float* dst) {
-    const F table = _mm512_loadu_ps(format::kTurbo4Centroids);
-    const F norm = set1(half_to_float(b.norm));
+    const F table = mul(_mm512_loadu_ps(format::kTurbo4Centroids), set1(half_to_float(b.norm)));
     const __m512i shift = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
     for (int c = 0; c < 8; ++c) {
       uint32_t words[2];
@@ -186,7 +183,7 @@ struct Simd {
       const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(static_cast<int>(words[0]))),
                                               _mm256_set1_epi32(static_cast<int>(words[1])), 1);
       const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(both, shift), _mm512_set1_epi32(15));
-      store(dst + 16 * c, mul(_mm512_permutexvar_ps(idx, table), norm));
+      store(dst + 16 * c, _mm512_permutexvar_ps(idx, table));
     }
   }
 };
