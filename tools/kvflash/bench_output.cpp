@@ -68,7 +68,8 @@ std::vector<Field> fields(const BenchRow& r) {
 
 std::string bench_markdown(const BenchRunInfo& info, const std::vector<BenchRow>& rows) {
   std::string out = "model: " + info.model + "\nmachine: " + info.machine + ", measured read bandwidth " +
-                    fmt("%.1f GB/s", info.read_bw_gbps) + " (" + std::to_string(info.threads) + " threads)\n\n";
+                    fmt("%.1f GB/s", info.read_bw_gbps) + " (" + std::to_string(info.threads) + " threads)\n" +
+                    "load average (1/5/15 min) at start and end: " + info.load + "\n\n";
   out += "| backend | K | V | depth | step | us/step median (min-max) | tokens/s | KV GB/s | % read bw | peak |\n";
   out += "|---|---|---|---:|---|---:|---:|---:|---:|---:|\n";
   for (const BenchRow& r : rows) {

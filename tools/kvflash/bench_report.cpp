@@ -170,7 +170,8 @@ std::string bench_html(const BenchRunInfo& info, const std::vector<BenchRow>& ro
   html += "<h1>kvflash bench</h1>\n<p><code>" + escape(info.command) + "</code></p>\n";
   html += "<p>model: " + escape(info.model) + "<br>machine: " + escape(info.machine) +
           "<br>measured read bandwidth: " + num("%.1f", info.read_bw_gbps) + " GB/s (" +
-          std::to_string(info.threads) + " threads)</p>\n";
+          std::to_string(info.threads) + " threads)<br>load average (1/5/15 min) at start and end: " +
+          escape(info.load) + "</p>\n";
   const std::string width = "single-sequence decode, " + std::to_string(decode_rows) + " query row" +
                             (decode_rows == 1 ? "" : "s") + " per step";
   html += line_chart("Decode throughput (" + width + ")", "tokens/s", x, throughput.list());

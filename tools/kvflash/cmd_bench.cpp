@@ -190,6 +190,14 @@ StatusOr<BenchConfig> parse_config(const Args& args) {
   return c;
 }
 
+// The first three fields of /proc/loadavg ("1.02 0.80 0.61"), or "unknown".
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  if (!(f >> a >> b >> c)) return "unknown";
+  return a + " " + b + " " + c;
+}
+
 std::string machine_line(const BenchConfig& c, int threads) {
   std::string cpu = "unknown CPU";
   std::ifstream cpuinfo("/proc/cpuinfo");
@@ -250,6 +258,7 @@ int cmd_bench(int argc, char** argv) {
                std::to_string(c.layer.d_v) + (c.model.v_is_view_of_k ? ", V a view of K" : "") + ")";
   info.machine = machine_line(c, threads);
   info.threads = threads;
+  const std::string load_at_start = load_average();
   progress("measuring the read bandwidth");
   info.read_bw_gbps = measure_read_bandwidth_gbps(threads);
   char bw[64];
@@ -274,6 +283,7 @@ int cmd_bench(int argc, char** argv) {
     }
   }
 
+  info.load = load_at_start + " / " + load_average();
   const std::string table = c.output == "json"  ? bench_json(rows)
                             : c.output == "csv" ? bench_csv(rows)
                                                 : bench_markdown(info, rows);
