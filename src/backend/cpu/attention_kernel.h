@@ -124,11 +124,13 @@ struct KeyTile {
 };
 
 // How a task reads K (or V) rows: dequantized into its scratch tile, or in place (f32 / f16 / bf16 rows whose
-// length is a whole number of vectors).
+// length is a whole number of vectors). In place pays one conversion per row block of 4 query rows, the tile one
+// per key: past 8 rows (two blocks) the tile wins.
 enum class RowSource { tile, f32, f16, bf16 };
+constexpr int64_t kMaxRowsInPlace = 8;
 
-RowSource row_source(KvType type, int64_t stored_dim) {
-  if (stored_dim % W != 0) return RowSource::tile;
+RowSource row_source(KvType type, int64_t stored_dim, int64_t n_rows) {
+  if (stored_dim % W != 0 || (n_rows > kMaxRowsInPlace && type != KvType::f32)) return RowSource::tile;
   switch (type) {
     case KvType::f32: return RowSource::f32;
     case KvType::f16: return RowSource::f16;
@@ -284,8 +286,8 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
     row_acc[job.dv_pad + 1] = 0.0f;  // l
   }
 
-  const RowSource k_source = row_source(p.k.type, job.dk_stored);
-  const RowSource v_source = row_source(p.v.type, job.dv_stored);
+  const RowSource k_source = row_source(p.k.type, job.dk_stored, n_rows);
+  const RowSource v_source = row_source(p.v.type, job.dv_stored, n_rows);
   TaskView view{&job, seq, kv_head, n_rows, keys_begin, keys_end, places, q, scratch + lay.scores,
                 scratch + lay.alpha, acc, scratch + lay.k_tile, scratch + lay.v_tile,
                 job.v_shares_k_tile && k_source == v_source};

@@ -103,7 +103,8 @@ float softmax_tile(float* s, float* m, float* l) {
     for (int c = 0; c < kKeyTile; c += W) Simd::store(s + c, Simd::zero());
     return 1.0f;
   }
-  const float alpha = *m == kNegInf ? 0.0f : std::exp(*m - m_new);
+  // Once the running max settles (most tiles of a long row) the factor is exactly 1: no exp to evaluate.
+  const float alpha = *m == m_new ? 1.0f : *m == kNegInf ? 0.0f : std::exp(*m - m_new);
   const F shift = Simd::set1(m_new);
   F sum = Simd::zero();
   for (int c = 0; c < kKeyTile; c += W) {
