@@ -160,8 +160,8 @@ void walk_keys(const TaskView& t) {
   const KernelJob& job = *t.job;
   const AttentionProblem& p = *job.problem;
   const ScoreVariant variant(job);
-  const RowDequant k_dequant = row_dequantizer(p.k.type);
-  const RowDequant v_dequant = row_dequantizer(p.v.type);
+  const TileDequant k_dequant = tile_dequantizer(p.k.type);
+  const TileDequant v_dequant = tile_dequantizer(p.v.type);
   const uint8_t* k_base = static_cast<const uint8_t*>(p.k.data);
   const uint8_t* v_base = static_cast<const uint8_t*>(p.v.data);
   const int64_t k_row_bytes = head_row_bytes(p.k.type, p.shape.d_k);
@@ -187,14 +187,9 @@ void walk_keys(const TaskView& t) {
     const KeyTile& tile = tiles[step % 2];
     if (key0 + kKeyTile < t.keys_end) locate(tiles[(step + 1) % 2], key0 + kKeyTile);
     const int n_keys = tile.n;
+    if constexpr (KTile) k_dequant(k_base, tile.k_offsets, n_keys, job.dk_stored, t.k_tile, job.dk_pad);
     for (int i = 0; i < n_keys; ++i) {
-      if constexpr (KTile) {
-        float* row = t.k_tile + i * job.dk_pad;
-        k_dequant(k_base + tile.k_offsets[i], job.dk_stored, row);
-        k_rows[i] = row;
-      } else {
-        k_rows[i] = k_base + tile.k_offsets[i];
-      }
+      k_rows[i] = KTile ? static_cast<const void*>(t.k_tile + i * job.dk_pad) : k_base + tile.k_offsets[i];
     }
     tile_scores<KElems>(t.q, job.dk_pad, t.n_rows, k_rows, n_keys, k_dim, t.scores);
     for (int64_t r = 0; r < t.n_rows; ++r) {
@@ -204,14 +199,9 @@ void walk_keys(const TaskView& t) {
     }
     const void* const* rows_of_v = k_rows;
     if (!t.v_uses_k_rows) {
+      if constexpr (VTile) v_dequant(v_base, tile.v_offsets, n_keys, job.dv_stored, t.v_tile, job.dv_pad);
       for (int i = 0; i < n_keys; ++i) {
-        if constexpr (VTile) {
-          float* row = t.v_tile + i * job.dv_pad;
-          v_dequant(v_base + tile.v_offsets[i], job.dv_stored, row);
-          v_rows[i] = row;
-        } else {
-          v_rows[i] = v_base + tile.v_offsets[i];
-        }
+        v_rows[i] = VTile ? static_cast<const void*>(t.v_tile + i * job.dv_pad) : v_base + tile.v_offsets[i];
       }
       rows_of_v = v_rows;
     }
