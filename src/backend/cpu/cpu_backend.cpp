@@ -76,14 +76,18 @@ ScratchLayout scratch_layout(const Dims& d) {
 
 const IsaKernels* kernels_for(Isa isa) {
   switch (isa) {
-    case Isa::portable: return &portable_kernels();
+    case Isa::portable:
+      return &portable_kernels();
 #if defined(KVFLASH_CPU_HAVE_AVX2)
-    case Isa::avx2: return &avx2_kernels();
+    case Isa::avx2:
+      return &avx2_kernels();
 #endif
 #if defined(KVFLASH_CPU_HAVE_AVX512)
-    case Isa::avx512: return &avx512_kernels();
+    case Isa::avx512:
+      return &avx512_kernels();
 #endif
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 
@@ -115,8 +119,16 @@ int resolve_threads(int asked) {
 
 plan::LayoutInputs layout_inputs(const AttentionShape& s, KvType k_type, KvType v_type, int64_t n_splits,
                                  int32_t workers) {
-  return plan::LayoutInputs{s.n_seq,  s.n_head_q, s.n_q,    s.d_k,    s.d_v,
-                            k_type,   v_type,     n_splits, workers,  scratch_floats_per_worker(k_type, v_type, s.d_k, s.d_v),
+  return plan::LayoutInputs{s.n_seq,
+                            s.n_head_q,
+                            s.n_q,
+                            s.d_k,
+                            s.d_v,
+                            k_type,
+                            v_type,
+                            n_splits,
+                            workers,
+                            scratch_floats_per_worker(k_type, v_type, s.d_k, s.d_v),
                             /*stages_q=*/false};
 }
 
@@ -142,8 +154,7 @@ Status attend(const AttentionProblem& p, const Route& route, void* workspace, si
   return run_validated(p, route, workspace, workspace_size, isa);
 }
 
-Status run_validated(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_size,
-                     Isa isa) {
+Status run_validated(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_size, Isa isa) {
   if (route.backend != BackendKind::cpu) {
     return invalid_argument("route.backend = " + std::string(backend_name(route.backend)) + " is not cpu");
   }

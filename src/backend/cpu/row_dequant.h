@@ -48,8 +48,7 @@ void dequant_f16(const uint8_t* base, const int64_t* offsets, int n_rows, int64_
   }
 }
 
-void dequant_bf16(const uint8_t* base, const int64_t* offsets, int n_rows, int64_t n, float* dst,
-                  int64_t dst_stride) {
+void dequant_bf16(const uint8_t* base, const int64_t* offsets, int n_rows, int64_t n, float* dst, int64_t dst_stride) {
   for (int i = 0; i < n_rows; ++i) {
     const uint16_t* h = reinterpret_cast<const uint16_t*>(base + offsets[i]);
     float* out = dst + i * dst_stride;
@@ -64,17 +63,28 @@ void dequant_bf16(const uint8_t* base, const int64_t* offsets, int n_rows, int64
 
 TileDequant tile_dequantizer(KvType type) {
   switch (type) {
-    case KvType::f32: return dequant_f32;
-    case KvType::f16: return dequant_f16;
-    case KvType::bf16: return dequant_bf16;
-    case KvType::q8_0: return dequant_blocks<format::BlockQ8_0, 32>;
-    case KvType::q4_0: return dequant_blocks<format::BlockQ4_0, 32>;
-    case KvType::q4_1: return dequant_blocks<format::BlockQ4_1, 32>;
-    case KvType::q5_0: return dequant_blocks<format::BlockQ5_0, 32>;
-    case KvType::q5_1: return dequant_blocks<format::BlockQ5_1, 32>;
-    case KvType::turbo2: return dequant_blocks<format::BlockTurbo2, 128>;
-    case KvType::turbo3: return dequant_blocks<format::BlockTurbo3, 128>;
-    case KvType::turbo4: return dequant_blocks<format::BlockTurbo4, 128>;
+    case KvType::f32:
+      return dequant_f32;
+    case KvType::f16:
+      return dequant_f16;
+    case KvType::bf16:
+      return dequant_bf16;
+    case KvType::q8_0:
+      return dequant_blocks<format::BlockQ8_0, 32>;
+    case KvType::q4_0:
+      return dequant_blocks<format::BlockQ4_0, 32>;
+    case KvType::q4_1:
+      return dequant_blocks<format::BlockQ4_1, 32>;
+    case KvType::q5_0:
+      return dequant_blocks<format::BlockQ5_0, 32>;
+    case KvType::q5_1:
+      return dequant_blocks<format::BlockQ5_1, 32>;
+    case KvType::turbo2:
+      return dequant_blocks<format::BlockTurbo2, 128>;
+    case KvType::turbo3:
+      return dequant_blocks<format::BlockTurbo3, 128>;
+    case KvType::turbo4:
+      return dequant_blocks<format::BlockTurbo4, 128>;
   }
   return dequant_f32;
 }
