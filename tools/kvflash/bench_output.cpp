@@ -61,6 +61,7 @@ std::vector<Field> fields(const BenchRow& r) {
       {"kernel", quoted(r.kernel), r.kernel},
       {"n_splits", integer(r.n_splits), integer(r.n_splits)},
       {"threads", integer(r.threads), integer(r.threads)},
+      {"caller_cpu_us_median", num(r.caller_cpu_us_median), num(r.caller_cpu_us_median)},
   };
 }
 

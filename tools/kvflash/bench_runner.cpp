@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <thread>
 
@@ -20,6 +21,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// CPU time of the calling thread: with -t 1 it is all the work of a step, whatever else shares the machine.
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 int64_t rss_peak_bytes() {
   rusage ru{};
@@ -127,6 +135,7 @@ class CaseRunner {
   // One timed step over the whole cache with n_q new query rows per sequence (already appended).
   struct Sample {
     double seconds;
+    double cpu_seconds;  // the calling thread's
     int64_t kv_bytes;
   };
   StatusOr<Sample> step(int64_t n_q) {
@@ -157,15 +166,17 @@ class CaseRunner {
     kernel_ = std::string(kernel_name(route->kernel));
     n_splits_ = route->n_splits;
     workers_ = route->workers;
+    const double cpu_start = thread_cpu_seconds();
     const Clock::time_point start = Clock::now();
     const Status s = attend(p, *route, workspace_.data(), static_cast<size_t>(workspace_.size()));
     const double seconds = seconds_since(start);
+    const double cpu_seconds = thread_cpu_seconds() - cpu_start;
     if (!s.ok()) return s;
     int64_t keys = 0;
     for (int32_t len : kv_len_) keys += len;
     const int64_t k_row = head_row_bytes(p.k.type, shape.d_k);
     const int64_t v_row = v_view_ ? 0 : head_row_bytes(p.v.type, shape.d_v);
-    return Sample{seconds, keys * shape.n_head_kv * (k_row + v_row)};
+    return Sample{seconds, cpu_seconds, keys * shape.n_head_kv * (k_row + v_row)};
   }
 
   int64_t cache_bytes() const { return cache_->bytes(); }
@@ -192,13 +203,15 @@ class CaseRunner {
 
 BenchRow summarize(const std::vector<CaseRunner::Sample>& samples, const CacheCase& c, BackendKind backend,
                    const char* kind, int64_t n_q, double read_bw_gbps, const CaseRunner& runner) {
-  std::vector<double> us;
+  std::vector<double> us, cpu_us;
   double bytes = 0;
   for (const auto& s : samples) {
     us.push_back(s.seconds * 1e6);
+    cpu_us.push_back(s.cpu_seconds * 1e6);
     bytes += static_cast<double>(s.kv_bytes);
   }
   std::sort(us.begin(), us.end());
+  std::sort(cpu_us.begin(), cpu_us.end());
   BenchRow r;
   r.backend = std::string(backend_name(backend));
   r.ktype = std::string(kv_traits(c.k_type).name);
@@ -210,6 +223,7 @@ BenchRow summarize(const std::vector<CaseRunner::Sample>& samples, const CacheCa
   r.samples = static_cast<int>(us.size());
   const size_t n = us.size();
   r.us_median = n % 2 == 1 ? us[n / 2] : 0.5 * (us[n / 2 - 1] + us[n / 2]);
+  r.caller_cpu_us_median = n % 2 == 1 ? cpu_us[n / 2] : 0.5 * (cpu_us[n / 2 - 1] + cpu_us[n / 2]);
   r.us_min = us.front();
   r.us_max = us.back();
   r.tokens_per_s = static_cast<double>(c.n_seq * n_q) / (r.us_median * 1e-6);

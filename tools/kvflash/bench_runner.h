@@ -23,6 +23,7 @@ struct BenchRow {
   int64_t n_seq = 0;  // sequences per step
   int samples = 0;    // timed steps the statistics come from
   double us_median = 0, us_min = 0, us_max = 0;
+  double caller_cpu_us_median = 0;  // CPU time of the calling thread per step; with -t 1, the whole step's work
   double tokens_per_s = 0;      // n_seq * n_q / median
   int64_t kv_bytes = 0;         // K/V bytes one step reads (each stored row of every visible key once)
   double kv_gbps = 0;           // kv_bytes / median
