@@ -44,8 +44,8 @@ struct WorkspaceRange {
 /// Named pieces of a route's workspace, so kernels do not recompute offsets. Empty pieces have bytes = 0.
 /// Every offset is a multiple of kWorkspaceAlign.
 struct WorkspaceLayout {
-  WorkspaceRange partial_o;       // float32 [n_splits, n_seq, n_head_q, n_q, stored_dim(v.type, d_v)] (only when
-                                  // n_splits > 1; turbo V partials stay rotated until the combine)
+  WorkspaceRange partial_o;       // float32 [n_splits, n_seq, n_head_q, n_q, pitch] (only when n_splits > 1);
+                                  // pitch = d_v, or stored_dim(v.type, d_v) for a kernel that keeps turbo V rotated
   WorkspaceRange partial_max;     // float32 [n_splits, n_seq, n_head_q, n_q]: running max of each split
   WorkspaceRange partial_sum;     // float32 [n_splits, n_seq, n_head_q, n_q]: softmax denominator of each split
   WorkspaceRange q_staging;       // float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)]: Q pre-scaled (rotated
