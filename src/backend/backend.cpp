@@ -17,7 +17,7 @@ namespace kvflash {
 bool backend_available(BackendKind b) {
   switch (b) {
     case BackendKind::ref: return true;
-    case BackendKind::cpu: return false;
+    case BackendKind::cpu: return true;
     case BackendKind::cuda: return false;
   }
   return false;

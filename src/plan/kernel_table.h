@@ -35,6 +35,7 @@ namespace kvflash {
 /// One id per row of kKernels, in row order (the static_asserts below check it).
 enum class KernelId : uint16_t {
   ref_generic = 0,
+  cpu_generic = 1,
   // cpu and cuda ids go here, in the order of their rows.
 };
 
@@ -84,11 +85,13 @@ enum class KvSplit : uint8_t {
 enum class Scratch : uint8_t {
   none,
   kv_tile_dequant,  // float32 [kv_tile, stored_dim(d_k) + stored_dim(d_v) + 1]: one dequantized K/V tile + scores
+  cpu_tiles,        // cpu::scratch_floats_per_worker(): Q rows, K/V tiles, scores and accumulators of a task
 };
 
 /// Which estimate cost_model.cpp uses for a row.
 enum class CostModel : uint8_t {
   reference,  // the float64 oracle: scalar, dequantizes every row it reads
+  cpu_tiles,  // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
 };
 
 struct KernelSpec {
@@ -122,8 +125,12 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::ref_generic, "ref.generic", BackendKind::ref, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none, /*kv_tile=*/0,
      /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::reference, "", ""},
-    // cpu rows (cpu stream): one `cpu.generic` with kAllKvTypes/kAnyHeadDims/kAllFeatures, then specialized rows
-    // such as `cpu.decode_split_kv`.
+    // The fast cpu kernels (src/backend/cpu): every type pair, head dim and option; K/V dequantized a 32-key tile
+    // at a time into per-worker scratch (f16/bf16/f32 rows read in place), every query row of a KV head on one
+    // pass, split-KV with an exact combine.
+    {KernelId::cpu_generic, "cpu.generic", BackendKind::cpu, /*generic=*/true, kAllKvTypes, kAllKvTypes,
+     kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/32,
+     /*max_splits=*/64, /*stages_q=*/false, Scratch::cpu_tiles, CostModel::cpu_tiles, "", ""},
     // cuda rows (cuda stream): one `cuda.generic`, then specialized rows, e.g.
     //   {KernelId::cuda_decode_d128_q8_0, "cuda.decode_split_kv.d128.q8_0", BackendKind::cuda, false,
     //    type_bit(KvType::q8_0), type_bit(KvType::q8_0), kDims128, /*max_n_q=*/8, ..., "launch_decode",

@@ -1,4 +1,6 @@
 // kvflash attend: attention over K/V quantized to --ktype/--vtype, inputs and output as .npy files.
+#include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -7,8 +9,10 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "io/npy.h"
+#include "kvflash/attention.h"
 #include "kvflash/backend.h"
 #include "kvflash/reference.h"
+#include "kvflash/route.h"
 
 namespace kvflash::cli {
 
@@ -42,7 +46,16 @@ Status run_on_backend(BackendKind backend, const AttentionProblem& p) {
   }
   switch (backend) {
     case BackendKind::ref: return attend_reference(p);
-    case BackendKind::cpu:
+    case BackendKind::cpu: {
+      // The planner's route and a workspace of exactly the bytes it asks for.
+      StatusOr<Route> route = plan_route(p, caps_for(backend));
+      if (!route.ok()) return route.status();
+      std::vector<std::byte> workspace(static_cast<size_t>(route->workspace_bytes) + kWorkspaceAlign);
+      void* aligned = workspace.data();
+      size_t space = workspace.size();
+      std::align(kWorkspaceAlign, static_cast<size_t>(route->workspace_bytes), aligned, space);
+      return attend(p, *route, aligned, static_cast<size_t>(route->workspace_bytes));
+    }
     case BackendKind::cuda: break;
   }
   return unsupported("backend '" + std::string(backend_name(backend)) + "' is not wired into 'kvflash attend' yet");
