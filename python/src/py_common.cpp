@@ -1,0 +1,59 @@
+#include "py_common.h"
+
+#include "kvflash/reference.h"
+
+namespace kvflash::python {
+
+void raise(const Status& s) {
+  PyObject* type = PyExc_RuntimeError;
+  switch (s.code()) {
+    case StatusCode::invalid_argument:
+    case StatusCode::unsupported:
+    case StatusCode::format_error: type = PyExc_ValueError; break;
+    case StatusCode::out_of_memory: type = PyExc_MemoryError; break;
+    case StatusCode::io_error: type = PyExc_OSError; break;
+    case StatusCode::ok:
+    case StatusCode::backend_error:
+    case StatusCode::internal: type = PyExc_RuntimeError; break;
+  }
+  PyErr_SetString(type, s.message().c_str());
+  throw nb::python_error();
+}
+
+void raise_type_error(const std::string& message) {
+  PyErr_SetString(PyExc_TypeError, message.c_str());
+  throw nb::python_error();
+}
+
+KvType type_or_raise(const std::string& name) {
+  if (auto t = kv_type_from_name(name)) return *t;
+  std::string valid;
+  for (const KvTraits& t : all_kv_types()) valid += (valid.empty() ? "" : ", ") + std::string(t.name);
+  raise(invalid_argument("unknown KV type '" + name + "' (valid types: " + valid + ")"));
+}
+
+BackendKind backend_or_raise(const std::string& name) {
+  const auto b = backend_from_name(name);
+  if (!b) raise(invalid_argument("unknown backend '" + name + "' (valid backends: ref, cpu, cuda)"));
+  if (!backend_available(*b)) {
+    raise(unsupported("backend '" + name + "' is not available in this build (see kvflash.info())"));
+  }
+  return *b;
+}
+
+Status run_backend(BackendKind backend, const AttentionProblem& p) {
+  switch (backend) {
+    case BackendKind::ref: return attend_reference(p);
+    case BackendKind::cpu:
+    case BackendKind::cuda: break;
+  }
+  return unsupported("backend '" + std::string(backend_name(backend)) + "' is not wired into kvflash.attend yet");
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + (shape.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace kvflash::python
