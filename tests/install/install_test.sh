@@ -55,6 +55,13 @@ if readelf -d "$work/find_package/embed_c_static" | grep -q 'libkvflash'; then
   fail "embed_c_static links libkvflash dynamically"
 fi
 
+step "a C-only project with find_package (shared and static)"
+cmake -S "$source/tests/install/c_only" -B "$work/c_only" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_COMPILER="$cc" -DEXAMPLES_DIR="$source/examples" >"$work/c_only.log" &&
+  cmake --build "$work/c_only" -j 2 >>"$work/c_only.log" || { cat "$work/c_only.log"; fail "the C-only project failed to build"; }
+"$work/c_only/embed_c_kvflash" >/dev/null || fail "embed_c (C-only, shared) failed"
+"$work/c_only/embed_c_kvflash_static" >/dev/null || fail "embed_c (C-only, static) failed"
+
 step "examples with pkg-config"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 [ "$(pkg-config --modversion kvflash)" = "$("$prefix/bin/kvflash" --version | awk '{print $2}')" ] ||
