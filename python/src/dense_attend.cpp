@@ -1,6 +1,8 @@
 #include "dense_attend.h"
 
+#include <algorithm>
 #include <limits>
+#include <tuple>
 #include <utility>
 
 #include "kvflash/quantize.h"
