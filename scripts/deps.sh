@@ -2,7 +2,7 @@
 # Installs the Debian packages kvflash builds and tests with, when they are missing (fresh Debian 12).
 set -euo pipefail
 need=()
-for pkg in cmake g++ make libgtest-dev python3 python3-venv python3-pip; do
+for pkg in cmake g++ make libgtest-dev pkg-config python3 python3-dev python3-venv python3-pip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -57,11 +57,10 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
 def _float32(x: Any, name: str) -> np.ndarray:
     """A C-contiguous float32 array of x's values (float16/float64/integer inputs are converted)."""
     a = _as_numpy(x, name)
-    if a.dtype == np.float32:
-        return np.ascontiguousarray(a)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float32 preferred), not dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    # order="C" copies only when needed, and (unlike ascontiguousarray) keeps a 0-d array 0-d.
+    return np.asarray(a, dtype=np.float32, order="C")
 
 
 def _type_name(t: Any, name: str) -> str:
@@ -111,7 +110,7 @@ def dequantize(data: Any, type: str, shape: Union[int, Iterable[int]], rotated: 
         a = _as_numpy(data, "data")
         if a.dtype.itemsize != 1 or a.dtype.kind not in "ui":
             raise TypeError(f"data must hold bytes (uint8), not dtype {a.dtype}")
-        a = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
+        a = np.asarray(a, order="C").view(np.uint8).reshape(-1)
     return _native.dequantize(a, _type_name(type, "type"), _shape(shape), bool(rotated))
 
 
@@ -145,7 +144,7 @@ def attend(
     mask_array = None
     if mask is not None:
         m = _as_numpy(mask, "mask")
-        mask_array = np.ascontiguousarray(m) if m.dtype == np.float16 else _float32(m, "mask")
+        mask_array = np.asarray(m, order="C") if m.dtype == np.float16 else _float32(m, "mask")
     sinks_array = None if sinks is None else _float32(sinks, "sinks")
     scale_value = 0.0 if scale is None else float(scale)  # 0, as in the CLI, also means 1/sqrt(d_k)
     window_value = 0 if window is None else window

@@ -38,11 +38,12 @@ nb::ndarray<nb::numpy, uint8_t> quantize(FloatIn x, const std::string& type_name
   const std::vector<int64_t> shape = shape_of(x.ndim(), x.shape_ptr());
   const int64_t n = shape.back();
   const KvTraits& t = kv_traits(type);
+  if (n == 0) raise(invalid_argument("x has shape " + shape_string(shape) + ": its rows are empty"));
   if (n % t.block_elems != 0) {
     raise(invalid_argument("the last axis of x is " + std::to_string(n) + ", not a multiple of " +
                            std::string(t.name) + "'s block size " + std::to_string(t.block_elems)));
   }
-  const int64_t rows = n == 0 ? 0 : static_cast<int64_t>(x.size()) / n;
+  const int64_t rows = static_cast<int64_t>(x.size()) / n;
   const int64_t bytes = row_bytes(type, n);
   std::vector<int64_t> out_shape(shape.begin(), shape.end() - 1);
   out_shape.push_back(bytes);
@@ -69,6 +70,7 @@ nb::ndarray<nb::numpy, float> dequantize(BytesIn data, const std::string& type_n
     if (shape[i] < 0) raise(invalid_argument("shape[" + std::to_string(i) + "] = " + std::to_string(shape[i]) + " is negative"));
   }
   const int64_t n = shape.back();
+  if (n == 0) raise(invalid_argument("shape " + shape_string(shape) + ": the last dimension (the row length) is 0"));
   if (n % t.block_elems != 0) {
     raise(invalid_argument("the last axis of shape is " + std::to_string(n) + ", not a multiple of " +
                            std::string(t.name) + "'s block size " + std::to_string(t.block_elems)));
@@ -77,7 +79,7 @@ nb::ndarray<nb::numpy, float> dequantize(BytesIn data, const std::string& type_n
   for (int64_t d : shape) {
     if (__builtin_mul_overflow(values, d, &values)) raise(invalid_argument("shape has more than 2^63 values"));
   }
-  const int64_t rows = n == 0 ? 0 : values / n;
+  const int64_t rows = values / n;
   const int64_t bytes = row_bytes(type, n);
   int64_t want = 0;
   if (__builtin_mul_overflow(rows, bytes, &want)) raise(invalid_argument("shape has more than 2^63 bytes"));
