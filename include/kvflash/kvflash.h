@@ -238,6 +238,134 @@ size_t kvflash_problem_describe(const kvflash_problem *problem, char *buf, size_
  *  error code; on error O may be partially written. */
 int kvflash_attend(const kvflash_problem *problem, int backend, void *workspace, size_t workspace_bytes);
 
+/* ======================================================================================================
+ * Paged KV cache (kvflash/kv_cache.h)
+ *
+ * Fixed capacity, chosen at creation: pages of page_rows tokens, shared by every layer; sequences own page
+ * tables; append quantizes on write; fork shares pages copy-on-write. Nothing allocates after creation, and a
+ * call that fails leaves the cache unchanged. Sequence ids are int32_t slots in [0, max_sequences).
+ * ====================================================================================================== */
+
+typedef struct kvflash_cache kvflash_cache;
+
+/** Cache dimensions. Call kvflash_cache_config_init first: it sets struct_size (so later versions can grow the
+ *  struct) and the defaults (1 layer, 1 KV head, d_k = d_v = 128, f16, 16 tokens per page, 1 sequence). Give
+ *  exactly one of n_pages and capacity_tokens (> 0). */
+typedef struct kvflash_cache_config {
+  size_t struct_size;      /* sizeof(kvflash_cache_config), set by kvflash_cache_config_init */
+  int64_t n_layers;
+  int64_t n_head_kv;
+  int64_t d_k;             /* logical head dims; turbo rows are zero-padded to kvflash_stored_dim */
+  int64_t d_v;
+  int k_type;              /* KVFLASH_TYPE_*; K and V types are independent */
+  int v_type;
+  int64_t page_rows;       /* tokens per page */
+  int64_t n_pages;         /* pages in the pool, or 0 when capacity_tokens is given */
+  int64_t capacity_tokens; /* rounded up to whole pages, or 0 when n_pages is given */
+  int64_t max_sequences;   /* live sequences at once (forks and restores count) */
+  int64_t max_seq_tokens;  /* longest sequence (sets the page-table width); 0: the whole capacity */
+} kvflash_cache_config;
+
+/** Fills config with the defaults and struct_size. */
+void kvflash_cache_config_init(kvflash_cache_config *config);
+
+/** A new cache with all its storage allocated. NULL on error (invalid config: the message names the field; or
+ *  out of memory). */
+kvflash_cache *kvflash_cache_create(const kvflash_cache_config *config);
+
+/** Frees the cache and all its storage. NULL is ignored. */
+void kvflash_cache_destroy(kvflash_cache *cache);
+
+/** The config in use (n_pages, capacity_tokens and max_seq_tokens resolved). out->struct_size must be set (by
+ *  kvflash_cache_config_init). Returns 0 or an error code. */
+int kvflash_cache_get_config(const kvflash_cache *cache, kvflash_cache_config *out);
+
+/** A new empty sequence, its id in *seq. KVFLASH_ERROR_OUT_OF_MEMORY when max_sequences are live. */
+int kvflash_cache_add_sequence(kvflash_cache *cache, int32_t *seq);
+
+/** Removes a sequence, freeing every page no other sequence references. Returns 0 or an error code. */
+int kvflash_cache_remove(kvflash_cache *cache, int32_t seq);
+
+/** A new sequence (*new_seq) with the same tokens as seq, sharing its pages copy-on-write. Returns 0 or an error
+ *  code. */
+int kvflash_cache_fork(kvflash_cache *cache, int32_t seq, int32_t *new_seq);
+
+/** Keeps the first n_tokens tokens of seq (n_tokens <= its length). Returns 0 or an error code. */
+int kvflash_cache_truncate(kvflash_cache *cache, int32_t seq, int64_t n_tokens);
+
+/** Appends n_tokens tokens to seq in every layer, quantizing on write: k is float32
+ *  [n_layers, n_tokens, n_head_kv, d_k] (k_count floats), v is [n_layers, n_tokens, n_head_kv, d_v] (v_count
+ *  floats). KVFLASH_ERROR_OUT_OF_MEMORY when pages run out. Returns 0 or an error code. */
+int kvflash_cache_append(kvflash_cache *cache, int32_t seq, const float *k, size_t k_count, const float *v,
+                         size_t v_count, int64_t n_tokens);
+
+/** Grows seq by n_tokens positions (rows unwritten) and stores the first new position in *first; for engines that
+ *  then write layer by layer with kvflash_cache_write. Returns 0 or an error code. */
+int kvflash_cache_extend(kvflash_cache *cache, int32_t seq, int64_t n_tokens, int64_t *first);
+
+/** Quantizes one layer's rows for positions [first, first + n_tokens) of seq: k is float32
+ *  [n_tokens, n_head_kv, d_k] (k_count floats), v is [n_tokens, n_head_kv, d_v] (v_count floats). The positions
+ *  must lie below the sequence's length. Returns 0 or an error code. */
+int kvflash_cache_write(kvflash_cache *cache, int32_t seq, int64_t layer, int64_t first, const float *k,
+                        size_t k_count, const float *v, size_t v_count, int64_t n_tokens);
+
+/** The number of tokens of seq, in *length. Returns 0 or an error code. */
+int kvflash_cache_length(const kvflash_cache *cache, int32_t seq, int64_t *length);
+
+/** Pages no sequence holds; 0 for a NULL cache. */
+int64_t kvflash_cache_pages_free(const kvflash_cache *cache);
+
+/** Pages in the pool; 0 for a NULL cache. */
+int64_t kvflash_cache_pages_total(const kvflash_cache *cache);
+
+/** Sequence slots not in use; 0 for a NULL cache. */
+int64_t kvflash_cache_sequences_free(const kvflash_cache *cache);
+
+/** Page-table entries a sequence needs to address max_seq_tokens tokens (the pages_per_seq to use for
+ *  kvflash_cache_fill_batch); 0 for a NULL cache. */
+int64_t kvflash_cache_max_pages_per_seq(const kvflash_cache *cache);
+
+/** Host bytes the cache owns (storage plus page tables); 0 for a NULL cache. */
+int64_t kvflash_cache_bytes(const kvflash_cache *cache);
+
+/** Bytes of one layer's K and V storage (every page); 0 for a NULL cache. */
+int64_t kvflash_cache_layer_bytes(const kvflash_cache *cache);
+
+/** Copies the stored bytes of one K row (is_v = 0) or V row (is_v != 0) of token pos of seq into dst (size bytes,
+ *  at least kvflash_row_bytes of the row). Returns 0 or an error code. */
+int kvflash_cache_read_row(const kvflash_cache *cache, int32_t seq, int64_t layer, int64_t pos, int64_t head,
+                           int is_v, void *dst, size_t size);
+
+/** Prepares attention over a batch of sequences: fills page_table [n_seqs, pages_per_seq] (int32, row i holds
+ *  seqs[i]'s pages; page_table_count entries) and kv_len [n_seqs], and stores the longest length (the problem's
+ *  n_kv) in *n_kv. Valid until the next change to one of these sequences. Returns 0 or an error code. */
+int kvflash_cache_fill_batch(const kvflash_cache *cache, const int32_t *seqs, size_t n_seqs, int64_t pages_per_seq,
+                             int32_t *page_table, size_t page_table_count, int32_t *kv_len, int64_t *n_kv);
+
+/** Points a problem's K and V at one layer of the cache through a page table kvflash_cache_fill_batch filled
+ *  (types, data, strides and paging; the problem keeps the pointers). Set the shape (n_seq, n_kv from fill_batch,
+ *  heads and dims matching the cache) and kv_len separately. Returns 0 or an error code. */
+int kvflash_problem_set_cache_layer(kvflash_problem *problem, const kvflash_cache *cache, int64_t layer,
+                                    const int32_t *page_table, int64_t pages_per_seq);
+
+/** The exact size of seq's checkpoint, in *bytes. Returns 0 or an error code. */
+int kvflash_cache_checkpoint_bytes(const kvflash_cache *cache, int32_t seq, size_t *bytes);
+
+/** Writes seq's checkpoint into buf (size bytes, at least kvflash_cache_checkpoint_bytes). Returns 0 or an error
+ *  code. */
+int kvflash_cache_checkpoint(const kvflash_cache *cache, int32_t seq, void *buf, size_t size);
+
+/** Writes seq's checkpoint to a file (through a temporary file renamed into place). Returns 0 or an error code. */
+int kvflash_cache_checkpoint_to_file(const kvflash_cache *cache, int32_t seq, const char *path);
+
+/** A new sequence (*seq) holding a checkpoint's tokens. KVFLASH_ERROR_FORMAT for bytes that are not an intact
+ *  checkpoint, KVFLASH_ERROR_INVALID_ARGUMENT for one from a cache of another config. Returns 0 or an error
+ *  code. */
+int kvflash_cache_restore(kvflash_cache *cache, const void *buf, size_t size, int32_t *seq);
+
+/** As kvflash_cache_restore, from a file. */
+int kvflash_cache_restore_from_file(kvflash_cache *cache, const char *path, int32_t *seq);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

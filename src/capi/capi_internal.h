@@ -45,6 +45,13 @@ int guarded(const char* function, Body&& body) noexcept {
   }
 }
 
+/// Early return of a failed Status from a C entry point: records it and returns its code.
+#define KVFLASH_C_RETURN_IF_ERROR(expr)                          \
+  do {                                                           \
+    ::kvflash::Status kvflash_c_status_ = (expr);                \
+    if (!kvflash_c_status_.ok()) return ::kvflash::capi::fail(kvflash_c_status_); \
+  } while (0)
+
 /// Status for a NULL handle or pointer argument.
 int null_argument(const char* function, const char* argument) noexcept;
 
