@@ -7,6 +7,7 @@ The functions mirror the ``kvflash`` command line, with the same shapes and sema
 * ``dequantize(data, type, shape, rotated=False)`` -> float32 array of ``shape``,
 * ``attend(q, k, v, *, ktype="f16", vtype="f16", mask=None, causal=False, scale=None, softcap=0.0, alibi=0.0,
   sinks=None, window=None, backend="ref")`` -> float32 ``[n_head_q, n_q, d_v]`` (or ``[batch, ...]``),
+* ``KvCache`` -> the paged KV cache (append quantizes on write; fork, truncate, checkpoint/restore, attend),
 * ``info()`` -> version, backends, KV types.
 
 Arrays may be anything with ``__dlpack__`` or the buffer protocol (NumPy arrays, memoryviews, ...); they are read
@@ -25,7 +26,7 @@ from . import _kvflash as _native
 
 __version__: str = _native.version()
 
-__all__ = ["quantize", "dequantize", "attend", "info", "row_bytes", "__version__"]
+__all__ = ["quantize", "dequantize", "attend", "info", "row_bytes", "KvCache", "__version__"]
 
 # DLPack device types (dlpack.h): arrays on these are host memory.
 _DLPACK_HOST_DEVICES = (1, 3)  # kDLCPU, kDLCUDAHost
@@ -69,6 +70,37 @@ def _type_name(t: Any, name: str) -> str:
     return t
 
 
+def _options(scale, softcap, alibi, window):
+    """The attention options as the native calls take them (None -> 0 = default / none), checked as the CLI does."""
+    scale_value = 0.0 if scale is None else float(scale)  # 0, as in the CLI, also means 1/sqrt(d_k)
+    window_value = 0 if window is None else window
+    if isinstance(window_value, bool) or not isinstance(window_value, numbers.Integral):
+        raise TypeError(f"window must be an int or None, not {type(window).__name__}")
+    if int(window_value) < 0:
+        raise ValueError(f"window = {int(window_value)} must be >= 0 (None: no window)")
+    if float(softcap) < 0:
+        raise ValueError(f"softcap = {float(softcap)} must be >= 0 (0: none)")
+    if float(alibi) < 0:
+        raise ValueError(f"alibi = {float(alibi)} must be >= 0 (0: none)")
+    return scale_value, float(softcap), float(alibi), int(window_value)
+
+
+def _backend(backend: Any) -> str:
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be 'ref', 'cpu' or 'cuda', not {type(backend).__name__}")
+    return backend
+
+
+def _bytes(data: Any, name: str) -> np.ndarray:
+    """A flat uint8 array over bytes-like data (bytes, bytearray, memoryview, uint8/int8 arrays)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, dtype=np.uint8)
+    a = _as_numpy(data, name)
+    if a.dtype.itemsize != 1 or a.dtype.kind not in "ui":
+        raise TypeError(f"{name} must hold bytes (uint8), not dtype {a.dtype}")
+    return np.asarray(a, order="C").view(np.uint8).reshape(-1)
+
+
 def _shape(shape: Union[int, Iterable[int]]) -> list:
     if isinstance(shape, numbers.Integral):
         return [int(shape)]
@@ -104,14 +136,7 @@ def dequantize(data: Any, type: str, shape: Union[int, Iterable[int]], rotated: 
     ``data`` holds the bytes (``bytes``, ``bytearray``, a uint8/int8 array of any shape, ...). Turbo types give
     the reconstruction in the original domain unless ``rotated`` is true (then the stored rotated-domain values).
     """
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        a = np.frombuffer(data, dtype=np.uint8)
-    else:
-        a = _as_numpy(data, "data")
-        if a.dtype.itemsize != 1 or a.dtype.kind not in "ui":
-            raise TypeError(f"data must hold bytes (uint8), not dtype {a.dtype}")
-        a = np.asarray(a, order="C").view(np.uint8).reshape(-1)
-    return _native.dequantize(a, _type_name(type, "type"), _shape(shape), bool(rotated))
+    return _native.dequantize(_bytes(data, "data"), _type_name(type, "type"), _shape(shape), bool(rotated))
 
 
 def attend(
@@ -146,18 +171,7 @@ def attend(
         m = _as_numpy(mask, "mask")
         mask_array = np.asarray(m, order="C") if m.dtype == np.float16 else _float32(m, "mask")
     sinks_array = None if sinks is None else _float32(sinks, "sinks")
-    scale_value = 0.0 if scale is None else float(scale)  # 0, as in the CLI, also means 1/sqrt(d_k)
-    window_value = 0 if window is None else window
-    if isinstance(window_value, bool) or not isinstance(window_value, numbers.Integral):
-        raise TypeError(f"window must be an int or None, not {type(window).__name__}")
-    if int(window_value) < 0:
-        raise ValueError(f"window = {int(window_value)} must be >= 0 (None: no window)")
-    if float(softcap) < 0:
-        raise ValueError(f"softcap = {float(softcap)} must be >= 0 (0: none)")
-    if float(alibi) < 0:
-        raise ValueError(f"alibi = {float(alibi)} must be >= 0 (0: none)")
-    if not isinstance(backend, str):
-        raise TypeError(f"backend must be 'ref', 'cpu' or 'cuda', not {type(backend).__name__}")
+    scale_value, softcap_value, alibi_value, window_value = _options(scale, softcap, alibi, window)
     return _native.attend(
         _float32(q, "q"),
         _float32(k, "k"),
@@ -167,12 +181,97 @@ def attend(
         mask_array,
         bool(causal),
         scale_value,
-        float(softcap),
-        float(alibi),
+        softcap_value,
+        alibi_value,
         sinks_array,
-        int(window_value),
-        backend,
+        window_value,
+        _backend(backend),
     )
+
+
+class KvCache:
+    """A fixed-capacity paged KV cache (kvflash::KvCache): pages of ``page_rows`` tokens shared by every layer,
+    sequences with their own page tables, quantize-on-write, copy-on-write forks, checkpoints. Nothing allocates
+    after construction; a call that fails raises and leaves the cache unchanged.
+
+    Give exactly one of ``n_pages`` and ``capacity_tokens``. Sequence ids are small ints (slots).
+    """
+
+    def __init__(self, *, n_layers: int = 1, n_head_kv: int = 1, d_k: int = 128, d_v: int = 128,
+                 ktype: str = "f16", vtype: str = "f16", page_rows: int = 16, n_pages: int = 0,
+                 capacity_tokens: int = 0, max_sequences: int = 1, max_seq_tokens: int = 0):
+        self._cache = _native.KvCache(n_layers, n_head_kv, d_k, d_v, _type_name(ktype, "ktype"),
+                                      _type_name(vtype, "vtype"), page_rows, n_pages, capacity_tokens, max_sequences,
+                                      max_seq_tokens)
+
+    @property
+    def config(self) -> dict:
+        """The configuration in use (n_pages, capacity_tokens and max_seq_tokens resolved)."""
+        return self._cache.config
+
+    pages_free = property(lambda self: self._cache.pages_free, doc="Pages no sequence holds.")
+    pages_total = property(lambda self: self._cache.pages_total, doc="Pages in the pool.")
+    sequences_free = property(lambda self: self._cache.sequences_free, doc="Sequence slots not in use.")
+    bytes = property(lambda self: self._cache.bytes, doc="Host bytes the cache owns.")
+
+    def add_sequence(self) -> int:
+        """A new empty sequence; MemoryError when max_sequences are live."""
+        return self._cache.add_sequence()
+
+    def remove(self, seq: int) -> None:
+        """Removes a sequence, freeing every page no other sequence references."""
+        self._cache.remove(seq)
+
+    def fork(self, seq: int) -> int:
+        """A new sequence with the same tokens, sharing its pages copy-on-write."""
+        return self._cache.fork(seq)
+
+    def truncate(self, seq: int, n_tokens: int) -> None:
+        """Keeps the first n_tokens tokens (e.g. when speculative decoding rejects drafts)."""
+        self._cache.truncate(seq, n_tokens)
+
+    def length(self, seq: int) -> int:
+        return self._cache.length(seq)
+
+    def append(self, seq: int, k: Any, v: Any) -> int:
+        """Appends tokens to every layer: k float32 ``[n_layers, n_tokens, n_head_kv, d_k]``, v likewise with d_v.
+        Rows are quantized as ``quantize`` does (turbo rows zero-padded). Returns the first new position;
+        MemoryError when pages run out."""
+        return self._cache.append(seq, _float32(k, "k"), _float32(v, "v"))
+
+    def k_row(self, seq: int, layer: int, pos: int, head: int) -> np.ndarray:
+        """The stored bytes (uint8) of one K row."""
+        return self._cache.row(seq, layer, pos, head, False)
+
+    def v_row(self, seq: int, layer: int, pos: int, head: int) -> np.ndarray:
+        """The stored bytes (uint8) of one V row."""
+        return self._cache.row(seq, layer, pos, head, True)
+
+    def checkpoint(self, seq: int) -> bytes:
+        """The sequence serialized (versioned header, config fingerprint, checksum)."""
+        return self._cache.checkpoint(seq)
+
+    def restore(self, data: Any) -> int:
+        """A new sequence holding a checkpoint's tokens; ValueError for damaged or foreign checkpoints."""
+        return self._cache.restore(_bytes(data, "data"))
+
+    def checkpoint_to_file(self, seq: int, path: Any) -> None:
+        self._cache.checkpoint_to_file(seq, str(path))
+
+    def restore_from_file(self, path: Any) -> int:
+        return self._cache.restore_from_file(str(path))
+
+    def attend(self, seqs: Iterable[int], q: Any, *, layer: int = 0, causal: bool = False,
+               scale: Optional[float] = None, softcap: float = 0.0, alibi: float = 0.0, sinks: Any = None,
+               window: Optional[int] = None, backend: str = "ref") -> np.ndarray:
+        """Attention of one layer for a batch of sequences, reading K/V through their page tables.
+
+        q: float32 ``[len(seqs), n_head_q, n_q, d_k]``; each sequence's keys are its own tokens (bottom-right
+        alignment per sequence). Returns float32 ``[len(seqs), n_head_q, n_q, d_v]``."""
+        scale_value, softcap_value, alibi_value, window_value = _options(scale, softcap, alibi, window)
+        sinks_array = None if sinks is None else _float32(sinks, "sinks")
+        return self._cache.attend([int(s) for s in seqs], _float32(q, "q"), int(layer), bool(causal), scale_value,
+                                  softcap_value, alibi_value, sinks_array, window_value, _backend(backend))
 
 
 def info() -> dict:

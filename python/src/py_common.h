@@ -36,6 +36,9 @@ Status run_backend(BackendKind backend, const AttentionProblem& p);
 
 std::string shape_string(const std::vector<int64_t>& shape);
 
+/// kvflash.KvCache (py_cache.cpp).
+void register_cache(nb::module_& m);
+
 /// A new C-contiguous NumPy array that owns its memory; fill `data`, then return release().
 template <typename Element>
 struct NewArray {
