@@ -1,6 +1,7 @@
-/* Embedding kvflash from C: quantize a KV cache, describe one decode step, attend over the quantized cache.
+/* Embedding kvflash from C, as an inference engine would: a paged KV cache that quantizes on write, then one
+ * decode step of attention over it.
  *
- *   cc embed.c $(pkg-config --cflags --libs kvflash) -lm -o embed_c     (or find_package(kvflash), see CMakeLists.txt)
+ *   cc -std=c99 embed.c $(pkg-config --cflags --libs kvflash) -lm -o embed_c   (or find_package, CMakeLists.txt)
  *
  * Exits 0 on success; on any failure it prints kvflash_last_error() and exits 1. */
 #include <math.h>
@@ -10,14 +11,22 @@
 
 #include <kvflash/kvflash.h>
 
-enum { N_HEAD_Q = 8, N_HEAD_KV = 2, HEAD_DIM = 128, N_CTX = 300 };
+enum { N_LAYERS = 2, N_HEAD_Q = 8, N_HEAD_KV = 2, HEAD_DIM = 128, N_PROMPT = 300 };
 
-static int check(int status, const char *what) {
+static void check(int status, const char *what) {
   if (status != KVFLASH_OK) {
     fprintf(stderr, "embed_c: %s failed (%s): %s\n", what, kvflash_status_name(status), kvflash_last_error());
     exit(1);
   }
-  return status;
+}
+
+static void *alloc_or_die(size_t bytes) {
+  void *p = malloc(bytes);
+  if (p == NULL) {
+    fprintf(stderr, "embed_c: out of memory\n");
+    exit(1);
+  }
+  return p;
 }
 
 /* Deterministic pseudo-random floats in [-1, 1) (xorshift32): an example needs no seed plumbing. */
@@ -29,53 +38,74 @@ static float next_float(unsigned *state) {
 }
 
 int main(void) {
-  const int ktype = kvflash_type_from_name("q8_0");
-  const int vtype = kvflash_type_from_name("q4_0");
+  const int ktype = kvflash_type_from_name("q8_0"), vtype = kvflash_type_from_name("q4_0");
   const int backend = kvflash_backend_available(KVFLASH_BACKEND_CPU) ? KVFLASH_BACKEND_CPU : KVFLASH_BACKEND_REF;
-  const size_t k_row = kvflash_row_bytes(ktype, HEAD_DIM), v_row = kvflash_row_bytes(vtype, HEAD_DIM);
-  const size_t n_rows = (size_t)N_HEAD_KV * N_CTX;
+  const size_t kv_floats = (size_t)N_LAYERS * N_PROMPT * N_HEAD_KV * HEAD_DIM;
+  float *k = alloc_or_die(sizeof(float) * kv_floats), *v = alloc_or_die(sizeof(float) * kv_floats);
+  float *q = alloc_or_die(sizeof(float) * N_HEAD_Q * HEAD_DIM), *o = alloc_or_die(sizeof(float) * N_HEAD_Q * HEAD_DIM);
+  float back[HEAD_DIM];
+  unsigned char row[1024];
   unsigned state = 12345u;
-  float *row = malloc(sizeof(float) * HEAD_DIM);
-  float *back = malloc(sizeof(float) * HEAD_DIM);
-  unsigned char *k_cache = malloc(k_row * n_rows), *v_cache = malloc(v_row * n_rows);
-  float *q = malloc(sizeof(float) * N_HEAD_Q * HEAD_DIM), *o = malloc(sizeof(float) * N_HEAD_Q * HEAD_DIM);
-  double err = 0, norm = 0;
-  size_t r;
-  int i;
-  char text[1024];
+  kvflash_cache_config config;
+  kvflash_cache *cache;
   kvflash_problem *problem;
+  int32_t seq, *page_table, kv_len[1];
+  int64_t pages_per_seq, n_kv;
+  double err = 0, norm = 0;
+  size_t i;
+  char text[1024];
 
-  if (ktype < 0 || vtype < 0 || !row || !back || !k_cache || !v_cache || !q || !o) {
-    fprintf(stderr, "embed_c: setup failed\n");
+  if (ktype < 0 || vtype < 0) {
+    fprintf(stderr, "embed_c: unknown type\n");
     return 1;
   }
-  printf("kvflash %s, K %s (%zu bytes/row), V %s (%zu bytes/row), backend %s\n", kvflash_version(),
-         kvflash_type_name(ktype), k_row, kvflash_type_name(vtype), v_row, kvflash_backend_name(backend));
+  printf("kvflash %s; K %s (%zu bytes per %d values), V %s (%zu bytes); backend %s\n", kvflash_version(),
+         kvflash_type_name(ktype), kvflash_row_bytes(ktype, HEAD_DIM), HEAD_DIM, kvflash_type_name(vtype),
+         kvflash_row_bytes(vtype, HEAD_DIM), kvflash_backend_name(backend));
 
-  /* 1. Quantize the cache: K and V rows [head][token], as an engine appends them. */
-  for (r = 0; r < n_rows; ++r) {
-    for (i = 0; i < HEAD_DIM; ++i) row[i] = next_float(&state);
-    check(kvflash_quantize_row(ktype, row, HEAD_DIM, k_cache + r * k_row), "quantize K");
-    check(kvflash_dequantize_row(ktype, k_cache + r * k_row, HEAD_DIM, back), "dequantize K");
-    for (i = 0; i < HEAD_DIM; ++i) {
-      err += (back[i] - row[i]) * (double)(back[i] - row[i]);
-      norm += row[i] * (double)row[i];
-    }
-    for (i = 0; i < HEAD_DIM; ++i) row[i] = next_float(&state);
-    check(kvflash_quantize_row(vtype, row, HEAD_DIM, v_cache + r * v_row), "quantize V");
+  /* 1. A KV cache for 2 layers, 1024 tokens in pages of 16; append the prompt's K/V rows (quantized on write). */
+  kvflash_cache_config_init(&config);
+  config.n_layers = N_LAYERS;
+  config.n_head_kv = N_HEAD_KV;
+  config.d_k = config.d_v = HEAD_DIM;
+  config.k_type = ktype;
+  config.v_type = vtype;
+  config.page_rows = 16;
+  config.capacity_tokens = 1024;
+  config.max_sequences = 4;
+  cache = kvflash_cache_create(&config);
+  if (cache == NULL) check(KVFLASH_ERROR_INVALID_ARGUMENT, "kvflash_cache_create");
+  check(kvflash_cache_add_sequence(cache, &seq), "add a sequence");
+  for (i = 0; i < kv_floats; ++i) k[i] = next_float(&state);
+  for (i = 0; i < kv_floats; ++i) v[i] = next_float(&state);
+  check(kvflash_cache_append(cache, seq, k, kv_floats, v, kv_floats, N_PROMPT), "append the prompt");
+  printf("cache: %lld tokens, %lld of %lld pages used, %lld bytes\n", (long long)N_PROMPT,
+         (long long)(kvflash_cache_pages_total(cache) - kvflash_cache_pages_free(cache)),
+         (long long)kvflash_cache_pages_total(cache), (long long)kvflash_cache_bytes(cache));
+
+  /* What a stored row holds: dequantize K of layer 0, token 0, head 0 and compare with what went in. */
+  check(kvflash_cache_read_row(cache, seq, 0, 0, 0, 0, row, sizeof row), "read a row");
+  check(kvflash_dequantize_row(ktype, row, HEAD_DIM, back), "dequantize a row");
+  for (i = 0; i < HEAD_DIM; ++i) {
+    err += (back[i] - k[i]) * (double)(back[i] - k[i]);
+    norm += k[i] * (double)k[i];
   }
-  printf("quantized %zu K and %zu V rows; K relative squared error %.2e\n", n_rows, n_rows, err / norm);
+  printf("K row relative squared error: %.2e\n", err / norm);
 
-  /* 2. Describe one decode step: one query row per head, causal, over the whole cache (dense layouts). */
+  /* 2. One decode step of layer 0: a query row per head over the sequence, through its page table. */
+  pages_per_seq = kvflash_cache_max_pages_per_seq(cache);
+  page_table = alloc_or_die(sizeof(int32_t) * (size_t)pages_per_seq);
+  check(kvflash_cache_fill_batch(cache, &seq, 1, pages_per_seq, page_table, (size_t)pages_per_seq, kv_len, &n_kv),
+        "fill the batch");
   for (i = 0; i < N_HEAD_Q * HEAD_DIM; ++i) q[i] = next_float(&state);
   for (i = 0; i < N_HEAD_Q * HEAD_DIM; ++i) o[i] = NAN;
   problem = kvflash_problem_create();
-  if (problem == NULL) return check(KVFLASH_ERROR_OUT_OF_MEMORY, "kvflash_problem_create");
-  check(kvflash_problem_set_shape(problem, 1, 1, N_CTX, N_HEAD_Q, N_HEAD_KV, HEAD_DIM, HEAD_DIM), "set shape");
+  if (problem == NULL) check(KVFLASH_ERROR_OUT_OF_MEMORY, "kvflash_problem_create");
+  check(kvflash_problem_set_shape(problem, 1, 1, n_kv, N_HEAD_Q, N_HEAD_KV, HEAD_DIM, HEAD_DIM), "set the shape");
   check(kvflash_problem_set_q(problem, q, NULL), "set Q");
-  check(kvflash_problem_set_k(problem, ktype, k_cache, NULL), "set K");
-  check(kvflash_problem_set_v(problem, vtype, v_cache, NULL), "set V");
   check(kvflash_problem_set_o(problem, o, NULL), "set O");
+  check(kvflash_problem_set_cache_layer(problem, cache, 0, page_table, pages_per_seq), "set K/V from the cache");
+  check(kvflash_problem_set_kv_len(problem, kv_len), "set kv_len");
   check(kvflash_problem_set_causal(problem, 1), "set causal");
   check(kvflash_problem_validate(problem), "validate");
   kvflash_problem_describe(problem, text, sizeof text);
@@ -85,14 +115,14 @@ int main(void) {
   check(kvflash_attend(problem, backend, NULL, 0), "attend");
   for (i = 0; i < N_HEAD_Q * HEAD_DIM; ++i) {
     if (!isfinite(o[i])) {
-      fprintf(stderr, "embed_c: output %d is not finite\n", i);
+      fprintf(stderr, "embed_c: output %zu is not finite\n", i);
       return 1;
     }
   }
   printf("O[head 0][0..3] = %.6f %.6f %.6f %.6f\n", o[0], o[1], o[2], o[3]);
 
   /* Errors are codes plus a message, never a crash. */
-  if (kvflash_problem_set_shape(problem, 1, 1, N_CTX, 6, 4, HEAD_DIM, HEAD_DIM) != KVFLASH_OK ||
+  if (kvflash_problem_set_shape(problem, 1, 1, n_kv, 6, 4, HEAD_DIM, HEAD_DIM) != KVFLASH_OK ||
       kvflash_problem_validate(problem) == KVFLASH_OK) {
     fprintf(stderr, "embed_c: a bad head ratio was accepted\n");
     return 1;
@@ -100,10 +130,10 @@ int main(void) {
   printf("a bad problem is rejected: %s\n", kvflash_last_error());
 
   kvflash_problem_destroy(problem);
-  free(row);
-  free(back);
-  free(k_cache);
-  free(v_cache);
+  kvflash_cache_destroy(cache);
+  free(page_table);
+  free(k);
+  free(v);
   free(q);
   free(o);
   printf("embed_c: ok\n");

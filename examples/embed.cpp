@@ -1,4 +1,5 @@
-// Embedding kvflash from C++: quantize a KV cache, describe one decode step, attend over the quantized cache.
+// Embedding kvflash from C++, as an inference engine would: a paged KV cache that quantizes on write, then one
+// decode step of attention over it.
 //
 //   c++ -std=c++20 embed.cpp $(pkg-config --cflags --libs kvflash) -o embed_cpp   (or find_package(kvflash))
 //
@@ -10,14 +11,13 @@
 
 #include <kvflash/attention_problem.h>
 #include <kvflash/backend.h>
-#include <kvflash/kv_type.h>
-#include <kvflash/quantize.h>
+#include <kvflash/kv_cache.h>
 #include <kvflash/reference.h>
 #include <kvflash/version.h>
 
 namespace {
 
-constexpr int64_t kHeadsQ = 8, kHeadsKv = 2, kHeadDim = 128, kContext = 300;
+constexpr int64_t kLayers = 2, kHeadsQ = 8, kHeadsKv = 2, kHeadDim = 128, kPrompt = 300;
 
 int fail(const char* what, const kvflash::Status& s) {
   std::fprintf(stderr, "embed_cpp: %s: %s\n", what, s.message().c_str());
@@ -28,38 +28,49 @@ int fail(const char* what, const kvflash::Status& s) {
 
 int main() {
   using namespace kvflash;
-  const KvType ktype = KvType::q8_0, vtype = KvType::turbo3;
-  const int64_t k_row = head_row_bytes(ktype, kHeadDim), v_row = head_row_bytes(vtype, kHeadDim);
-  std::printf("kvflash %s, K %s (%lld bytes/row), V %s (%lld bytes/row)\n", KVFLASH_VERSION,
-              kv_traits(ktype).name.data(), static_cast<long long>(k_row), kv_traits(vtype).name.data(),
-              static_cast<long long>(v_row));
+  std::printf("kvflash %s\n", KVFLASH_VERSION);
 
-  // 1. Quantize the cache, [head][token] rows.
+  // 1. A KV cache for 2 layers (K q8_0, V turbo3), 1024 tokens in pages of 16; append the prompt.
+  KvCacheConfig config;
+  config.n_layers = kLayers;
+  config.n_head_kv = kHeadsKv;
+  config.d_k = config.d_v = kHeadDim;
+  config.k_type = KvType::q8_0;
+  config.v_type = KvType::turbo3;
+  config.capacity_tokens = 1024;
+  config.max_sequences = 4;
+  auto cache = KvCache::create(config);
+  if (!cache.ok()) return fail("create the cache", cache.status());
+  auto seq = cache->add_sequence();
+  if (!seq.ok()) return fail("add a sequence", seq.status());
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> row(kHeadDim);
-  std::vector<std::byte> k_cache(static_cast<size_t>(k_row * kHeadsKv * kContext));
-  std::vector<std::byte> v_cache(static_cast<size_t>(v_row * kHeadsKv * kContext));
-  for (int64_t r = 0; r < kHeadsKv * kContext; ++r) {
-    for (float& x : row) x = normal(rng);
-    if (Status s = quantize_row(ktype, row.data(), kHeadDim, k_cache.data() + r * k_row); !s.ok()) {
-      return fail("quantize K", s);
-    }
-    for (float& x : row) x = normal(rng);
-    if (Status s = quantize_row(vtype, row.data(), kHeadDim, v_cache.data() + r * v_row); !s.ok()) {
-      return fail("quantize V", s);
-    }
-  }
+  std::vector<float> k(kLayers * kPrompt * kHeadsKv * kHeadDim), v(k.size());
+  for (float& x : k) x = normal(rng);
+  for (float& x : v) x = normal(rng);
+  if (Status s = cache->append(*seq, k, v, kPrompt); !s.ok()) return fail("append", s);
+  std::printf("cache: %lld of %lld pages used, %lld bytes\n",
+              static_cast<long long>(cache->pages_total() - cache->pages_free()),
+              static_cast<long long>(cache->pages_total()), static_cast<long long>(cache->bytes()));
 
-  // 2. One decode step over the whole cache: a query row per head, causal, dense layouts (byte strides).
+  // 2. One decode step of layer 1 through the sequence's page table.
+  const int64_t pages_per_seq = cache->max_pages_per_seq();
+  std::vector<int32_t> page_table(static_cast<size_t>(pages_per_seq)), kv_len(1);
+  const SeqId seqs[] = {*seq};
+  auto n_kv = cache->fill_batch(seqs, pages_per_seq, page_table, kv_len);
+  if (!n_kv.ok()) return fail("fill the batch", n_kv.status());
   std::vector<float> q(kHeadsQ * kHeadDim), o(kHeadsQ * kHeadDim, NAN);
   for (float& x : q) x = normal(rng);
   AttentionProblem p;
-  p.shape = {.n_seq = 1, .n_q = 1, .n_kv = kContext, .n_head_q = kHeadsQ, .n_head_kv = kHeadsKv,
-             .d_k = kHeadDim, .d_v = kHeadDim};
+  p.shape = {.n_seq = 1, .n_q = 1, .n_kv = *n_kv, .n_head_q = kHeadsQ, .n_head_kv = kHeadsKv, .d_k = kHeadDim,
+             .d_v = kHeadDim};
+  auto k_view = cache->k_view(1, page_table.data(), pages_per_seq);
+  auto v_view = cache->v_view(1, page_table.data(), pages_per_seq);
+  if (!k_view.ok() || !v_view.ok()) return fail("view the cache", k_view.ok() ? v_view.status() : k_view.status());
+  p.k = *k_view;
+  p.v = *v_view;
+  p.kv_len = kv_len.data();
   p.q = {q.data(), {kHeadsQ * kHeadDim * 4, kHeadDim * 4, kHeadDim * 4}};
-  p.k = {ktype, k_cache.data(), {kHeadsKv * kContext * k_row, kContext * k_row, k_row}, {}};
-  p.v = {vtype, v_cache.data(), {kHeadsKv * kContext * v_row, kContext * v_row, v_row}, {}};
   p.o = {o.data(), {kHeadsQ * kHeadDim * 4, kHeadDim * 4, kHeadDim * 4}};
   p.options.causal = true;
   if (Status s = validate(p); !s.ok()) return fail("validate", s);
@@ -71,11 +82,6 @@ int main() {
     if (!std::isfinite(x)) return fail("attend", Status(StatusCode::internal, "non-finite output"));
   }
   std::printf("O[head 0][0..3] = %.6f %.6f %.6f %.6f\n", o[0], o[1], o[2], o[3]);
-  std::printf("backends:");
-  for (int b = 0; b < kBackendCount; ++b) {
-    const auto kind = static_cast<BackendKind>(b);
-    std::printf(" %s=%s", backend_name(kind).data(), backend_available(kind) ? "yes" : "no");
-  }
-  std::printf("\nembed_cpp: ok\n");
+  std::printf("embed_cpp: ok\n");
   return 0;
 }
