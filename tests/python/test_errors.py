@@ -48,6 +48,9 @@ V = np.random.default_rng(8).standard_normal((3, 10, 32)).astype(np.float32)
         (lambda: kvflash.attend(Q, K, V, scale=float("nan")), ValueError, "scale"),
         (lambda: kvflash.attend(Q, K, V, ktype="f8"), ValueError, "unknown KV type 'f8'"),
         (lambda: kvflash.row_bytes("q8_0", 33), ValueError, "block size 32"),
+        (lambda: kvflash.attend(np.zeros((1, 1, 2048), np.float32), np.zeros((1, 1, 2048), np.float32),
+                                np.zeros((1, 1, 32), np.float32)), ValueError, "d_k = 2048 is outside"),
+        (lambda: kvflash.attend(Q[:, :0], K, V), ValueError, "n_q = 0"),
     ],
 )
 def test_bad_input_raises_with_the_library_message(call, error, message):
