@@ -59,6 +59,13 @@ enum {
 /* ---- mask element types (the C++ kvflash::MaskType values) ---- */
 enum { KVFLASH_MASK_F32 = 0, KVFLASH_MASK_F16 = 1 };
 
+/* ---- opaque handles ---- */
+typedef struct kvflash_problem kvflash_problem;             /* one attention call's description */
+typedef struct kvflash_route kvflash_route;                 /* a planned kernel, launch parameters, workspace */
+typedef struct kvflash_cache kvflash_cache;                 /* a paged KV cache */
+typedef struct kvflash_model kvflash_model;                 /* a model's attention shapes (preset or GGUF) */
+typedef struct kvflash_memory_report kvflash_memory_report; /* bytes per named bucket */
+
 /* ======================================================================================================
  * Library and errors
  * ====================================================================================================== */
@@ -155,8 +162,6 @@ int kvflash_backend_available(int backend);
  * (a K/V row of a turbo type holds kvflash_stored_dim(type, d) values).
  * ====================================================================================================== */
 
-typedef struct kvflash_problem kvflash_problem;
-
 /** A new problem: shape all zeros, K and V f16, no mask, default options. NULL on allocation failure. */
 kvflash_problem *kvflash_problem_create(void);
 
@@ -229,14 +234,176 @@ int kvflash_problem_validate(const kvflash_problem *problem);
 size_t kvflash_problem_describe(const kvflash_problem *problem, char *buf, size_t size);
 
 /* ======================================================================================================
- * Attention
+ * Routes and attention
+ *
+ * Routing is total: every problem kvflash_problem_validate accepts gets a route on every backend this build has
+ * (each backend keeps a generic kernel; specialized ones are chosen by cost). A route fixes the kernel, its launch
+ * parameters and the exact workspace bytes; attention then allocates nothing and takes its temporaries from the
+ * caller's workspace.
  * ====================================================================================================== */
 
-/** Runs the problem on a backend (KVFLASH_BACKEND_*), writing every element of O. The pointers must be in the
- *  backend's memory (host memory for ref and cpu). Temporaries come from the caller's workspace of
- *  workspace_bytes bytes (NULL/0 for the ref backend, which allocates its own as the oracle may). Returns 0 or an
- *  error code; on error O may be partially written. */
+/** Alignment (bytes) every workspace must have: a CUDA allocation's, a multiple of any cache line. */
+size_t kvflash_workspace_alignment(void);
+
+/** Plans a route for the problem on a backend (KVFLASH_BACKEND_*), for this machine's caps (threads; for cuda the
+ *  device, or a nominal H100 description when there is none). NULL on error: an invalid problem
+ *  (KVFLASH_ERROR_INVALID_ARGUMENT) or a backend this build lacks; the message ends with the problem's
+ *  description. The route stays valid after the problem changes, but only fits problems of the same shape. */
+kvflash_route *kvflash_plan_route(const kvflash_problem *problem, int backend);
+
+/** Frees a route. NULL is ignored. */
+void kvflash_route_destroy(kvflash_route *route);
+
+/** The route's backend id; -1 for NULL. */
+int kvflash_route_backend(const kvflash_route *route);
+
+/** The kernel's table name ("ref.generic", "cpu.decode", ...); NULL for NULL. Valid while the route lives. */
+const char *kvflash_route_kernel(const kvflash_route *route);
+
+/** Workspace bytes kvflash_attend_route needs (0: none); 0 for NULL. */
+size_t kvflash_route_workspace_bytes(const kvflash_route *route);
+
+/** Key ranges computed independently and combined (split-KV); 0 for NULL. */
+int64_t kvflash_route_splits(const kvflash_route *route);
+
+/** The cost model's estimate in microseconds; 0 for NULL. */
+double kvflash_route_cost_us(const kvflash_route *route);
+
+/** Writes every candidate kernel of the backend for the problem, whether it accepts the problem and why not, and
+ *  the choice (human-readable, several lines) into buf with snprintf rules. Returns the full length (0 on error:
+ *  NULL problem or a bad backend id). */
+size_t kvflash_explain(const kvflash_problem *problem, int backend, char *buf, size_t size);
+
+/** Runs the problem along a route planned for a problem of the same shape, writing every element of O. workspace
+ *  (in the backend's memory, kvflash_workspace_alignment()-aligned) holds workspace_bytes >=
+ *  kvflash_route_workspace_bytes(route) bytes; stream is a cudaStream_t for cuda (NULL: the default stream),
+ *  ignored elsewhere. Returns 0 or an error code (a too-small or misaligned workspace, a route for another shape). */
+int kvflash_attend_route(const kvflash_problem *problem, const kvflash_route *route, void *workspace,
+                         size_t workspace_bytes, void *stream);
+
+/** Plans a route on the backend and runs it (kvflash_plan_route + kvflash_attend_route on the default stream).
+ *  The pointers must be in the backend's memory (host memory for ref and cpu). workspace may be NULL when the
+ *  route needs none (the ref backend); else it must hold the route's bytes. Returns 0 or an error code; on error O
+ *  may be partially written. */
 int kvflash_attend(const kvflash_problem *problem, int backend, void *workspace, size_t workspace_bytes);
+
+/* ======================================================================================================
+ * Models and workspace planning
+ * ====================================================================================================== */
+
+/** The number of built-in model presets. */
+size_t kvflash_model_preset_count(void);
+
+/** The name of preset i (< kvflash_model_preset_count()), e.g. "llama3-8b"; NULL otherwise. Static storage. */
+const char *kvflash_model_preset_name(size_t i);
+
+/** A built-in preset by name; NULL for an unknown name (the message lists the known ones). */
+kvflash_model *kvflash_model_preset(const char *name);
+
+/** A model read from a GGUF file's header and metadata (never its tensor data); NULL on error
+ *  (KVFLASH_ERROR_IO, or KVFLASH_ERROR_FORMAT naming what is malformed and where). */
+kvflash_model *kvflash_model_from_gguf(const char *path);
+
+/** An empty model named name (may be NULL), to be given layers with kvflash_model_add_layer. NULL on allocation
+ *  failure. */
+kvflash_model *kvflash_model_create(const char *name);
+
+/** Appends a layer: query and KV heads (n_head_kv = 0: the layer keeps no KV cache), head dims, sliding window
+ *  (0: full attention). Checked when the model is used. Returns 0 or an error code. */
+int kvflash_model_add_layer(kvflash_model *model, int64_t n_head_q, int64_t n_head_kv, int64_t d_k, int64_t d_v,
+                            int64_t window);
+
+/** Frees a model. NULL is ignored. */
+void kvflash_model_destroy(kvflash_model *model);
+
+/** The model's name; "" for NULL. Valid while the model lives and is not changed. */
+const char *kvflash_model_name(const kvflash_model *model);
+
+/** The number of layers; 0 for NULL. */
+int64_t kvflash_model_layer_count(const kvflash_model *model);
+
+/** Bytes of the KV cache for n_seq sequences of context tokens (sliding layers at their window, turbo rows
+ *  padded), in *bytes. Returns 0 or an error code (an invalid model, a head dim the type cannot store). */
+int kvflash_model_kv_cache_bytes(const kvflash_model *model, int k_type, int v_type, int64_t context,
+                                 int64_t n_seq, int64_t *bytes);
+
+/** The workspace plan: the exact bytes of each temporary of the worst route within the limits, and the total to
+ *  allocate. Set struct_size = sizeof(kvflash_workspace_plan) before the call. */
+typedef struct kvflash_workspace_plan {
+  size_t struct_size;
+  int64_t partial_o_bytes;      /* split-KV partial outputs */
+  int64_t partial_stats_bytes;  /* split-KV softmax max and sum */
+  int64_t q_staging_bytes;      /* staged Q (rotated for turbo K) */
+  int64_t worker_scratch_bytes; /* per-worker tiles */
+  int64_t total_bytes;          /* what to allocate: every route within the limits needs at most this */
+} kvflash_workspace_plan;
+
+/** Sizes the workspace for a deployment from what the KV cache can hold (kv_capacity_tokens per sequence), never
+ *  from the model's maximum context: up to max_sequences sequences per call and max_query_rows query rows per
+ *  call (n_seq * n_q), for the model's layers and K/V types on a backend. Returns 0 or an error code. */
+int kvflash_plan_workspace(const kvflash_model *model, int k_type, int v_type, int backend, int64_t max_sequences,
+                           int64_t max_query_rows, int64_t kv_capacity_tokens, kvflash_workspace_plan *out);
+
+/* ======================================================================================================
+ * Memory reports
+ *
+ * Every byte we hold belongs to a named bucket; "unaccounted" = device total - free - ours shows memory that
+ * someone else (or a leak) holds.
+ * ====================================================================================================== */
+
+/* Bucket kinds (the C++ kvflash::MemoryKind values). */
+enum {
+  KVFLASH_MEMORY_KV_CACHE = 0,
+  KVFLASH_MEMORY_WORKSPACE = 1,
+  KVFLASH_MEMORY_STAGING = 2,
+  KVFLASH_MEMORY_OTHER = 3
+};
+
+/** An empty report for a device ("host", "cuda:0", "budget"; NULL = "host") with its total and free bytes. NULL
+ *  on allocation failure. */
+kvflash_memory_report *kvflash_memory_report_create(const char *device, int64_t device_total, int64_t device_free);
+
+/** Frees a report. NULL is ignored. */
+void kvflash_memory_report_destroy(kvflash_memory_report *report);
+
+/** Adds a bucket (name copied; kind KVFLASH_MEMORY_*; bytes >= 0). Returns 0 or an error code. */
+int kvflash_memory_report_add(kvflash_memory_report *report, const char *name, int kind, int64_t bytes);
+
+/** Adds a cache's storage: one kv bucket per layer ("kv.layer.<l>") and its page tables ("kv.page_tables",
+ *  other). Returns 0 or an error code. */
+int kvflash_memory_report_add_cache(kvflash_memory_report *report, const kvflash_cache *cache);
+
+/** The number of buckets; 0 for NULL. */
+size_t kvflash_memory_report_bucket_count(const kvflash_memory_report *report);
+
+/** Bucket i: its name (valid while the report lives), kind and bytes; any output pointer may be NULL. Returns 0
+ *  or an error code (i out of range). */
+int kvflash_memory_report_bucket(const kvflash_memory_report *report, size_t i, const char **name, int *kind,
+                                 int64_t *bytes);
+
+/** Bytes of every bucket of a kind; 0 for NULL. */
+int64_t kvflash_memory_report_bytes(const kvflash_memory_report *report, int kind);
+
+/** Bytes of all buckets; 0 for NULL. */
+int64_t kvflash_memory_report_ours(const kvflash_memory_report *report);
+
+/** device total - device free - ours; 0 for NULL. */
+int64_t kvflash_memory_report_unaccounted(const kvflash_memory_report *report);
+
+/** The one-line summary, `device | total = free + (ours = kv + workspace + other) + unaccounted` in MiB, into buf
+ *  (snprintf rules). Returns the full length; 0 for NULL. */
+size_t kvflash_memory_report_summary(const kvflash_memory_report *report, char *buf, size_t size);
+
+/** The bucket table followed by the summary line (several lines) into buf (snprintf rules). Returns the full
+ *  length; 0 for NULL. */
+size_t kvflash_memory_report_to_string(const kvflash_memory_report *report, char *buf, size_t size);
+
+/** The memory plan of a deployment as a report against a budget (device "budget", total = budget_bytes): the KV
+ *  cache per layer for n_seq sequences of context tokens, the workspace bound for ubatch query rows per call on a
+ *  backend, and other_bytes the caller holds besides (weights). NULL on error. */
+kvflash_memory_report *kvflash_plan_memory(const kvflash_model *model, int k_type, int v_type, int64_t context,
+                                           int64_t n_seq, int64_t ubatch, int backend, int64_t other_bytes,
+                                           int64_t budget_bytes);
 
 /* ======================================================================================================
  * Paged KV cache (kvflash/kv_cache.h)
@@ -245,8 +412,6 @@ int kvflash_attend(const kvflash_problem *problem, int backend, void *workspace,
  * tables; append quantizes on write; fork shares pages copy-on-write. Nothing allocates after creation, and a
  * call that fails leaves the cache unchanged. Sequence ids are int32_t slots in [0, max_sequences).
  * ====================================================================================================== */
-
-typedef struct kvflash_cache kvflash_cache;
 
 /** Cache dimensions. Call kvflash_cache_config_init first: it sets struct_size (so later versions can grow the
  *  struct) and the defaults (1 layer, 1 KV head, d_k = d_v = 128, f16, 16 tokens per page, 1 sequence). Give

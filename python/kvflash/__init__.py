@@ -7,6 +7,8 @@ The functions mirror the ``kvflash`` command line, with the same shapes and sema
 * ``dequantize(data, type, shape, rotated=False)`` -> float32 array of ``shape``,
 * ``attend(q, k, v, *, ktype="f16", vtype="f16", mask=None, causal=False, scale=None, softcap=0.0, alibi=0.0,
   sinks=None, window=None, backend="ref")`` -> float32 ``[n_head_q, n_q, d_v]`` (or ``[batch, ...]``),
+* ``plan(model, ctx=..., batch=..., ktype=..., vtype=..., budget=...)`` -> dict with the fields of
+  ``kvflash plan --json`` (KV cache, workspace and total bytes, fits, max_context per KV type, comparison),
 * ``KvCache`` -> the paged KV cache (append quantizes on write; fork, truncate, checkpoint/restore, attend),
 * ``info()`` -> version, backends, KV types.
 
@@ -18,6 +20,7 @@ in place when they already are C-contiguous with the right dtype, else converted
 from __future__ import annotations
 
 import numbers
+import re
 from typing import Any, Iterable, Optional, Union
 
 import numpy as np
@@ -26,7 +29,7 @@ from . import _kvflash as _native
 
 __version__: str = _native.version()
 
-__all__ = ["quantize", "dequantize", "attend", "info", "row_bytes", "KvCache", "__version__"]
+__all__ = ["quantize", "dequantize", "attend", "plan", "model_presets", "info", "row_bytes", "KvCache", "__version__"]
 
 # DLPack device types (dlpack.h): arrays on these are host memory.
 _DLPACK_HOST_DEVICES = (1, 3)  # kDLCPU, kDLCUDAHost
@@ -187,6 +190,62 @@ def attend(
         window_value,
         _backend(backend),
     )
+
+
+_SIZE = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(.*)")
+_UNITS = {"": 1.0, "B": 1.0, "KiB": 1024.0, "K": 1024.0, "MiB": 1024.0**2, "M": 1024.0**2, "GiB": 1024.0**3,
+          "G": 1024.0**3, "TiB": 1024.0**4, "T": 1024.0**4, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+
+
+def _size(value: Any, name: str) -> int:
+    """Bytes from an int or a size string ("16GiB", "512MiB", "80GB", "1000"), with the CLI's units."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of bytes or a size such as '16GiB', not a bool")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a number of bytes or a size such as '16GiB', not {type(value).__name__}")
+    m = _SIZE.fullmatch(value)
+    if m is None or float(m.group(1)) < 0:
+        raise ValueError(f"{name} = '{value}' is not a size (e.g. 16GiB, 512MiB, 1000000)")
+    if m.group(2) not in _UNITS:
+        raise ValueError(f"{name} = '{value}' has an unknown unit '{m.group(2)}'")
+    size = float(m.group(1)) * _UNITS[m.group(2)]
+    if size > 9.0e18:
+        raise ValueError(f"{name} = '{value}' is too large")
+    return int(size)
+
+
+def plan(model: Optional[str] = None, *, gguf: Any = None, ctx: Optional[int] = None, batch: int = 1,
+         ktype: str = "f16", vtype: str = "f16", budget: Any = None, ubatch: int = 512, other: Any = 0,
+         backend: Optional[str] = None) -> dict:
+    """The memory plan of a model's attention, as ``kvflash plan --json`` prints it (the same keys and values).
+
+    model: a preset name (``model_presets()``) or gguf: a GGUF file (only its header and metadata are read).
+    ctx: tokens per sequence the cache holds (default: the model's context length); batch: sequences; ktype/vtype:
+    KV types; budget: bytes or a size string ("16GiB") to check against; ubatch: query rows per attention call;
+    other: bytes held besides (weights); backend: whose kernels the workspace is planned for (default: cuda, else
+    cpu, else ref, the first with kernels in this build).
+    """
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a preset name, not {type(model).__name__}")
+    return _native.plan(
+        model,
+        None if gguf is None else str(gguf),
+        None if ctx is None else int(ctx),
+        int(batch),
+        _type_name(ktype, "ktype"),
+        _type_name(vtype, "vtype"),
+        None if budget is None else _size(budget, "budget"),
+        int(ubatch),
+        _size(other, "other"),
+        None if backend is None else _backend(backend),
+    )
+
+
+def model_presets() -> list:
+    """Names of the built-in model presets (``kvflash plan --list-models``)."""
+    return _native.model_presets()
 
 
 class KvCache:

@@ -211,6 +211,7 @@ NB_MODULE(_kvflash, m) {
   m.def("quantize", &quantize, "x"_a, "type"_a);
   m.def("dequantize", &dequantize, "data"_a, "type"_a, "shape"_a, "rotated"_a);
   register_cache(m);
+  register_plan(m);
   m.def("attend", &attend, "q"_a, "k"_a, "v"_a, "ktype"_a, "vtype"_a, "mask"_a.none(), "causal"_a, "scale"_a,
         "softcap"_a, "alibi"_a, "sinks"_a.none(), "window"_a, "backend"_a);
 }

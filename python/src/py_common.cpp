@@ -1,6 +1,10 @@
 #include "py_common.h"
 
-#include "kvflash/reference.h"
+#include <cstdlib>
+#include <memory>
+
+#include "kvflash/attention.h"
+#include "kvflash/route.h"
 
 namespace kvflash::python {
 
@@ -42,12 +46,22 @@ BackendKind backend_or_raise(const std::string& name) {
 }
 
 Status run_backend(BackendKind backend, const AttentionProblem& p) {
-  switch (backend) {
-    case BackendKind::ref: return attend_reference(p);
-    case BackendKind::cpu:
-    case BackendKind::cuda: break;
+  auto route = plan_route(p, caps_for(backend));
+  if (!route.ok()) return route.status();
+  // The caller owns the workspace (attention itself allocates nothing): sized by the route, aligned as it asks.
+  const size_t bytes = static_cast<size_t>(route->workspace_bytes);
+  struct Free {
+    void operator()(void* q) const { std::free(q); }
+  };
+  std::unique_ptr<void, Free> workspace(
+      bytes > 0 ? std::aligned_alloc(static_cast<size_t>(kWorkspaceAlign),
+                                     (bytes + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign)
+                : nullptr);
+  if (bytes > 0 && workspace == nullptr) {
+    return out_of_memory("workspace: " + std::to_string(bytes) + " bytes for route " +
+                         std::string(kernel_name(route->kernel)));
   }
-  return unsupported("backend '" + std::string(backend_name(backend)) + "' is not wired into kvflash.attend yet");
+  return attend(p, *route, workspace.get(), bytes);
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {

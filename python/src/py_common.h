@@ -38,6 +38,8 @@ std::string shape_string(const std::vector<int64_t>& shape);
 
 /// kvflash.KvCache (py_cache.cpp).
 void register_cache(nb::module_& m);
+/// kvflash.plan (py_plan.cpp).
+void register_plan(nb::module_& m);
 
 /// A new C-contiguous NumPy array that owns its memory; fill `data`, then return release().
 template <typename Element>

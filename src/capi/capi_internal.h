@@ -8,6 +8,8 @@
 #include <string>
 
 #include "kvflash/attention_problem.h"
+#include "kvflash/backend.h"
+#include "kvflash/model.h"
 #include "kvflash/kvflash.h"
 #include "kvflash/status.h"
 
@@ -78,7 +80,18 @@ struct kvflash_problem {
   kvflash::AttentionProblem resolved() const;
 };
 
+/// The state behind `kvflash_model`.
+struct kvflash_model {
+  kvflash::ModelShape model;
+};
+
 namespace kvflash::capi {
 /// The problem with every "dense" stride computed, or why a dense layout does not exist for this shape.
 StatusOr<AttentionProblem> resolve(const kvflash_problem& h);
+
+/// Copies `text` into buf with snprintf rules and returns its full length.
+size_t copy_text(const std::string& text, char* buf, size_t size);
+
+/// A C backend id as a BackendKind, or invalid_argument naming `function`.
+Status backend_from_id(const char* function, int backend, BackendKind* out);
 }  // namespace kvflash::capi

@@ -5,7 +5,6 @@
 #include "capi/capi_internal.h"
 #include "kvflash/attention_problem.h"
 #include "kvflash/backend.h"
-#include "kvflash/reference.h"
 
 namespace kvflash::capi {
 namespace {
@@ -225,36 +224,10 @@ size_t kvflash_problem_describe(const kvflash_problem* problem, char* buf, size_
   }
   size_t length = 0;
   const int rc = capi::guarded(kFunction, [&]() -> int {
-    const std::string text = describe(problem->resolved());
-    length = text.size();
-    if (buf != nullptr && size > 0) {
-      const size_t n = text.size() < size - 1 ? text.size() : size - 1;
-      std::memcpy(buf, text.data(), n);
-      buf[n] = '\0';
-    }
+    length = capi::copy_text(describe(problem->resolved()), buf, size);
     return KVFLASH_OK;
   });
   return rc == KVFLASH_OK ? length : 0;
-}
-
-int kvflash_attend(const kvflash_problem* problem, int backend, void* workspace, size_t workspace_bytes) {
-  static constexpr const char* kFunction = "kvflash_attend";
-  if (problem == nullptr) return capi::null_argument(kFunction, "problem");
-  return capi::guarded(kFunction, [&]() -> int {
-    (void)workspace;
-    (void)workspace_bytes;
-    if (backend < 0 || backend >= kBackendCount) {
-      return capi::fail(invalid_argument(std::string(kFunction) + ": backend = " + std::to_string(backend) +
-                                         " is not a backend id (0.." + std::to_string(kBackendCount - 1) + ")"));
-    }
-    auto p = capi::resolve(*problem);
-    if (!p.ok()) return capi::fail(p.status());
-    if (Status s = validate(*p); !s.ok()) return capi::fail(s);
-    const auto kind = static_cast<BackendKind>(backend);
-    if (kind == BackendKind::ref) return capi::to_c(attend_reference(*p));
-    return capi::fail(unsupported(std::string("backend ") + std::string(backend_name(kind)) +
-                                  " is not available in this build"));
-  });
 }
 
 }  // extern "C"
