@@ -1,10 +1,11 @@
-/* Embedding kvflash from C, as an inference engine would: a paged KV cache that quantizes on write, then one
- * decode step of attention over it.
+/* Embedding kvflash from C, as an inference engine would: a paged KV cache that quantizes on write, a route and
+ * its workspace planned for a decode step, the attention over the cache, and the memory report.
  *
  *   cc -std=c99 embed.c $(pkg-config --cflags --libs kvflash) -lm -o embed_c   (or find_package, CMakeLists.txt)
  *
  * Exits 0 on success; on any failure it prints kvflash_last_error() and exits 1. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,15 @@ static void *alloc_or_die(size_t bytes) {
   return p;
 }
 
+/* C99 has no aligned_alloc: take align - 1 extra bytes and start the workspace at the first aligned address.
+ * *raw is what to free. */
+static void *aligned_workspace(size_t bytes, size_t align, void **raw) {
+  unsigned char *block = malloc(bytes + align - 1);
+  *raw = block;
+  if (block == NULL) return NULL;
+  return block + (align - (size_t)((uintptr_t)block % align)) % align;
+}
+
 /* Deterministic pseudo-random floats in [-1, 1) (xorshift32): an example needs no seed plumbing. */
 static float next_float(unsigned *state) {
   *state ^= *state << 13;
@@ -49,11 +59,15 @@ int main(void) {
   kvflash_cache_config config;
   kvflash_cache *cache;
   kvflash_problem *problem;
+  kvflash_route *route;
+  kvflash_memory_report *report;
+  void *workspace = NULL, *workspace_block = NULL;
+  size_t workspace_bytes;
   int32_t seq, *page_table, kv_len[1];
   int64_t pages_per_seq, n_kv;
   double err = 0, norm = 0;
   size_t i;
-  char text[1024];
+  char text[4096];
 
   if (ktype < 0 || vtype < 0) {
     fprintf(stderr, "embed_c: unknown type\n");
@@ -111,8 +125,19 @@ int main(void) {
   kvflash_problem_describe(problem, text, sizeof text);
   printf("problem: %s\n", text);
 
-  /* 3. Attend. */
-  check(kvflash_attend(problem, backend, NULL, 0), "attend");
+  /* 3. Plan: the kernel the backend takes for this step, and the workspace it needs (allocated by us, once). */
+  route = kvflash_plan_route(problem, backend);
+  if (route == NULL) check(KVFLASH_ERROR_INVALID_ARGUMENT, "kvflash_plan_route");
+  workspace_bytes = kvflash_route_workspace_bytes(route);
+  printf("route: %s, %lld split(s), workspace %zu bytes, estimated %.1f us\n", kvflash_route_kernel(route),
+         (long long)kvflash_route_splits(route), workspace_bytes, kvflash_route_cost_us(route));
+  if (workspace_bytes > 0) {
+    workspace = aligned_workspace(workspace_bytes, kvflash_workspace_alignment(), &workspace_block);
+    if (workspace == NULL) check(KVFLASH_ERROR_OUT_OF_MEMORY, "allocate the workspace");
+  }
+
+  /* 4. Attend along the route: no allocation inside, temporaries in our workspace. */
+  check(kvflash_attend_route(problem, route, workspace, workspace_bytes, NULL), "attend");
   for (i = 0; i < N_HEAD_Q * HEAD_DIM; ++i) {
     if (!isfinite(o[i])) {
       fprintf(stderr, "embed_c: output %zu is not finite\n", i);
@@ -129,6 +154,32 @@ int main(void) {
   }
   printf("a bad problem is rejected: %s\n", kvflash_last_error());
 
+  /* 5. The memory report: every byte we hold in a named bucket, against the 16 MiB this engine gave attention. */
+  report = kvflash_memory_report_create("budget", (int64_t)16 << 20,
+                                        ((int64_t)16 << 20) - kvflash_cache_bytes(cache) - (int64_t)workspace_bytes);
+  if (report == NULL) check(KVFLASH_ERROR_OUT_OF_MEMORY, "kvflash_memory_report_create");
+  check(kvflash_memory_report_add_cache(report, cache), "report the cache");
+  check(kvflash_memory_report_add(report, "workspace", KVFLASH_MEMORY_WORKSPACE, (int64_t)workspace_bytes),
+        "report the workspace");
+  kvflash_memory_report_to_string(report, text, sizeof text);
+  printf("memory:\n%s\n", text);
+
+  /* Planning a deployment before allocating anything: llama3-8b, 4 sequences of 32K tokens, q8_0/q4_0 cache. */
+  {
+    kvflash_model *model = kvflash_model_preset("llama3-8b");
+    kvflash_memory_report *plan;
+    if (model == NULL) check(KVFLASH_ERROR_INVALID_ARGUMENT, "kvflash_model_preset");
+    plan = kvflash_plan_memory(model, ktype, vtype, 32768, 4, 512, backend, 0, (int64_t)24 << 30);
+    if (plan == NULL) check(KVFLASH_ERROR_INVALID_ARGUMENT, "kvflash_plan_memory");
+    kvflash_memory_report_summary(plan, text, sizeof text);
+    printf("plan for llama3-8b, 4 x 32K tokens, 24 GiB: %s\n", text);
+    kvflash_memory_report_destroy(plan);
+    kvflash_model_destroy(model);
+  }
+
+  kvflash_memory_report_destroy(report);
+  kvflash_route_destroy(route);
+  free(workspace_block);
   kvflash_problem_destroy(problem);
   kvflash_cache_destroy(cache);
   free(page_table);

@@ -1,18 +1,23 @@
-// Embedding kvflash from C++, as an inference engine would: a paged KV cache that quantizes on write, then one
-// decode step of attention over it.
+// Embedding kvflash from C++, as an inference engine would: a paged KV cache that quantizes on write, a route and
+// its workspace planned for a decode step, the attention over the cache, and the memory report.
 //
 //   c++ -std=c++20 embed.cpp $(pkg-config --cflags --libs kvflash) -o embed_cpp   (or find_package(kvflash))
 //
 // Exits 0 on success; on any failure it prints the Status message and exits 1.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
+#include <kvflash/attention.h>
 #include <kvflash/attention_problem.h>
 #include <kvflash/backend.h>
 #include <kvflash/kv_cache.h>
-#include <kvflash/reference.h>
+#include <kvflash/memory_report.h>
+#include <kvflash/route.h>
 #include <kvflash/version.h>
 
 namespace {
@@ -76,12 +81,39 @@ int main() {
   if (Status s = validate(p); !s.ok()) return fail("validate", s);
   std::printf("problem: %s\n", describe(p).c_str());
 
-  // 3. Attend (the reference backend: the oracle every other backend is checked against).
-  if (Status s = attend_reference(p); !s.ok()) return fail("attend", s);
+  // 3. Plan the route on the fastest backend this build has, and allocate its workspace once.
+  const BackendKind backend = backend_available(BackendKind::cpu) ? BackendKind::cpu : BackendKind::ref;
+  auto route = plan_route(p, caps_for(backend));
+  if (!route.ok()) return fail("plan a route", route.status());
+  std::printf("route: %s on %s, %lld split(s), workspace %lld bytes\n", kernel_name(route->kernel).data(),
+              backend_name(backend).data(), static_cast<long long>(route->n_splits),
+              static_cast<long long>(route->workspace_bytes));
+  const size_t ws_bytes = static_cast<size_t>(route->workspace_bytes);
+  std::unique_ptr<void, decltype(&std::free)> workspace(
+      ws_bytes > 0 ? std::aligned_alloc(kWorkspaceAlign, (ws_bytes + kWorkspaceAlign - 1) / kWorkspaceAlign *
+                                                             kWorkspaceAlign)
+                   : nullptr,
+      &std::free);
+
+  // 4. Attend along the route: nothing is allocated inside.
+  if (Status s = attend(p, *route, workspace.get(), ws_bytes); !s.ok()) return fail("attend", s);
   for (float x : o) {
     if (!std::isfinite(x)) return fail("attend", Status(StatusCode::internal, "non-finite output"));
   }
   std::printf("O[head 0][0..3] = %.6f %.6f %.6f %.6f\n", o[0], o[1], o[2], o[3]);
+
+  // 5. The memory report: the cache per layer, the workspace, and the rest of what we hold, against the 16 MiB
+  // this engine gave attention.
+  MemoryReport report;
+  report.device = "budget";
+  report.device_total = 16 << 20;
+  report.device_free = report.device_total - cache->bytes() - route->workspace_bytes;
+  for (int64_t l = 0; l < kLayers; ++l) {
+    report.add("kv.layer." + std::to_string(l), MemoryKind::kv_cache, cache->layout().layer_bytes);
+  }
+  report.add("workspace", MemoryKind::workspace, route->workspace_bytes);
+  report.add("kv.page_tables", MemoryKind::other, cache->bytes() - kLayers * cache->layout().layer_bytes);
+  std::printf("memory:\n%s\n", report.to_string().c_str());
   std::printf("embed_cpp: ok\n");
   return 0;
 }
