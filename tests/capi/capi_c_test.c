@@ -152,6 +152,76 @@ static void test_attend(void) {
   kvflash_problem_destroy(p);
 }
 
+/* Planning from C: a route and its explanation, a model's workspace plan, a memory report over a cache. */
+static void test_plan_cache_and_report(void) {
+  float q[2 * 64], o[2 * 64], k[2 * 40 * 64], v[2 * 40 * 64];
+  kvflash_cache_config config;
+  kvflash_cache *cache;
+  kvflash_problem *p;
+  kvflash_route *route;
+  kvflash_model *model;
+  kvflash_memory_report *report;
+  kvflash_workspace_plan plan;
+  int32_t seq = -1, page_table[8], kv_len[1];
+  int64_t n_kv = 0;
+  char text[2048];
+  int i;
+  for (i = 0; i < 2 * 40 * 64; ++i) k[i] = next_uniform();
+  for (i = 0; i < 2 * 40 * 64; ++i) v[i] = next_uniform();
+  for (i = 0; i < 2 * 64; ++i) q[i] = next_uniform();
+  for (i = 0; i < 2 * 64; ++i) o[i] = NAN;
+
+  kvflash_cache_config_init(&config);
+  config.n_layers = 2;
+  config.n_head_kv = 1;
+  config.d_k = config.d_v = 64;
+  config.k_type = KVFLASH_TYPE_Q8_0;
+  config.v_type = KVFLASH_TYPE_Q4_0;
+  config.n_pages = 8;
+  config.max_seq_tokens = 128;
+  cache = kvflash_cache_create(&config);
+  CHECK(cache != NULL);
+  if (cache == NULL) return;
+  CHECK(kvflash_cache_add_sequence(cache, &seq) == KVFLASH_OK);
+  CHECK(kvflash_cache_append(cache, seq, k, 2 * 40 * 64, v, 2 * 40 * 64, 40) == KVFLASH_OK);
+  CHECK(kvflash_cache_max_pages_per_seq(cache) == 8);
+  CHECK(kvflash_cache_fill_batch(cache, &seq, 1, 8, page_table, 8, kv_len, &n_kv) == KVFLASH_OK);
+  CHECK(n_kv == 40 && kv_len[0] == 40);
+
+  p = kvflash_problem_create();
+  CHECK(kvflash_problem_set_shape(p, 1, 1, n_kv, 2, 1, 64, 64) == KVFLASH_OK);
+  CHECK(kvflash_problem_set_q(p, q, NULL) == KVFLASH_OK);
+  CHECK(kvflash_problem_set_o(p, o, NULL) == KVFLASH_OK);
+  CHECK(kvflash_problem_set_cache_layer(p, cache, 1, page_table, 8) == KVFLASH_OK);
+  CHECK(kvflash_problem_set_kv_len(p, kv_len) == KVFLASH_OK);
+  route = kvflash_plan_route(p, KVFLASH_BACKEND_REF);
+  CHECK(route != NULL);
+  if (route != NULL) {
+    CHECK(strcmp(kvflash_route_kernel(route), "ref.generic") == 0);
+    CHECK(kvflash_explain(p, KVFLASH_BACKEND_REF, text, sizeof text) > 0 && strstr(text, "ref.generic") != NULL);
+    CHECK(kvflash_route_workspace_bytes(route) == 0);
+    CHECK(kvflash_attend_route(p, route, NULL, 0, NULL) == KVFLASH_OK);
+    for (i = 0; i < 2 * 64; ++i) CHECK(isfinite(o[i]));
+    kvflash_route_destroy(route);
+  }
+
+  model = kvflash_model_preset("llama3-8b");
+  CHECK(model != NULL);
+  plan.struct_size = sizeof plan;
+  CHECK(kvflash_plan_workspace(model, KVFLASH_TYPE_Q8_0, KVFLASH_TYPE_Q8_0, KVFLASH_BACKEND_REF, 4, 64, 25000,
+                               &plan) == KVFLASH_OK);
+  CHECK(plan.total_bytes >= 0);
+  kvflash_model_destroy(model);
+
+  report = kvflash_memory_report_create("budget", (int64_t)1 << 30, (int64_t)1 << 29);
+  CHECK(kvflash_memory_report_add_cache(report, cache) == KVFLASH_OK);
+  CHECK(kvflash_memory_report_bytes(report, KVFLASH_MEMORY_KV_CACHE) == 2 * kvflash_cache_layer_bytes(cache));
+  CHECK(kvflash_memory_report_summary(report, text, sizeof text) > 0 && strstr(text, "unaccounted") != NULL);
+  kvflash_memory_report_destroy(report);
+  kvflash_problem_destroy(p);
+  kvflash_cache_destroy(cache);
+}
+
 int main(void) {
   test_version();
   test_types();
@@ -159,6 +229,7 @@ int main(void) {
   test_round_trips();
   test_errors();
   test_attend();
+  test_plan_cache_and_report();
   if (failures != 0) {
     fprintf(stderr, "capi_c_test: %d checks failed\n", failures);
     return 1;

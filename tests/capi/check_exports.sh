@@ -29,7 +29,8 @@ done < <(paste <(echo "$symbols") <(echo "$symbols" | c++filt))
 
 # The C calls must be exported unmangled (extern "C"), and the C++ API must be reachable too.
 for sym in kvflash_version kvflash_last_error kvflash_type_from_name kvflash_row_bytes kvflash_quantize_row \
-           kvflash_dequantize_row kvflash_problem_create kvflash_attend; do
+           kvflash_dequantize_row kvflash_problem_create kvflash_attend kvflash_plan_route kvflash_cache_create \
+           kvflash_memory_report_create kvflash_plan_workspace; do
   grep -qx "$sym" <<<"$symbols" || fail "$sym is not exported"
 done
 grep -q '^_ZN7kvflash12quantize_row' <<<"$symbols" || fail "kvflash::quantize_row is not exported"
