@@ -46,6 +46,11 @@ BackendKind backend_or_raise(const std::string& name) {
 }
 
 Status run_backend(BackendKind backend, const AttentionProblem& p) {
+  // Every array the bindings build a problem from is host memory; a cuda route would read it as device memory.
+  if (backend == BackendKind::cuda) {
+    return unsupported("backend 'cuda' reads device arrays, and these bindings pass host arrays only (so far): "
+                       "use backend='ref' or 'cpu'");
+  }
   auto route = plan_route(p, caps_for(backend));
   if (!route.ok()) return route.status();
   // The caller owns the workspace (attention itself allocates nothing): sized by the route, aligned as it asks.
