@@ -74,12 +74,9 @@ kvflash_cache* kvflash_cache_create(const kvflash_cache_config* config) {
     capi::null_argument(kFunction, "config");
     return nullptr;
   }
-  if (config->struct_size < kConfigV1Size) {
-    bad_config_size(kFunction, config->struct_size);
-    return nullptr;
-  }
   kvflash_cache* out = nullptr;
   capi::guarded(kFunction, [&]() -> int {
+    if (config->struct_size < kConfigV1Size) return bad_config_size(kFunction, config->struct_size);
     const auto k = capi::type_from_id(config->k_type);
     const auto v = capi::type_from_id(config->v_type);
     if (!k || !v) {

@@ -117,12 +117,12 @@ int kvflash_plan_workspace(const kvflash_model* model, int k_type, int v_type, i
   static constexpr const char* kFunction = "kvflash_plan_workspace";
   if (model == nullptr) return capi::null_argument(kFunction, "model");
   if (out == nullptr) return capi::null_argument(kFunction, "out");
-  if (out->struct_size < kWorkspacePlanV1Size) {
-    return capi::fail(invalid_argument(std::string(kFunction) + ": out->struct_size = " +
-                                       std::to_string(out->struct_size) + " is smaller than the " +
-                                       std::to_string(kWorkspacePlanV1Size) + " bytes of kvflash_workspace_plan"));
-  }
   return capi::guarded(kFunction, [&]() -> int {
+    if (out->struct_size < kWorkspacePlanV1Size) {
+      return capi::fail(invalid_argument(std::string(kFunction) + ": out->struct_size = " +
+                                         std::to_string(out->struct_size) + " is smaller than the " +
+                                         std::to_string(kWorkspacePlanV1Size) + " bytes of kvflash_workspace_plan"));
+    }
     WorkspaceLimits limits;
     if (int rc = types_from_ids(kFunction, k_type, v_type, &limits.k_type, &limits.v_type); rc != KVFLASH_OK) {
       return rc;

@@ -89,14 +89,16 @@ int checked_type(const char* function, const char* field, int type, KvType* out)
 int set_kv(const char* function, kvflash_problem* problem, int type, const void* data, const int64_t* strides,
            bool is_k) {
   if (problem == nullptr) return capi::null_argument(function, "problem");
-  KvType t{};
-  if (int rc = checked_type(function, "type", type, &t); rc != KVFLASH_OK) return rc;
-  KvView& view = is_k ? problem->problem.k : problem->problem.v;
-  view.type = t;
-  view.data = data;
-  (is_k ? problem->k_dense : problem->v_dense) = strides == nullptr;
-  if (strides != nullptr) view.stride = capi::strides_from(strides);
-  return KVFLASH_OK;
+  return capi::guarded(function, [&]() -> int {
+    KvType t{};
+    if (int rc = checked_type(function, "type", type, &t); rc != KVFLASH_OK) return rc;
+    KvView& view = is_k ? problem->problem.k : problem->problem.v;
+    view.type = t;
+    view.data = data;
+    (is_k ? problem->k_dense : problem->v_dense) = strides == nullptr;
+    if (strides != nullptr) view.stride = capi::strides_from(strides);
+    return KVFLASH_OK;
+  });
 }
 
 int set_pages(const char* function, kvflash_problem* problem, const int32_t* pages, int64_t pages_per_seq,
@@ -163,16 +165,18 @@ int kvflash_problem_set_o(kvflash_problem* problem, float* data, const int64_t* 
 int kvflash_problem_set_mask(kvflash_problem* problem, int mask_type, const void* data, const int64_t* strides) {
   static constexpr const char* kFunction = "kvflash_problem_set_mask";
   if (problem == nullptr) return capi::null_argument(kFunction, "problem");
-  if (mask_type != KVFLASH_MASK_F32 && mask_type != KVFLASH_MASK_F16) {
-    return capi::fail(invalid_argument(std::string(kFunction) + ": mask_type = " + std::to_string(mask_type) +
-                                       " is neither KVFLASH_MASK_F32 (0) nor KVFLASH_MASK_F16 (1)"));
-  }
-  MaskView& m = problem->problem.mask;
-  m.type = static_cast<MaskType>(mask_type);
-  m.data = data;
-  problem->mask_dense = strides == nullptr;
-  m.stride = strides != nullptr ? capi::strides_from(strides) : Strides{};
-  return KVFLASH_OK;
+  return capi::guarded(kFunction, [&]() -> int {
+    if (mask_type != KVFLASH_MASK_F32 && mask_type != KVFLASH_MASK_F16) {
+      return capi::fail(invalid_argument(std::string(kFunction) + ": mask_type = " + std::to_string(mask_type) +
+                                         " is neither KVFLASH_MASK_F32 (0) nor KVFLASH_MASK_F16 (1)"));
+    }
+    MaskView& m = problem->problem.mask;
+    m.type = static_cast<MaskType>(mask_type);
+    m.data = data;
+    problem->mask_dense = strides == nullptr;
+    m.stride = strides != nullptr ? capi::strides_from(strides) : Strides{};
+    return KVFLASH_OK;
+  });
 }
 
 int kvflash_problem_set_scale(kvflash_problem* problem, double scale) {
