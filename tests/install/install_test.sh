@@ -71,13 +71,15 @@ mkdir -p "$work/pkg_config"
 read -r -a cflags <<<"$(pkg-config --cflags kvflash)"
 read -r -a libs <<<"$(pkg-config --libs kvflash)"
 read -r -a static_libs <<<"$(pkg-config --static --libs kvflash | sed 's/-lkvflash/-Wl,-Bstatic -lkvflash -Wl,-Bdynamic/')"
+unset LD_LIBRARY_PATH
 "$cc" -std=c99 -Wall -Wextra -pedantic -Werror "${cflags[@]}" "$source/examples/embed.c" "${libs[@]}" -lm \
   -o "$work/pkg_config/embed_c"
 "$cc" -std=c99 -Wall -Wextra -pedantic -Werror "${cflags[@]}" "$source/examples/embed.c" "${static_libs[@]}" -lm \
   -o "$work/pkg_config/embed_c_static"
 "$cxx" -std=c++20 -Wall -Wextra -Werror "${cflags[@]}" "$source/examples/embed.cpp" "${libs[@]}" \
   -o "$work/pkg_config/embed_cpp"
-LD_LIBRARY_PATH=$libdir "$work/pkg_config/embed_c" || fail "embed_c (pkg-config) failed"
+# No LD_LIBRARY_PATH: the .pc file's rpath finds the shared library.
+"$work/pkg_config/embed_c" || fail "embed_c (pkg-config) failed"
 "$work/pkg_config/embed_c_static" || fail "embed_c_static (pkg-config --static) failed"
-LD_LIBRARY_PATH=$libdir "$work/pkg_config/embed_cpp" || fail "embed_cpp (pkg-config) failed"
+"$work/pkg_config/embed_cpp" || fail "embed_cpp (pkg-config) failed"
 step "ok"
