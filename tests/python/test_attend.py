@@ -157,3 +157,15 @@ def test_fully_masked_rows_are_zeros():
     # n_q = 6 > n_kv = 4 with causal: rows 0 and 1 sit before the first key.
     assert np.all(out[:, :2] == 0.0)
     assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)))
+def test_the_cpu_backend_agrees_with_the_reference(index):
+    if not kvflash.info()["backends"]["cpu"]:
+        pytest.skip("this build has no cpu backend")
+    q, k, v, kwargs = make_inputs(CASES[index], 3000 + index)
+    want = kvflash.attend(q, k, v, **kwargs)
+    got = kvflash.attend(q, k, v, backend="cpu", **kwargs)
+    # NMSE <= 5e-4: the bar GGML's own flash-attention test uses for fast kernels over quantized K/V.
+    assert np.sum((got - want) ** 2) <= 5e-4 * np.sum(want**2)
+    assert np.all(np.isfinite(got))
