@@ -8,6 +8,8 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <fstream>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -160,6 +162,33 @@ nb::ndarray<nb::numpy, float> attend(FloatIn q, FloatIn k, FloatIn v, const std:
   return out.release();
 }
 
+/// The CPU as `kvflash info` shows it: model name, hardware threads, the features the fast kernels dispatch on.
+nb::dict cpu_info() {
+  nb::dict cpu;
+  std::string model = "unknown";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos && colon + 2 <= line.size()) model = line.substr(colon + 2);
+      break;
+    }
+  }
+  cpu["model"] = model;
+  cpu["threads"] = std::thread::hardware_concurrency();
+  nb::dict features;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  features["avx2"] = __builtin_cpu_supports("avx2") != 0;
+  features["fma"] = __builtin_cpu_supports("fma") != 0;
+  features["f16c"] = __builtin_cpu_supports("f16c") != 0;
+  features["avx512f"] = __builtin_cpu_supports("avx512f") != 0;
+  features["avx512bf16"] = __builtin_cpu_supports("avx512bf16") != 0;
+#endif
+  cpu["features"] = features;
+  return cpu;
+}
+
 nb::dict info() {
   nb::dict d;
   d["version"] = KVFLASH_VERSION;
@@ -187,6 +216,7 @@ nb::dict info() {
 #else
   d["cuda_built"] = false;
 #endif
+  d["cpu"] = cpu_info();
   return d;
 }
 

@@ -86,3 +86,14 @@ def test_info_mirrors_the_library(cli):
     assert names == ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "turbo2", "turbo3", "turbo4"]
     q8 = info["types"][3]
     assert (q8["block_elems"], q8["block_bytes"], q8["bits_per_value"]) == (32, 34, 8.5)
+    # `kvflash info` prints "cpu: MODEL, N hardware threads" and "cpu features: avx2 yes, fma no, ...".
+    text = subprocess.run([str(cli), "info"], capture_output=True, text=True, check=True).stdout
+    cpu_line = next(l for l in text.splitlines() if l.startswith("cpu: "))
+    assert cpu_line == f"cpu: {info['cpu']['model']}, {info['cpu']['threads']} hardware threads"
+    features_line = next((l for l in text.splitlines() if l.startswith("cpu features: ")), None)
+    if features_line is not None:
+        shown = dict(item.split() for item in features_line[len("cpu features: "):].split(", "))
+        assert shown == {k: "yes" if v else "no" for k, v in info["cpu"]["features"].items()}
+    for name, available in info["backends"].items():
+        line = next(l for l in text.splitlines() if l.strip().startswith(name + " "))
+        assert ("not available" not in line) == available, line
