@@ -70,10 +70,14 @@ inline constexpr std::string_view kNames[kCount] = {"causal", "window", "mask_f3
 }  // namespace feature
 inline constexpr uint32_t kAllFeatures = (1u << feature::kCount) - 1;
 
-/// How a kernel divides the keys among workers; decides the workspace it needs.
+/// How a kernel divides the keys among workers; decides the workspace it needs. A backend whose split count
+/// follows another rule (CUDA: whole waves of resident CTAs) adds an enumerator here and its cases in launch.cpp:
+/// choose_splits() for a problem and max_splits_up_to(), the largest count over every n_kv up to a capacity, which
+/// plan_workspace() relies on (tests/plan/route_test checks the two agree).
 enum class KvSplit : uint8_t {
   none,   // one worker sees all keys of a (sequence, head) row: no partial results
-  split,  // keys cut into n_splits ranges; partial outputs and softmax statistics combined afterwards
+  split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units(), at most max_splits; partial
+          // outputs and softmax statistics are combined afterwards
 };
 
 /// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
