@@ -138,6 +138,4 @@ for name, qtype in TYPES.items():
     if name in BLOCK_TYPES:
         deq = quants.dequantize(data[:DEQUANT_ROWS], qtype).astype(f32)
         (HERE / f"gguf_{name}_dequant.bin").write_bytes(deq.tobytes())
-for stale in ("gguf_f16_dequant.bin", "gguf_bf16_dequant.bin"):
-    (HERE / stale).unlink(missing_ok=True)
 print(f"wrote {x.shape[0]} rows of {N} values; dequantized rows: {DEQUANT_ROWS}")
