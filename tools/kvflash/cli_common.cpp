@@ -29,6 +29,67 @@ int fail(std::string_view command, std::string_view message) {
 
 int fail(std::string_view command, const Status& s) { return fail(command, s.message()); }
 
+int usage_error(std::string_view command, std::string_view message) {
+  std::string line(message);
+  line += " (see 'kvflash ";
+  line += command;
+  line += " --help')";
+  fail(command, line);
+  return kUsageExit;
+}
+
+int usage_error(std::string_view command, const Status& s) { return usage_error(command, s.message()); }
+
+int print_help(std::string_view synopsis, const Args& args) {
+  std::fwrite(synopsis.data(), 1, synopsis.size(), stdout);
+  std::fputs("\nflags:\n", stdout);
+  std::fputs(args.usage().c_str(), stdout);
+  return 0;
+}
+
+std::string kv_type_names() {
+  std::string out;
+  for (const KvTraits& t : all_kv_types()) {
+    if (!out.empty()) out += ", ";
+    out += t.name;
+  }
+  return out;
+}
+
+StatusOr<KvType> kv_type_flag(const Args& args, const std::string& flag, std::optional<KvType> fallback) {
+  const std::optional<std::string> name = args.get(flag);
+  if (!name) {
+    if (fallback) return *fallback;
+    return invalid_argument("--" + flag + " is required (one of " + kv_type_names() + ")");
+  }
+  if (auto t = kv_type_from_name(*name)) return *t;
+  return invalid_argument("unknown type '" + *name + "' for --" + flag + " (valid types: " + kv_type_names() + ")");
+}
+
+StatusOr<std::vector<int64_t>> shape_flag(const Args& args, const std::string& flag) {
+  const std::optional<std::string> text = args.get(flag);
+  if (!text) return invalid_argument("--" + flag + " is required (e.g. --" + flag + " 8,128)");
+  std::vector<int64_t> dims;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text->find(',', start);
+    std::string item = text->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    int64_t v = 0;
+    const char* end = item.data() + item.size();
+    auto [ptr, ec] = std::from_chars(item.data(), end, v);
+    if (item.empty() || ec != std::errc() || ptr != end || v < 0) {
+      return invalid_argument("--" + flag + " '" + *text + "': '" + item +
+                              "' is not a non-negative integer (write the dimensions as A,B,...)");
+    }
+    dims.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return dims;
+}
+
 Args& Args::value(std::string name, std::string help, std::vector<std::string> aliases) {
   specs_.push_back({std::move(name), std::move(help), std::move(aliases), true});
   return *this;
@@ -158,8 +219,20 @@ std::string Args::usage() const {
     else left += "  ";
     out += left + s.help + "\n";
   }
-  out += "  --help, -h                  this text\n";
+  std::string help_line = "  --help, -h";
+  help_line.resize(28, ' ');
+  out += help_line + "this text\n";
   return out;
+}
+
+int64_t checked_rows_bytes(KvType type, int64_t rows, int64_t n) {
+  const KvTraits& t = kv_traits(type);
+  int64_t row = 0, total = 0;
+  if (rows < 0 || n < 0 || __builtin_mul_overflow(n / t.block_elems, int64_t{t.block_bytes}, &row) ||
+      __builtin_mul_overflow(rows, row, &total)) {
+    return -1;
+  }
+  return total;
 }
 
 StatusOr<int64_t> parse_bytes(std::string_view text, std::string_view field) {
@@ -227,6 +300,11 @@ StatusOr<std::vector<uint8_t>> read_file(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return io_error("cannot open '" + path + "': " + std::strerror(errno));
   std::vector<uint8_t> data;
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    const long size = std::ftell(f);
+    if (size > 0) data.reserve(static_cast<size_t>(size));
+    std::rewind(f);
+  }
   uint8_t buf[1 << 16];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.insert(data.end(), buf, buf + n);

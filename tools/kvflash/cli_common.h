@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvflash/kv_type.h"
 #include "kvflash/status.h"
 
 namespace kvflash::cli {
@@ -15,6 +16,12 @@ namespace kvflash::cli {
 /// Prints "kvflash <command>: error: <message>" on one line to stderr and returns the exit status (1).
 int fail(std::string_view command, std::string_view message);
 int fail(std::string_view command, const Status& s);
+
+/// Exit status of a command line that cannot be understood (unknown flag, missing operand): 2, as getopt tools do.
+inline constexpr int kUsageExit = 2;
+/// Like fail(), for a usage error: adds "(see 'kvflash <command> --help')" and returns kUsageExit.
+int usage_error(std::string_view command, std::string_view message);
+int usage_error(std::string_view command, const Status& s);
 
 /// Flags of one subcommand. Declare them, then parse; unknown flags and missing values are errors.
 /// `--name value`, `--name=value` and short aliases (`-ctk`) are accepted; `--help`/`-h` is always known.
@@ -56,6 +63,22 @@ class Args {
   std::vector<std::string> positionals_;
   bool help_ = false;
 };
+
+/// Prints `synopsis` then the flag table of `args` to stdout (for --help); returns 0.
+int print_help(std::string_view synopsis, const Args& args);
+
+/// The KV type named by flag --`flag` ("q4_0"); an unknown name is an error listing every valid name.
+/// `fallback` is used when the flag is absent; without one the flag is required.
+StatusOr<KvType> kv_type_flag(const Args& args, const std::string& flag, std::optional<KvType> fallback = {});
+
+/// "f32, f16, bf16, q8_0, ..." for messages and help.
+std::string kv_type_names();
+
+/// Parses "--shape 4,32,128": non-negative integers separated by commas.
+StatusOr<std::vector<int64_t>> shape_flag(const Args& args, const std::string& flag);
+
+/// Bytes of `rows` stored rows of `n` values each (n a multiple of the block size), or -1 on int64 overflow.
+int64_t checked_rows_bytes(KvType type, int64_t rows, int64_t n);
 
 /// Parses "16GiB", "512MiB", "1.5GB", "1000" into bytes.
 StatusOr<int64_t> parse_bytes(std::string_view text, std::string_view field);
