@@ -1,5 +1,6 @@
 #include "backend/cuda/cuda_attention.h"
 
+#include <algorithm>
 #include <array>
 
 #include "backend/cuda/decode_launch.h"
@@ -76,8 +77,22 @@ StatusOr<CudaRoute> route_cuda(const AttentionProblem& p) {
     dv_stored = generic_dv_stored(p);
   }
   route.split = plan_splits(p.shape, geometry, device->sm_count);
+  route.key_tile = geometry.key_tile;
+  route.dv_stored = dv_stored;
   route.workspace_bytes = split_workspace(p.shape, dv_stored, route.split.n_splits).total_bytes;
   return route;
+}
+
+CudaRoute with_splits(const CudaRoute& route, const AttentionProblem& p, int64_t n_splits) {
+  CudaRoute r = route;
+  const int64_t tile = std::max(1, r.key_tile);
+  const int64_t tiles = std::max<int64_t>(1, (p.shape.n_kv + tile - 1) / tile);
+  const int64_t wanted = std::clamp<int64_t>(n_splits, 1, tiles);
+  const int64_t tiles_per_split = (tiles + wanted - 1) / wanted;
+  r.split.keys_per_split = tiles_per_split * tile;
+  r.split.n_splits = (tiles + tiles_per_split - 1) / tiles_per_split;
+  r.workspace_bytes = split_workspace(p.shape, r.dv_stored, r.split.n_splits).total_bytes;
+  return r;
 }
 
 Status attend_cuda(const AttentionProblem& p, const CudaRoute& route, void* workspace, size_t workspace_bytes,

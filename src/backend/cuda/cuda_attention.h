@@ -32,12 +32,18 @@ struct CudaRoute {
   CudaKernel kernel = CudaKernel::generic;
   int instance = -1;  // index into decode_instances() for decode_split_kv
   SplitPlan split;
+  int key_tile = 0;        // the kernel's tile: keys_per_split is a multiple of it
+  int64_t dv_stored = 0;   // floats per partial row in the workspace
   size_t workspace_bytes = 0;
   std::string name;  // "decode_split_kv<128,128,q4_0,q4_0>" or "generic"
 };
 
 /// The route `p` takes on the current device. Reads cached device properties only (no device memory, no sync).
 StatusOr<CudaRoute> route_cuda(const AttentionProblem& p);
+
+/// `route` with its keys cut into (about) `n_splits` ranges instead of the planned count: whole tiles per split,
+/// no empty split, workspace resized. For tests and for a planner that chooses splits itself.
+CudaRoute with_splits(const CudaRoute& route, const AttentionProblem& p, int64_t n_splits);
 
 /// Runs `p` (device pointers) along `route`; `workspace` must hold route.workspace_bytes bytes. Launches only.
 Status attend_cuda(const AttentionProblem& p, const CudaRoute& route, void* workspace, size_t workspace_bytes,

@@ -75,13 +75,17 @@ struct DecodeConfig {
   static_assert(kKStepsPerWarp >= 1 && kUnitsPerWarp >= 1);
 
   // Shared memory: kStages stages of (K tile, V tile), then query, scores, probabilities, row state, offsets.
-  static constexpr int kStageBytes = kKeyTile * (kPitchK + kPitchV);
+  // Each tile is followed by 16 bytes that no copy writes: fragment loads read up to 3 bytes past a row, and
+  // those bytes must not belong to a tile that cp.async may be filling at the same time.
+  static constexpr int kTileSlack = 16;
+  static constexpr int kVTileOffset = kKeyTile * kPitchK + kTileSlack;
+  static constexpr int kStageBytes = kVTileOffset + kKeyTile * kPitchV + kTileSlack;
   static constexpr int kStages = std::clamp(96 * 1024 / kStageBytes, 2, 4);
   static constexpr int kQPitch = kDimK + 8;        // halves; +16 bytes keeps ldmatrix rows in distinct banks
   static constexpr int kScorePitch = kKeyTile + 4;  // floats
   static constexpr int kPPitch = kKeyTile + 8;      // halves
   static constexpr int kOPitch = kDimV + 4;         // floats (epilogue, aliases the stages)
-  static constexpr int kStagesBytes = kStages * kStageBytes + 16;  // +16: fragment loads read a word past a row
+  static constexpr int kStagesBytes = kStages * kStageBytes;
   static constexpr int kQOffset = (kStagesBytes + 127) / 128 * 128;
   static constexpr int kScoreOffset = kQOffset + kMaxQvecs * kQPitch * 2;
   static constexpr int kPOffset = kScoreOffset + kMaxQvecs * kScorePitch * 4;
@@ -112,6 +116,8 @@ __global__ void __launch_bounds__(128) decode_split_kv_kernel(const AttentionPro
   using VFrag = KvFragments<VType>;
   constexpr int T = Cfg::kKeyTile;
   constexpr int S = Cfg::kStages;
+  static_assert(k_dims_are_a_permutation<KFrag>(Cfg::kDimK), "K fragment order must cover the head dim once");
+  static_assert(v_dims_are_a_permutation<VFrag>(Cfg::kDimV), "V fragment order must cover the head dim once");
 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* stages = smem;
@@ -198,15 +204,17 @@ __global__ void __launch_bounds__(128) decode_split_kv_kernel(const AttentionPro
   };
   auto issue = [&](int slot) {
     uint8_t* dst_k = stages + slot * Cfg::kStageBytes;
-    uint8_t* dst_v = dst_k + T * Cfg::kPitchK;
+    uint8_t* dst_v = dst_k + Cfg::kVTileOffset;
     const int64_t* offs = row_offsets + slot * 2 * T;
     copy_rows<Cfg::kRowBytesK, Cfg::kPitchK, T, Cfg::kThreads>(dst_k, p.k.data, offs, width_k, tid);
     copy_rows<Cfg::kRowBytesV, Cfg::kPitchV, T, Cfg::kThreads>(dst_v, p.v.data, offs + T, width_v, tid);
   };
+#pragma unroll 1
   for (int st = 0; st < S; ++st) {
     if (st < n_tiles) compute_offsets(st, st);
   }
   __syncthreads();  // query staged (the f32 copy in the stages is dead from here), offsets visible
+#pragma unroll 1
   for (int st = 0; st < S - 1; ++st) {
     if (st < n_tiles) issue(st);
     ptx::cp_async_commit();
@@ -245,7 +253,7 @@ __global__ void __launch_bounds__(128) decode_split_kv_kernel(const AttentionPro
     ptx::cp_async_commit();
 
     const uint8_t* tile_k = stages + (it % S) * Cfg::kStageBytes;
-    const uint8_t* tile_v = tile_k + T * Cfg::kPitchK;
+    const uint8_t* tile_v = tile_k + Cfg::kVTileOffset;
     const int64_t tile_key0 = key_begin + static_cast<int64_t>(it) * T;
 
     // 1. S = Q K^T over this warp's keys.

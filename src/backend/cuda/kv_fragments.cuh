@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "backend/cuda/ptx.cuh"
+#include "kvflash/attention_problem.h"
 #include "kvflash/kv_type.h"
 
 namespace kvflash::cuda {
@@ -307,6 +308,35 @@ struct KvFragments<KvType::turbo4> {
   }
   __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
 };
+
+/// Whether Frag's k_dim visits every element of a `dim`-wide head exactly once (dim a multiple of 64): the query is
+/// staged through it, so a slot left out or doubled would silently drop or double a product.
+template <class Frag>
+constexpr bool k_dims_are_a_permutation(int dim) {
+  bool seen[4 * kMaxHeadDim] = {};
+  for (int u = 0; u < dim / 64; ++u)
+    for (int t = 0; t < 4; ++t)
+      for (int i = 0; i < 16; ++i) {
+        const int d = Frag::k_dim(u, t, i);
+        if (d < 0 || d >= dim || seen[d]) return false;
+        seen[d] = true;
+      }
+  return true;
+}
+
+/// The same for v_dim over a `dim`-wide V head (dim a multiple of 32): the output is stored through it.
+template <class Frag>
+constexpr bool v_dims_are_a_permutation(int dim) {
+  bool seen[4 * kMaxHeadDim] = {};
+  for (int vu = 0; vu < dim / 32; ++vu)
+    for (int col = 0; col < 8; ++col)
+      for (int j = 0; j < 4; ++j) {
+        const int d = Frag::v_dim(vu, col, j);
+        if (d < 0 || d >= dim || seen[d]) return false;
+        seen[d] = true;
+      }
+  return true;
+}
 
 /// Whether the fragment loaders cover a type (the decode kernel's instances are limited to these).
 constexpr bool has_fragments(KvType t) {

@@ -40,7 +40,9 @@ __device__ __forceinline__ void copy_rows_width(uint8_t* dst, const uint8_t* src
   constexpr int kWords = Rows * kWordsPerRow;
   constexpr int kIters = (kWords + Threads - 1) / Threads;
   if constexpr (Width >= 4) {
-#pragma unroll
+    // A few copies per thread in flight per step is enough (the pipeline keeps whole tiles in flight); unrolling
+    // all of a wide tile's iterations only multiplies live 64-bit addresses.
+#pragma unroll 4
     for (int it = 0; it < kIters; ++it) {
       const int idx = tid + it * Threads;
       if (kWords % Threads == 0 || idx < kWords) {

@@ -6,29 +6,20 @@
 
 #include <cstdint>
 
+#include "format/turbo.h"
+
 namespace kvflash::cuda {
 
-// The sign vectors, written as in TURBOQUANT.md ('+' = +1, '-' = -1), index 0..127.
-inline constexpr char kTurboS1[] = "-++--+-+--+++++++-+-+--+++-++----++-++-+-++--+-++++-----+-++++-+--+---+---+---+++--+++--++-++-+--++-+-+-++++-+-++-++-----++-++-+";
-inline constexpr char kTurboS2[] = "++++-++-+---+---++--+-+-+--+-+++++---+------+++-+-+++--+------+++-+----+-+-+--++-+-++-+----+--+-+-+++--+-+-++--+-+-++-+-+-----+-";
-static_assert(sizeof(kTurboS1) == 129 && sizeof(kTurboS2) == 129);
-
-/// The 128 signs of a sign string packed as bits (bit i of word i / 32 set where the sign is '-').
+/// The 128 signs of s1 or s2 as bits (bit i of word i / 32 set where the sign is -1), as format/turbo.h has them.
 struct TurboSignBits {
   uint32_t words[4];
 };
-constexpr TurboSignBits pack_signs(const char* s) {
-  TurboSignBits b{{0, 0, 0, 0}};
-  for (int i = 0; i < 128; ++i) {
-    if (s[i] == '-') b.words[i / 32] |= 1u << (i % 32);
-  }
-  return b;
-}
-static __constant__ TurboSignBits c_turbo_s1 = pack_signs(kTurboS1);
-static __constant__ TurboSignBits c_turbo_s2 = pack_signs(kTurboS2);
+constexpr TurboSignBits sign_bits(const uint32_t (&w)[4]) { return TurboSignBits{{w[0], w[1], w[2], w[3]}}; }
+// Device copies of format/turbo.h's tables (device code cannot index host constexpr arrays at run time).
+static __constant__ TurboSignBits c_turbo_s1 = sign_bits(format::kTurboSigns1);
+static __constant__ TurboSignBits c_turbo_s2 = sign_bits(format::kTurboSigns2);
 
-// 1/sqrt(128), rounded to float as the reference multiplies by it (TURBOQUANT.md step 3).
-inline constexpr float kTurboInvSqrt128 = 0.08838834764831845f;
+inline constexpr float kTurboInvSqrt128 = format::kTurboHadamardScale;
 
 __device__ __forceinline__ float apply_sign(float x, const TurboSignBits& s, int i) {
   return (s.words[i / 32] >> (i % 32)) & 1u ? -x : x;

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The GPU run of the CUDA backend, in one script (one device-machine call):
+#   1. build for sm_90a (+ compute_90a PTX) with 16 jobs: the library, kvflash_gpu_tests, the decode benchmark;
+#   2. kvflash_gpu_tests (every CUDA path against the reference oracle);
+#   3. compute-sanitizer memcheck and racecheck on a small sweep of those tests;
+#   4. the decode benchmark, torch SDPA (flash and cuDNN) on the same shapes, the copy bandwidth, one table.
+# Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
+# ("build test sanitize bench" by default). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
+# from third_party/googletest (copied next to the tree when the machine has none).
+#
+# From a checkout: bash bench/gpu.sh. Through the device tool (it sends /work/main, not a worktree):
+#   rm -rf /work/main/.gpu-stage && mkdir -p /work/main/.gpu-stage && git -C <worktree> archive HEAD |
+#     tar -x -C /work/main/.gpu-stage && cp -r /usr/src/googletest /work/main/.gpu-stage/third_party/
+#   run(command="cd .gpu-stage && bash bench/gpu.sh", carry=[".gpu-stage"])
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+BUILD=${KVFLASH_BUILD_DIR:-build-gpu}
+JOBS=${KVFLASH_JOBS:-16}
+PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench}
+# Tests small enough to run under the sanitizers in a minute or two, covering the decode kernel (splits, layouts,
+# pages, empty rows), the generic kernel and the combine.
+SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts"}
+status=0
+
+log() { echo "== $(date +%T) $*"; }
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
+fail() {
+  echo "FAILED: $*"
+  status=1
+}
+
+log "environment"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+  nvcc --version | tail -2
+  cmake --version | head -1
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  nproc
+} 2>&1 | tee "$OUT/env.txt"
+
+if phase build; then
+  log "build ($JOBS jobs, sm_90a)"
+  prefix=()
+  if ! ls /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/local/lib*/cmake/GTest/GTestConfig.cmake >/dev/null 2>&1 &&
+    [ -d third_party/googletest ]; then
+    log "building GoogleTest from third_party/googletest"
+    cmake -S third_party/googletest -B /tmp/gtest-build -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
+      -DCMAKE_INSTALL_PREFIX=/tmp/gtest >"$OUT/gtest_build.log" 2>&1 &&
+      cmake --build /tmp/gtest-build -j "$JOBS" --target install >>"$OUT/gtest_build.log" 2>&1 ||
+      fail "GoogleTest build (see gtest_build.log)"
+    prefix=(-DCMAKE_PREFIX_PATH=/tmp/gtest)
+  fi
+  start=$(date +%s)
+  if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKVFLASH_CUDA=ON -DKVFLASH_CUDA_ARCHS=90a "${prefix[@]}" \
+    >"$OUT/build.log" 2>&1 &&
+    cmake --build "$BUILD" -j "$JOBS" --target kvflash_static kvflash_gpu_tests >>"$OUT/build.log" 2>&1; then
+    nvcc -std=c++20 -O3 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Iinclude -Isrc \
+      -I"$BUILD/include" bench/cuda_decode_bench.cu "$BUILD/src/libkvflash.a" -o "$BUILD/kvflash_cuda_bench" \
+      >>"$OUT/build.log" 2>&1 || fail "benchmark build (see build.log)"
+  else
+    tail -40 "$OUT/build.log"
+    if [ -x prebuilt/kvflash_gpu_tests ]; then
+      # Binaries built on the staging machine (same architecture and toolkit), so the tests and the benchmark
+      # still run; the failed build is reported.
+      fail "build (see build.log); running the prebuilt binaries"
+      mkdir -p "$BUILD/tests" && cp prebuilt/kvflash_gpu_tests "$BUILD/tests/" && cp prebuilt/kvflash_cuda_bench "$BUILD/"
+    else
+      fail "build (see build.log)"
+    fi
+  fi
+  echo "build seconds: $(($(date +%s) - start))" | tee -a "$OUT/build.log"
+  grep -E "warning|error" "$OUT/build.log" | head -20
+fi
+
+if phase test; then
+  log "kvflash_gpu_tests"
+  timeout 300 "$BUILD/tests/kvflash_gpu_tests" --gtest_color=no >"$OUT/gpu_tests.log" 2>&1 || fail "kvflash_gpu_tests"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|nmse|route sweep" "$OUT/gpu_tests.log" | head -80
+fi
+
+if phase sanitize; then
+  for tool in memcheck racecheck; do
+    log "compute-sanitizer $tool"
+    timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
+      "$BUILD/tests/kvflash_gpu_tests" --gtest_color=no --gtest_filter="$SANITIZER_FILTER" \
+      >"$OUT/sanitizer_$tool.log" 2>&1 || fail "compute-sanitizer $tool"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|Invalid|^\[  (PASSED|FAILED) " "$OUT/sanitizer_$tool.log" | head -20
+  done
+fi
+
+if phase bench; then
+  log "decode benchmark"
+  timeout 240 "$BUILD/kvflash_cuda_bench" --json "$OUT/kvflash_bench.jsonl" 2>&1 | tee "$OUT/kvflash_bench.txt" ||
+    fail "kvflash benchmark"
+  log "torch SDPA"
+  PYTHONUNBUFFERED=1 timeout 180 python3 bench/sdpa_compare.py --json "$OUT/torch_sdpa.jsonl" 2>&1 |
+    tee "$OUT/torch_sdpa.txt" || fail "torch SDPA comparison"
+  log "table"
+  python3 bench/gpu_table.py "$OUT/kvflash_bench.jsonl" "$OUT/torch_sdpa.jsonl" | tee "$OUT/table.md"
+fi
+
+log "done (status $status)"
+exit $status
