@@ -26,13 +26,12 @@ std::vector<std::string> cuda_device_lines() {
       lines.push_back("device " + std::to_string(d) + ": properties unavailable");
       continue;
     }
-    char buf[320];
-    std::snprintf(buf, sizeof buf,
-                  "device %d: %s, compute capability %d.%d, %d SMs, %.1f GiB, L2 %d MiB, driver %d.%d, runtime %d.%d",
-                  d, prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+    char buf[160];
+    std::snprintf(buf, sizeof buf, ", compute capability %d.%d, %d SMs, %.1f GiB, L2 %d MiB, driver %d.%d, runtime %d.%d",
+                  prop.major, prop.minor, prop.multiProcessorCount,
                   static_cast<double>(prop.totalGlobalMem) / (1 << 30), prop.l2CacheSize >> 20, driver / 1000,
                   (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10);
-    lines.emplace_back(buf);
+    lines.push_back("device " + std::to_string(d) + ": " + prop.name + buf);
   }
   return lines;
 #else
