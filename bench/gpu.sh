@@ -4,8 +4,9 @@
 #   2. kvflash_gpu_tests (every CUDA path against the reference oracle);
 #   3. compute-sanitizer memcheck and racecheck on a small sweep of those tests;
 #   4. the decode benchmark, torch SDPA (flash and cuDNN) on the same shapes, the copy bandwidth, one table.
+# 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases.
 # Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
-# ("build test sanitize bench" by default). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
+# ("build test sanitize bench profile" by default). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
 # from third_party/googletest (copied next to the tree when the machine has none).
 #
 # From a checkout: bash bench/gpu.sh. Through the device tool (it sends /work/main, not a worktree):
@@ -18,7 +19,7 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 BUILD=${KVFLASH_BUILD_DIR:-build-gpu}
 JOBS=${KVFLASH_JOBS:-16}
-PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench}
+PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench profile}
 # Tests small enough to run under the sanitizers in a minute or two, covering the decode kernel (splits, layouts,
 # pages, empty rows), the generic kernel and the combine.
 SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts"}
@@ -38,7 +39,7 @@ log "environment"
   cmake --version | head -1
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
   nproc
-} 2>&1 | tee "$OUT/env.txt"
+} 2>&1 | tee "$OUT/build.log"
 
 if phase build; then
   log "build ($JOBS jobs, sm_90a)"
@@ -47,14 +48,14 @@ if phase build; then
     [ -d third_party/googletest ]; then
     log "building GoogleTest from third_party/googletest"
     cmake -S third_party/googletest -B /tmp/gtest-build -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
-      -DCMAKE_INSTALL_PREFIX=/tmp/gtest >"$OUT/gtest_build.log" 2>&1 &&
-      cmake --build /tmp/gtest-build -j "$JOBS" --target install >>"$OUT/gtest_build.log" 2>&1 ||
-      fail "GoogleTest build (see gtest_build.log)"
+      -DCMAKE_INSTALL_PREFIX=/tmp/gtest >>"$OUT/build.log" 2>&1 &&
+      cmake --build /tmp/gtest-build -j "$JOBS" --target install >>"$OUT/build.log" 2>&1 ||
+      fail "GoogleTest build (see build.log)"
     prefix=(-DCMAKE_PREFIX_PATH=/tmp/gtest)
   fi
   start=$(date +%s)
   if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKVFLASH_CUDA=ON -DKVFLASH_CUDA_ARCHS=90a "${prefix[@]}" \
-    >"$OUT/build.log" 2>&1 &&
+    >>"$OUT/build.log" 2>&1 &&
     cmake --build "$BUILD" -j "$JOBS" --target kvflash_static kvflash_gpu_tests >>"$OUT/build.log" 2>&1; then
     nvcc -std=c++20 -O3 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Iinclude -Isrc \
       -I"$BUILD/include" bench/cuda_decode_bench.cu "$BUILD/src/libkvflash.a" -o "$BUILD/kvflash_cuda_bench" \
@@ -85,20 +86,36 @@ if phase sanitize; then
     log "compute-sanitizer $tool"
     timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
       "$BUILD/tests/kvflash_gpu_tests" --gtest_color=no --gtest_filter="$SANITIZER_FILTER" \
-      >"$OUT/sanitizer_$tool.log" 2>&1 || fail "compute-sanitizer $tool"
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|Invalid|^\[  (PASSED|FAILED) " "$OUT/sanitizer_$tool.log" | head -20
+      >"$OUT/sanitizer.tmp" 2>&1 || fail "compute-sanitizer $tool"
+    cat "$OUT/sanitizer.tmp" >>"$OUT/sanitizer.log"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|Invalid|^\[  (PASSED|FAILED) " "$OUT/sanitizer.tmp" | head -20
+    rm -f "$OUT/sanitizer.tmp"
   done
 fi
 
 if phase bench; then
   log "decode benchmark"
-  timeout 240 "$BUILD/kvflash_cuda_bench" --json "$OUT/kvflash_bench.jsonl" 2>&1 | tee "$OUT/kvflash_bench.txt" ||
+  timeout 240 "$BUILD/kvflash_cuda_bench" --json "$OUT/kvflash_bench.jsonl" 2>&1 ||
     fail "kvflash benchmark"
   log "torch SDPA"
   PYTHONUNBUFFERED=1 timeout 180 python3 bench/sdpa_compare.py --json "$OUT/torch_sdpa.jsonl" 2>&1 |
-    tee "$OUT/torch_sdpa.txt" || fail "torch SDPA comparison"
+    grep -v -E "UserWarning|F.scaled_dot_product_attention" || fail "torch SDPA comparison"
   log "table"
   python3 bench/gpu_table.py "$OUT/kvflash_bench.jsonl" "$OUT/torch_sdpa.jsonl" | tee "$OUT/table.md"
+fi
+
+if phase profile; then
+  # Hardware counters of the decode kernel on the 131K cases (clocks left alone, as the machine's notes ask).
+  for case in "q4_0 kv=131072" "f16 kv=131072" "turbo3 kv=131072"; do
+    log "ncu: $case"
+    timeout 120 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+      --section Occupancy -k regex:decode_ -c 1 "$BUILD/kvflash_cuda_bench" --only "$case" --iters 3 \
+      >"$OUT/ncu.tmp" 2>&1 || fail "ncu $case"
+    { echo "==== $case"; cat "$OUT/ncu.tmp"; } >>"$OUT/ncu.txt"
+    grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Issue Slots Busy|Achieved Occupancy|Stall|Registers|Warp Cycles Per Issued" \
+      "$OUT/ncu.tmp" | head -24
+    rm -f "$OUT/ncu.tmp"
+  done
 fi
 
 log "done (status $status)"

@@ -1,6 +1,7 @@
 // Backends: where an attention problem runs.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 

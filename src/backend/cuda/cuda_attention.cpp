@@ -87,7 +87,7 @@ CudaRoute with_splits(const CudaRoute& route, const AttentionProblem& p, int64_t
   CudaRoute r = route;
   const int64_t tile = std::max(1, r.key_tile);
   const int64_t tiles = std::max<int64_t>(1, (p.shape.n_kv + tile - 1) / tile);
-  const int64_t wanted = std::clamp<int64_t>(n_splits, 1, tiles);
+  const int64_t wanted = std::clamp<int64_t>(n_splits, 1, std::min(tiles, kMaxSplits));
   const int64_t tiles_per_split = (tiles + wanted - 1) / wanted;
   r.split.keys_per_split = tiles_per_split * tile;
   r.split.n_splits = (tiles + tiles_per_split - 1) / tiles_per_split;

@@ -31,6 +31,7 @@ constexpr int kDimsPerThread = kMaxHeadDim / kThreads;  // output elements a thr
 struct GenericLaunch {
   float scale = 1.0f;
   int dk_stored = 0, dv_stored = 0;
+  bool k_rotated = false, v_rotated = false;  // turbo K / V (device code never reads the host type table)
   int64_t n_qchunks = 1;
   int64_t keys_per_split = 0;
   int64_t seq_begin = 0;
@@ -141,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) generic_attention_kernel(const Atten
     q_s[r * lay.q_pitch + d] = x;
   }
   __syncthreads();
-  if (kv_traits(p.k.type).rotated) {
+  if (launch.k_rotated) {
     rotate_rows_in_smem(q_s, kQvecs, lay.q_pitch, dks, /*inverse=*/false);
     __syncthreads();
   }
@@ -217,10 +218,9 @@ __global__ void __launch_bounds__(kThreads) generic_attention_kernel(const Atten
     l_s[my_q] = l_run;
   }
   __syncthreads();
-  const bool v_rotated = kv_traits(p.v.type).rotated;
   for (int r = warp; r < n_qvecs; r += kThreads / 32) {
     const int64_t v = qvec0 + r;
-    finish_row(p, o_stage + r * dvs, dvs, v_rotated, m_s[r], l_s[r], s, hkv * group + v / n_q, v % n_q, launch.out,
+    finish_row(p, o_stage + r * dvs, dvs, launch.v_rotated, m_s[r], l_s[r], s, hkv * group + v / n_q, v % n_q, launch.out,
                launch.out.n_splits > 1 ? split : -1);
   }
 }
@@ -263,6 +263,8 @@ Status launch_generic(const AttentionProblem& p, const SplitPlan& plan, void* wo
   launch.scale = static_cast<float>(effective_scale(p));
   launch.dk_stored = static_cast<int>(stored_dim(p.k.type, p.shape.d_k));
   launch.dv_stored = static_cast<int>(stored_dim(p.v.type, p.shape.d_v));
+  launch.k_rotated = kv_traits(p.k.type).rotated;
+  launch.v_rotated = kv_traits(p.v.type).rotated;
   launch.n_qchunks = plan.n_qchunks;
   launch.keys_per_split = plan.keys_per_split;
   if (plan.n_splits > 1 && workspace == nullptr) {
@@ -279,7 +281,7 @@ Status launch_generic(const AttentionProblem& p, const SplitPlan& plan, void* wo
     KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   }
   if (plan.n_splits > 1) {
-    KVFLASH_RETURN_IF_ERROR(launch_combine(p, launch.dv_stored, kv_traits(p.v.type).rotated, launch.out, stream));
+    KVFLASH_RETURN_IF_ERROR(launch_combine(p, launch.dv_stored, launch.v_rotated, launch.out, stream));
   }
   return Status::Ok();
 }
