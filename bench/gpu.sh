@@ -116,6 +116,18 @@ if phase profile; then
       "$OUT/ncu.tmp" | head -24
     rm -f "$OUT/ncu.tmp"
   done
+  log "ncu: stall reasons, q4_0 kv=131072"
+  stalls=""
+  for r in barrier long_scoreboard short_scoreboard mio_throttle wait math_pipe_throttle lg_throttle not_selected \
+    dispatch_stall no_instruction branch_resolving membar; do
+    stalls="$stalls,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
+  done
+  timeout 120 ncu --clock-control none --metrics "smsp__inst_executed.sum,sm__cycles_elapsed.avg${stalls}" \
+    -k regex:decode_ -c 1 "$BUILD/kvflash_cuda_bench" --only "q4_0 kv=131072" --iters 3 >"$OUT/ncu.tmp" 2>&1 ||
+    fail "ncu stall metrics"
+  { echo "==== stalls q4_0"; cat "$OUT/ncu.tmp"; } >>"$OUT/ncu.txt"
+  grep -E "stalled|inst_executed|cycles_elapsed" "$OUT/ncu.tmp" | head -20
+  rm -f "$OUT/ncu.tmp"
 fi
 
 log "done (status $status)"

@@ -71,7 +71,7 @@ TEST(CudaGeneric, SeventeenRowsLeaveTheDecodeKernelForTheGenericOne) {
 
 TEST(CudaGeneric, ForcedSplitsAndStridedLayouts) {
   KVFLASH_REQUIRE_GPU();
-  ProblemSpec spec = spec_of({3, 2, 700, 6, 3, 80, 80}, KvType::q5_1, KvType::turbo3, 2400);
+  ProblemSpec spec = spec_of({3, 2, 700, 6, 3, 96, 96}, KvType::q5_1, KvType::turbo3, 2400);
   spec.layout = KvLayout::strided_padded;
   spec.varlen = true;
   spec.sinks = true;

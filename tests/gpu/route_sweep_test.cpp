@@ -13,7 +13,7 @@ namespace {
 
 TEST(CudaRouteSweep, EveryCaseRoutesAndMatchesTheReference) {
   KVFLASH_REQUIRE_GPU();
-  const std::pair<int64_t, int64_t> dims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}, {576, 512}, {80, 80},
+  const std::pair<int64_t, int64_t> dims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}, {576, 512}, {96, 96},
                                               {192, 128}};
   const std::pair<KvType, KvType> types[] = {
       {KvType::f16, KvType::f16},       {KvType::q8_0, KvType::q8_0},     {KvType::q4_0, KvType::q4_0},

@@ -42,6 +42,9 @@ __global__ void __launch_bounds__(kThreads)
   float* weight = smem;                   // [n_splits]
   float* acc = weight + out.n_splits;     // [dv_stored]
   __shared__ float scratch[kThreads / 32];
+  // Launched as a programmatic dependent of the split kernel: it may start while that grid finishes, and waits
+  // here until the grid's partials are complete and visible.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   const int tid = static_cast<int>(threadIdx.x);
   const int64_t row = row_begin + blockIdx.x;  // (s * n_head_q + h) * n_q + i
   const int64_t i = row % p.shape.n_q, h = (row / p.shape.n_q) % p.shape.n_head_q;
@@ -96,9 +99,20 @@ Status launch_combine(const AttentionProblem& p, int dv_stored, bool v_rotated, 
                             " values needs more than 48 KB of shared memory");
   }
   for (int64_t r0 = 0; r0 < rows; r0 += INT_MAX) {
-    const auto blocks = static_cast<unsigned>(std::min<int64_t>(INT_MAX, rows - r0));
-    combine_splits_kernel<<<blocks, kThreads, smem, stream>>>(p, dv_stored, v_rotated, out, r0);
-    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(std::min<int64_t>(INT_MAX, rows - r0)));
+    config.blockDim = dim3(kThreads);
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    // Programmatic dependent launch: the combine's launch overlaps the split kernel's tail (a launch latency
+    // saved on every split call, which is most of what a short context costs).
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    KVFLASH_CUDA_RETURN_IF_ERROR(
+        cudaLaunchKernelEx(&config, combine_splits_kernel, p, dv_stored, v_rotated, out, r0));
   }
   return Status::Ok();
 }

@@ -126,9 +126,26 @@ __device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& 
   __syncthreads();
 }
 
-/// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile are computed (one thread per row) before
-/// the barrier that precedes its issue; stage `slot` of `stages` receives the tile.
-template <class Geo, int KeyTile, int Threads>
+/// Whether the KeyTile rows of every tile of this CTA form one contiguous, 16-byte-aligned span of a view (rows
+/// back to back, no page boundary inside a tile): then a tile is copied as a flat byte range with 16-byte cp.async
+/// and no per-row addressing, and its rows lie row_bytes apart in shared memory.
+template <int KeyTile>
+__device__ inline bool kv_tiles_are_spans(const KvView& v, const DecodeWork& w, int row_bytes) {
+  if (v.stride.row != row_bytes || (int64_t{KeyTile} * row_bytes) % 16 != 0) return false;
+  const uint64_t data = reinterpret_cast<uint64_t>(v.data);
+  if (v.paging.pages != nullptr) {
+    return v.paging.page_rows % KeyTile == 0 && w.key_begin % KeyTile == 0 && v.paging.page_bytes % 16 == 0 &&
+           (data + static_cast<uint64_t>(w.hkv * v.stride.head)) % 16 == 0;
+  }
+  return (data + static_cast<uint64_t>(w.s * v.stride.seq + w.hkv * v.stride.head + w.key_begin * row_bytes)) %
+             16 == 0;
+}
+
+/// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for a span, its start) are computed
+/// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Spans are allowed for
+/// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
+/// and which needs the padded pitch to avoid bank conflicts).
+template <class Geo, int KeyTile, int Threads, bool SpansK, bool SpansV>
 struct KvPipeline {
   static_assert(2 * KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
   const AttentionProblem& p;
@@ -136,11 +153,17 @@ struct KvPipeline {
   uint8_t* stages;
   int64_t* offsets;
   int width_k, width_v;
+  bool span_k, span_v;
+  int pitch_k, pitch_v;  // bytes between rows in shared memory
 
   __device__ KvPipeline(const AttentionProblem& p_, const DecodeWork& w_, uint8_t* stages_, int64_t* offsets_)
       : p(p_), w(w_), stages(stages_), offsets(offsets_) {
     width_k = kv_copy_width(p.k, w.s, w.hkv, Geo::kRowBytesK);
     width_v = kv_copy_width(p.v, w.s, w.hkv, Geo::kRowBytesV);
+    span_k = SpansK && kv_tiles_are_spans<KeyTile>(p.k, w, Geo::kRowBytesK);
+    span_v = SpansV && kv_tiles_are_spans<KeyTile>(p.v, w, Geo::kRowBytesV);
+    pitch_k = span_k ? Geo::kRowBytesK : Geo::kPitchK;
+    pitch_v = span_v ? Geo::kRowBytesV : Geo::kPitchV;
   }
 
   __device__ void compute_offsets(int tile, int slot) const {
@@ -148,19 +171,48 @@ struct KvPipeline {
     const int64_t key0 = w.key_begin + static_cast<int64_t>(tile) * KeyTile;
     int64_t* offs = offsets + slot * 2 * KeyTile;
     if (tid < KeyTile) {
-      kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
+      if (!span_k || tid == 0) kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
     } else {
-      kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, tid - KeyTile);
+      if (!span_v || tid == KeyTile) kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, tid - KeyTile);
     }
   }
 
-  __device__ void issue(int slot) const {
+  /// A tile as one span: 16-byte copies of the bytes of the rows before key_end, zeros after (cp.async fills the
+  /// part of a 16-byte chunk past its source size with zeros).
+  template <int RowBytes>
+  __device__ void copy_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid) const {
+    const auto* src = static_cast<const uint8_t*>(data) + start;
+    const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
+    constexpr int kChunks = KeyTile * RowBytes / 16;
+#pragma unroll 2
+    for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
+      const int n = min(max(valid_bytes - 16 * c, 0), 16);
+      ptx::cp_async<16>(dst + 16 * c, n > 0 ? src + 16 * c : static_cast<const uint8_t*>(data), n);
+    }
+  }
+
+  __device__ void issue(int tile, int slot) const {
     const int tid = static_cast<int>(threadIdx.x);
     uint8_t* dst_k = stages + slot * Geo::kStageBytes;
     const int64_t* offs = offsets + slot * 2 * KeyTile;
-    copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
-    copy_rows<Geo::kRowBytesV, Geo::kPitchV, KeyTile, Threads>(dst_k + Geo::kVTileOffset, p.v.data,
-                                                                offs + KeyTile, width_v, tid);
+    const int64_t rows_valid = w.key_end - (w.key_begin + static_cast<int64_t>(tile) * KeyTile);
+    if constexpr (SpansK) {
+      if (span_k) {
+        copy_span<Geo::kRowBytesK>(dst_k, p.k.data, offs[0], rows_valid);
+      } else {
+        copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
+      }
+    } else {
+      copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
+    }
+    if constexpr (SpansV) {
+      if (span_v) {
+        copy_span<Geo::kRowBytesV>(dst_k + Geo::kVTileOffset, p.v.data, offs[KeyTile], rows_valid);
+        return;
+      }
+    }
+    copy_rows<Geo::kRowBytesV, Geo::kPitchV, KeyTile, Threads>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile,
+                                                                width_v, tid);
   }
 
   __device__ const uint8_t* k_tile(int slot) const { return stages + slot * Geo::kStageBytes; }

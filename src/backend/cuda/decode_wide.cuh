@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
   const DecodeWork w = decode_work(p, launch, Cfg::kMaxQvecs, T);
   if (w.n_qvecs <= 0) return;  // a plan with more query chunks than needed: nothing to do here
   const int m_tiles = (w.n_qvecs + 15) / 16;
-  const KvPipeline<Geo, T, Cfg::kThreads> pipe(p, w, stages, offsets);
+  const KvPipeline<Geo, T, Cfg::kThreads, KType != KvType::f16, VType != KvType::f16> pipe(p, w, stages, offsets);
 #pragma unroll 1
   for (int st = 0; st < S; ++st) {
     if (st < w.n_tiles) pipe.compute_offsets(st, st);
@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
       p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch, m_tiles * 16);
 #pragma unroll 1
   for (int st = 0; st < S - 1; ++st) {
-    if (st < w.n_tiles) pipe.issue(st);
+    if (st < w.n_tiles) pipe.issue(st, st);
     ptx::cp_async_commit();
   }
 
@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
   for (int it = 0; it < w.n_tiles; ++it) {
     ptx::cp_async_wait<S - 2>();
     __syncthreads();  // tile `it` landed for every thread; the stage consumed last iteration is free
-    if (it + S - 1 < w.n_tiles) pipe.issue((it + S - 1) % S);
+    if (it + S - 1 < w.n_tiles) pipe.issue(it + S - 1, (it + S - 1) % S);
     ptx::cp_async_commit();
     const uint8_t* tile_k = pipe.k_tile(it % S);
     const uint8_t* tile_v = pipe.v_tile(it % S);
@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
         uint32_t kb[Cfg::kKeyNTilesPerWarp][8];
 #pragma unroll
         for (int nt = 0; nt < Cfg::kKeyNTilesPerWarp; ++nt) {
-          KFrag::load_k(tile_k, Geo::kPitchK, warp_key0 + 8 * nt, u, lane, kb[nt], cent_k);
+          KFrag::load_k(tile_k, pipe.pitch_k, warp_key0 + 8 * nt, u, lane, kb[nt], cent_k);
         }
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
@@ -249,7 +249,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
 #pragma unroll
       for (int x = 0; x < Cfg::kUnitsPerWarp; ++x) {
         uint32_t vb[4][2];
-        VFrag::load_v(tile_v, Geo::kPitchV, 16 * ks, dim_group * Cfg::kUnitsPerWarp + x, lane, vb, cent_v);
+        VFrag::load_v(tile_v, pipe.pitch_v, 16 * ks, dim_group * Cfg::kUnitsPerWarp + x, lane, vb, cent_v);
 #pragma unroll
         for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
           if (mt < m_tiles) {
@@ -261,6 +261,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
     }
     if (it + S < w.n_tiles) pipe.compute_offsets(it + S, it % S);
   }
+  asm volatile("griddepcontrol.launch_dependents;");  // the combine may start launching (it waits for this grid)
 
   // ---- Epilogue: accumulators -> shared rows in head-dim order, then one warp per row finishes it.
   ptx::cp_async_wait<0>();
