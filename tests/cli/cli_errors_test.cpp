@@ -217,6 +217,16 @@ TEST_F(CliErrors, UsageErrors) {
   expect_clean_failure(box, {"info", "--verbose"}, {"unknown flag '--verbose'"});
 }
 
+TEST_F(CliErrors, NoCommandOrAnUnknownCommand) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{}, std::vector<std::string>{"quantise"}}) {
+    const CliResult r = box.run(args);
+    EXPECT_EQ(r.signal, 0);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.stderr_lines(), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("kvflash: error: ", 0), 0u) << r.err;
+  }
+}
+
 TEST_F(CliErrors, AnUnwritableOutputLeavesNothing) {
   expect_clean_failure(box, {"quantize", "--type", "q8_0", "x.npy", "no_such_dir/x.bin"},
                        {"no_such_dir/x.bin", "No such file"});

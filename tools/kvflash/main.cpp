@@ -22,7 +22,8 @@ void print_usage(FILE* out) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    print_usage(stderr);
+    // An error is one line on stderr (the CLI contract); the command list is one --help away.
+    std::fprintf(stderr, "kvflash: error: no command given (see 'kvflash --help')\n");
     return 2;
   }
   const std::string_view name = argv[1];

@@ -1,0 +1,30 @@
+#include "plan/cost_model.h"
+
+#include <algorithm>
+
+namespace kvflash::plan {
+
+Work work_of(const AttentionProblem& p) {
+  const AttentionShape& s = p.shape;
+  const double rows = static_cast<double>(s.n_seq) * static_cast<double>(s.n_head_kv) * static_cast<double>(s.n_kv);
+  Work w;
+  w.kv_bytes = rows * static_cast<double>(head_row_bytes(p.k.type, s.d_k) + head_row_bytes(p.v.type, s.d_v));
+  w.flops = 2.0 * static_cast<double>(s.n_seq) * static_cast<double>(s.n_head_q) * static_cast<double>(s.n_q) *
+            static_cast<double>(s.n_kv) * static_cast<double>(s.d_k + s.d_v);
+  return w;
+}
+
+double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps,
+                        const Route& route) {
+  (void)caps;
+  (void)route;
+  const Work w = work_of(p);
+  switch (spec.cost) {
+    case CostModel::reference:
+      // Scalar float64 with a dequantization per element it reads: about 0.5 GFLOP/s on one core.
+      return 1.0 + w.flops / 500.0;
+  }
+  return w.flops;
+}
+
+}  // namespace kvflash::plan

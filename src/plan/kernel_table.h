@@ -1,0 +1,218 @@
+// The kernel table: every attention kernel of every backend, described once. The router (route.cpp) reads it to
+// decide which kernel may run a problem; the CUDA instance generator (tools/gen_kernels) reads it to emit the .cu
+// file of each CUDA instance and the registry that maps a KernelId to its launch function. Because the build and the
+// router read the same rows, a routable kernel without a compiled instance cannot exist (seed 001's link error).
+//
+// How to add a kernel (cpu and cuda streams):
+//  1. Add its id to `enum class KernelId`, in the same position as its row in kKernels (ids are row indices).
+//  2. Add its row to kKernels. K and V types are EXACT bit masks (seed 003: a kernel never receives a type it does
+//     not decode). List the head-dim pairs it is compiled for, or kAnyHeadDims. Declare the problem features it
+//     handles (kAllFeatures for a generic kernel); the router rejects a problem that needs a feature a row lacks,
+//     and explain() prints which one.
+//  3. cpu rows: define `Status run_cpu_kernel(const AttentionProblem&, const Route&, void* workspace)` in
+//     src/backend/cpu/ (declared in src/backend/dispatch.h); dispatch.cpp calls it for every cpu route as soon as
+//     the table has a cpu row, so the build fails to link until the kernel exists.
+//  4. cuda rows: set `entry` and `header`. A specialized row (fixed types and head dims) names a function template
+//        template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+//        Status entry(const AttentionProblem&, const Route&, void* workspace, cudaStream_t);
+//     in namespace kvflash::cuda, declared in `header`; the generator emits one .cu file with the explicit
+//     instantiation per (K type, V type, head-dim pair) of the row. The generic row names a plain function with the
+//     same parameters. The generated registry defines run_cuda_kernel().
+//  5. Give it a cost model (cost_model.h) so that plan_route() can compare it with the generic kernel.
+// Each backend keeps exactly one generic row that accepts every problem validate() accepts: routing is total.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "kvflash/backend.h"
+#include "kvflash/kv_type.h"
+#include "kvflash/route.h"
+
+namespace kvflash {
+
+/// One id per row of kKernels, in row order (the static_asserts below check it).
+enum class KernelId : uint16_t {
+  ref_generic = 0,
+  // cpu and cuda ids go here, in the order of their rows.
+};
+
+namespace plan {
+
+/// Bit of a KvType in a type mask.
+constexpr uint32_t type_bit(KvType t) { return uint32_t{1} << static_cast<int>(t); }
+inline constexpr uint32_t kAllKvTypes = (uint32_t{1} << kKvTypeCount) - 1;
+
+/// A (d_k, d_v) pair a specialized kernel is compiled for.
+struct HeadDimPair {
+  int32_t d_k;
+  int32_t d_v;
+};
+
+/// kAnyHeadDims: the row accepts every head-dim pair validate() accepts.
+inline constexpr std::span<const HeadDimPair> kAnyHeadDims{};
+
+/// Features a problem may need; a row lists the ones its kernel implements.
+namespace feature {
+inline constexpr uint32_t causal = 1u << 0;
+inline constexpr uint32_t window = 1u << 1;
+inline constexpr uint32_t mask_f32 = 1u << 2;
+inline constexpr uint32_t mask_f16 = 1u << 3;
+inline constexpr uint32_t alibi = 1u << 4;
+inline constexpr uint32_t softcap = 1u << 5;
+inline constexpr uint32_t sinks = 1u << 6;
+inline constexpr uint32_t kv_len = 1u << 7;  // per-sequence key counts
+inline constexpr uint32_t paged = 1u << 8;   // K or V through a page table
+inline constexpr int kCount = 9;
+inline constexpr std::string_view kNames[kCount] = {"causal", "window", "mask_f32", "mask_f16", "alibi",
+                                                    "softcap", "sinks", "kv_len", "paged"};
+}  // namespace feature
+inline constexpr uint32_t kAllFeatures = (1u << feature::kCount) - 1;
+
+/// How a kernel divides the keys among workers; decides the workspace it needs. A backend whose split count
+/// follows another rule (CUDA: whole waves of resident CTAs) adds an enumerator here and its cases in launch.cpp:
+/// choose_splits() for a problem and max_splits_up_to(), the largest count over every n_kv up to a capacity, which
+/// plan_workspace() relies on (tests/plan/route_test checks the two agree).
+enum class KvSplit : uint8_t {
+  none,   // one worker sees all keys of a (sequence, head) row: no partial results
+  split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units(), at most max_splits; partial
+          // outputs and softmax statistics are combined afterwards
+};
+
+/// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
+enum class Scratch : uint8_t {
+  none,
+  kv_tile_dequant,  // float32 [kv_tile, stored_dim(d_k) + stored_dim(d_v) + 1]: one dequantized K/V tile + scores
+};
+
+/// Which estimate cost_model.cpp uses for a row.
+enum class CostModel : uint8_t {
+  reference,  // the float64 oracle: scalar, dequantizes every row it reads
+};
+
+struct KernelSpec {
+  KernelId id;
+  std::string_view name;  // "<backend>.<kernel>", printed by explain()
+  BackendKind backend;
+  bool generic;                             // the backend's catch-all row
+  uint32_t k_types;                         // exact K types it reads (type_bit masks)
+  uint32_t v_types;                         // exact V types it reads
+  std::span<const HeadDimPair> head_dims;   // kAnyHeadDims or the pairs it is compiled for
+  int64_t max_n_q;                          // 0: any number of query rows
+  int64_t max_gqa_group;                    // 0: any n_head_q / n_head_kv
+  uint32_t features;                        // feature:: bits it implements
+  KvSplit kv_split;
+  int32_t kv_tile;                          // keys per tile; a split holds a multiple of it (0 for KvSplit::none)
+  int32_t max_splits;                       // cap on n_splits (bounds the workspace)
+  // Q staged once as float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)] (pre-scaled; rotated for turbo K)
+  // whatever the K type, so that a quantized K never needs more workspace than f16 K beyond turbo's padding
+  // (the invariant of seed 000 that tests/plan/model_test checks on the plan's totals).
+  bool stages_q;
+  Scratch scratch;
+  CostModel cost;
+  std::string_view entry;                   // cuda: launch function (template) name; empty for host backends
+  std::string_view header;                  // cuda: header declaring `entry`, relative to src/
+};
+
+// ---- The table -------------------------------------------------------------------------------------------------
+inline constexpr KernelSpec kKernels[] = {
+    // The oracle: dequantizes every row and accumulates in double; allocates its own temporaries, so it needs no
+    // workspace (it is not a production path and is allowed to).
+    {KernelId::ref_generic, "ref.generic", BackendKind::ref, /*generic=*/true, kAllKvTypes, kAllKvTypes,
+     kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none, /*kv_tile=*/0,
+     /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::reference, "", ""},
+    // cpu rows (cpu stream): one `cpu.generic` with kAllKvTypes/kAnyHeadDims/kAllFeatures, then specialized rows
+    // such as `cpu.decode_split_kv`.
+    // cuda rows (cuda stream): one `cuda.generic`, then specialized rows, e.g.
+    //   {KernelId::cuda_decode_d128_q8_0, "cuda.decode_split_kv.d128.q8_0", BackendKind::cuda, false,
+    //    type_bit(KvType::q8_0), type_bit(KvType::q8_0), kDims128, /*max_n_q=*/8, ..., "launch_decode",
+    //    "backend/cuda/decode_split_kv.cuh"}
+};
+inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
+
+/// The row of an id (ids are row indices; checked below).
+constexpr const KernelSpec& kernel_spec(KernelId id) { return kKernels[static_cast<int>(id)]; }
+
+constexpr bool backend_has_kernels(BackendKind b) {
+  for (const KernelSpec& k : kKernels) {
+    if (k.backend == b) return true;
+  }
+  return false;
+}
+
+// ---- What the compiler can check -------------------------------------------------------------------------------
+namespace table_check {
+
+constexpr bool ids_are_row_indices() {
+  for (int i = 0; i < kKernelCount; ++i) {
+    if (static_cast<int>(kKernels[i].id) != i) return false;
+  }
+  return true;
+}
+
+constexpr bool names_unique_and_prefixed() {
+  for (int i = 0; i < kKernelCount; ++i) {
+    const std::string_view prefix = backend_name(kKernels[i].backend);
+    const std::string_view name = kKernels[i].name;
+    if (name.size() <= prefix.size() + 1 || name.substr(0, prefix.size()) != prefix || name[prefix.size()] != '.') {
+      return false;
+    }
+    for (int j = 0; j < i; ++j) {
+      if (kKernels[j].name == name) return false;
+    }
+  }
+  return true;
+}
+
+/// A backend with rows has exactly one generic row, and it accepts everything validate() accepts.
+constexpr bool each_backend_has_one_total_generic() {
+  for (int b = 0; b < kBackendCount; ++b) {
+    int rows = 0, generic = 0;
+    for (const KernelSpec& k : kKernels) {
+      if (static_cast<int>(k.backend) != b) continue;
+      ++rows;
+      if (!k.generic) continue;
+      ++generic;
+      if (k.k_types != kAllKvTypes || k.v_types != kAllKvTypes || !k.head_dims.empty() || k.max_n_q != 0 ||
+          k.max_gqa_group != 0 || k.features != kAllFeatures) {
+        return false;
+      }
+    }
+    if (rows > 0 && generic != 1) return false;
+  }
+  return true;
+}
+
+constexpr bool rows_are_well_formed() {
+  for (const KernelSpec& k : kKernels) {
+    if (k.k_types == 0 || (k.k_types & ~kAllKvTypes) != 0) return false;
+    if (k.v_types == 0 || (k.v_types & ~kAllKvTypes) != 0) return false;
+    if ((k.features & ~kAllFeatures) != 0) return false;
+    if (k.max_n_q < 0 || k.max_gqa_group < 0 || k.max_splits < 1) return false;
+    if (k.kv_split == KvSplit::split && k.kv_tile < 1) return false;
+    if (k.scratch == Scratch::kv_tile_dequant && k.kv_tile < 1) return false;
+    for (const HeadDimPair& d : k.head_dims) {
+      if (d.d_k < 1 || d.d_v < 1) return false;
+    }
+    // CUDA rows are compiled from the table: the generator needs a function to instantiate and where it lives,
+    // and a specialized instance needs concrete head dims.
+    if (k.backend == BackendKind::cuda) {
+      if (k.entry.empty() || k.header.empty()) return false;
+      if (!k.generic && k.head_dims.empty()) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace table_check
+
+static_assert(table_check::ids_are_row_indices(), "kKernels[i].id must be KernelId(i): keep enum and rows in order");
+static_assert(table_check::names_unique_and_prefixed(), "kernel names are unique and start with '<backend>.'");
+static_assert(table_check::each_backend_has_one_total_generic(),
+              "each backend with rows has exactly one generic row accepting every type, head dim and feature");
+static_assert(backend_has_kernels(BackendKind::ref), "the reference backend is always routable");
+static_assert(table_check::rows_are_well_formed(), "a row has non-empty exact type masks and sane limits");
+
+}  // namespace plan
+}  // namespace kvflash

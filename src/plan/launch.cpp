@@ -1,0 +1,127 @@
+#include "plan/launch.h"
+
+#include <algorithm>
+
+namespace kvflash::plan {
+namespace {
+
+/// Product of non-negative factors, -1 on int64 overflow.
+int64_t product(std::initializer_list<int64_t> factors) {
+  int64_t acc = 1;
+  for (int64_t f : factors) {
+    if (__builtin_mul_overflow(acc, f, &acc)) return -1;
+  }
+  return acc;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int64_t align_up(int64_t x) { return ceil_div(x, kWorkspaceAlign) * kWorkspaceAlign; }
+
+/// Appends a piece of `bytes` at the next aligned offset after *end. False on overflow or a negative size.
+bool place(int64_t bytes, int64_t* end, WorkspaceRange* range) {
+  if (bytes < 0 || *end > INT64_MAX - kWorkspaceAlign) return false;
+  if (bytes == 0) {
+    *range = {};
+    return true;
+  }
+  const int64_t offset = align_up(*end);
+  if (__builtin_add_overflow(offset, bytes, end)) return false;
+  *range = {offset, bytes};
+  return true;
+}
+
+}  // namespace
+
+int64_t parallel_units(const BackendCaps& caps) {
+  if (caps.kind == BackendKind::cuda) return std::max<int64_t>(1, 2 * int64_t{caps.sm_count});
+  return std::max<int64_t>(1, caps.threads);
+}
+
+int32_t workers_for(const KernelSpec& spec, const BackendCaps& caps) {
+  return spec.backend == BackendKind::cpu ? std::max(1, caps.threads) : 1;
+}
+
+int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
+                         int64_t max_n_kv) {
+  if (spec.kv_split != KvSplit::split || max_n_kv <= 0) return 1;
+  const int64_t items = std::max<int64_t>(1, n_seq) * std::max<int64_t>(1, n_head_kv);
+  const int64_t wanted = ceil_div(parallel_units(caps), items);
+  const int64_t tiles = ceil_div(max_n_kv, spec.kv_tile);
+  return std::max<int64_t>(1, std::min({wanted, tiles, int64_t{spec.max_splits}}));
+}
+
+SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
+                        int64_t n_kv) {
+  const int64_t target = max_splits_up_to(spec, caps, n_seq, n_head_kv, n_kv);
+  if (target <= 1) return {1, n_kv};
+  // Whole tiles per split; recount so that no split is empty.
+  const int64_t keys_per_split = ceil_div(ceil_div(n_kv, spec.kv_tile), target) * spec.kv_tile;
+  return {ceil_div(n_kv, keys_per_split), keys_per_split};
+}
+
+int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType v_type, int64_t d_k, int64_t d_v) {
+  switch (spec.scratch) {
+    case Scratch::none: return 0;
+    case Scratch::kv_tile_dequant:
+      return product({int64_t{spec.kv_tile}, stored_dim(k_type, d_k) + stored_dim(v_type, d_v) + 1});
+  }
+  return 0;
+}
+
+int64_t partial_o_pitch(const KernelSpec& spec, KvType v_type, int64_t d_v) {
+  (void)v_type;
+  switch (spec.kv_split) {
+    case KvSplit::none:
+    case KvSplit::split: return d_v;
+  }
+  return d_v;
+}
+
+int64_t layout_workspace(const LayoutInputs& in, WorkspaceLayout* layout) {
+  constexpr int64_t kF32 = 4;
+  WorkspaceLayout out;
+  int64_t partial_o = 0, partial_stat = 0, staging = 0;
+  if (in.n_splits > 1) {
+    const int64_t pitch = in.partial_o_pitch > 0 ? in.partial_o_pitch : in.d_v;
+    partial_o = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, pitch, kF32});
+    partial_stat = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, kF32});
+  }
+  if (in.stages_q) {
+    staging = product({in.n_seq, in.n_head_q, in.n_q, stored_dim(in.k_type, in.d_k), kF32});
+  }
+  const int64_t scratch = product({int64_t{in.workers}, in.scratch_floats_per_worker, kF32});
+  int64_t end = 0;
+  if (!place(partial_o, &end, &out.partial_o) || !place(partial_stat, &end, &out.partial_max) ||
+      !place(partial_stat, &end, &out.partial_sum) || !place(staging, &end, &out.q_staging) ||
+      !place(scratch, &end, &out.worker_scratch) || end > INT64_MAX - kWorkspaceAlign) {
+    return -1;
+  }
+  if (layout != nullptr) *layout = out;
+  return align_up(end);
+}
+
+Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps, Route* route) {
+  const AttentionShape& s = p.shape;
+  Route r;
+  r.backend = spec.backend;
+  r.kernel = spec.id;
+  r.kv_tile = spec.kv_tile;
+  r.workers = workers_for(spec, caps);
+  const SplitPlan splits = choose_splits(spec, caps, s.n_seq, s.n_head_kv, s.n_kv);
+  r.n_splits = splits.n_splits;
+  r.keys_per_split = splits.keys_per_split;
+  r.scratch_floats_per_worker = scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v);
+  const LayoutInputs in{s.n_seq,    s.n_head_q, s.n_q,      s.d_k,     s.d_v,
+                        p.k.type,   r.n_splits, r.workers,  r.scratch_floats_per_worker,
+                        spec.stages_q, partial_o_pitch(spec, p.v.type, s.d_v)};
+  r.workspace_bytes = layout_workspace(in, &r.layout);
+  if (r.workspace_bytes < 0) {
+    return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes (n_splits = " +
+                            std::to_string(r.n_splits) + ")");
+  }
+  *route = r;
+  return Status::Ok();
+}
+
+}  // namespace kvflash::plan
