@@ -3,7 +3,8 @@
 set -euo pipefail
 need=()
 # clang + libclang-rt-14-dev: the GGUF fuzz target (libFuzzer); the build skips it without them.
-for pkg in cmake g++ make libgtest-dev python3 python3-venv python3-pip clang libclang-rt-14-dev; do
+# pkg-config, python3-dev: the install test (pkg-config builds) and the Python package (Python.h).
+for pkg in cmake g++ make libgtest-dev pkg-config python3 python3-dev python3-venv python3-pip clang libclang-rt-14-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -21,7 +21,7 @@ namespace kvflash {
 bool backend_available(BackendKind b) {
   switch (b) {
     case BackendKind::ref: return true;
-    case BackendKind::cpu: return false;
+    case BackendKind::cpu: return true;
     case BackendKind::cuda:
 #if defined(KVFLASH_HAVE_CUDA)
       return cuda::device_count() > 0;

@@ -33,6 +33,18 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       const double passes = std::ceil(static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q) / 8.0);
       return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
     }
+    case CostModel::cpu_tiles: {
+      // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
+      // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.
+      const double threads = std::max(1, route.workers);
+      const double stream_us = w.kv_bytes / (std::max(caps.memory_bandwidth_gbps, 1.0) * 1e3);
+      const double compute_us = w.flops / (threads * 25e3);
+      const AttentionShape& s = p.shape;
+      const double combine_us = route.n_splits > 1 ? static_cast<double>(route.n_splits) * static_cast<double>(
+                                                         s.n_seq * s.n_head_q * s.n_q * s.d_v) / 1e3
+                                                   : 0.0;
+      return 20.0 + std::max(stream_us, compute_us) + combine_us;
+    }
   }
   return w.flops;
 }

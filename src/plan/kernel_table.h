@@ -35,7 +35,8 @@ namespace kvflash {
 /// One id per row of kKernels, in row order (the static_asserts below check it).
 enum class KernelId : uint16_t {
   ref_generic = 0,
-  // cpu ids go here, in the order of their rows.
+  cpu_generic = 1,
+  // further cpu ids go here, in the order of their rows.
   cuda_generic,
   cuda_decode_f16,
   cuda_decode_q8_0,
@@ -91,13 +92,15 @@ enum class KvSplit : uint8_t {
 enum class Scratch : uint8_t {
   none,
   kv_tile_dequant,  // float32 [kv_tile, stored_dim(d_k) + stored_dim(d_v) + 1]: one dequantized K/V tile + scores
+  cpu_tiles,        // cpu::scratch_floats_per_worker(): Q rows, K/V tiles, scores and accumulators of a task
 };
 
 /// Which estimate cost_model.cpp uses for a row.
 enum class CostModel : uint8_t {
-  reference,    // the float64 oracle: scalar, dequantizes every row it reads
-  cuda_decode,  // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
-  cuda_generic, // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
+  reference,     // the float64 oracle: scalar, dequantizes every row it reads
+  cpu_tiles,     // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
+  cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
+  cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
 };
 
 struct KernelSpec {
@@ -136,8 +139,12 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::ref_generic, "ref.generic", BackendKind::ref, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none, /*kv_tile=*/0,
      /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::reference, "", ""},
-    // cpu rows (cpu stream): one `cpu.generic` with kAllKvTypes/kAnyHeadDims/kAllFeatures, then specialized rows
-    // such as `cpu.decode_split_kv`.
+    // The fast cpu kernels (src/backend/cpu): every type pair, head dim and option; K/V dequantized a 32-key tile
+    // at a time into per-worker scratch (f16/bf16/f32 rows read in place), every query row of a KV head on one
+    // pass, split-KV with an exact combine.
+    {KernelId::cpu_generic, "cpu.generic", BackendKind::cpu, /*generic=*/true, kAllKvTypes, kAllKvTypes,
+     kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/32,
+     /*max_splits=*/64, /*stages_q=*/false, Scratch::cpu_tiles, CostModel::cpu_tiles, "", ""},
     // cuda rows (cuda stream). The generic kernel: every type pair, head dim and n_q, f32 arithmetic; a split is a
     // whole number of its 16-key tiles; 512 splits at most (the combine's shared memory holds one weight each).
     {KernelId::cuda_generic, "cuda.generic", BackendKind::cuda, /*generic=*/true, kAllKvTypes, kAllKvTypes,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "backend/cpu/cpu_backend.h"
+
 namespace kvflash::plan {
 namespace {
 
@@ -65,6 +67,7 @@ int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType 
     case Scratch::none: return 0;
     case Scratch::kv_tile_dequant:
       return product({int64_t{spec.kv_tile}, stored_dim(k_type, d_k) + stored_dim(v_type, d_v) + 1});
+    case Scratch::cpu_tiles: return cpu::scratch_floats_per_worker(k_type, v_type, d_k, d_v);
   }
   return 0;
 }

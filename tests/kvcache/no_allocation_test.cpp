@@ -1,7 +1,5 @@
 // KvCache allocates all its storage in create() (exactly bytes() bytes) and nothing on any success path after.
-//
-// This file replaces the global operator new / delete of the whole test binary. The replacements only forward
-// to malloc / aligned_alloc / free, and count while g_counting is set, so other tests see ordinary allocation.
+// Allocations are counted by support/allocation_counter.h (the binary's replaced operator new / delete).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,85 +9,12 @@
 
 #include "kvcache/cache_test_util.h"
 #include "kvflash/kv_cache.h"
-
-namespace {
-
-std::atomic<bool> g_counting{false};
-std::atomic<int64_t> g_allocations{0};
-std::atomic<int64_t> g_bytes{0};
-
-void note_allocation(std::size_t n) {
-  if (!g_counting.load(std::memory_order_relaxed)) return;
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  g_bytes.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-}
-
-// Counts operator new calls made by the current thread's code between start() and stop().
-struct AllocationCounter {
-  static void start() {
-    g_allocations = 0;
-    g_bytes = 0;
-    g_counting = true;
-  }
-  static void stop() { g_counting = false; }
-  static int64_t allocations() { return g_allocations; }
-  static int64_t bytes() { return g_bytes; }
-};
-
-}  // namespace
-
-namespace {
-
-void* allocate(std::size_t n) {
-  note_allocation(n);
-  return std::malloc(n == 0 ? 1 : n);
-}
-
-void* allocate_aligned(std::size_t n, std::align_val_t align) {
-  note_allocation(n);
-  const std::size_t a = static_cast<std::size_t>(align);
-  // aligned_alloc wants a nonzero size that is a multiple of the alignment.
-  return std::aligned_alloc(a, n == 0 ? a : (n + a - 1) / a * a);
-}
-
-void* or_throw(void* p) {
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-}  // namespace
-
-// Every form is replaced (the nothrow ones too, which a sanitizer runtime would otherwise provide) so that each
-// new and delete of the binary pairs up. noinline: once GCC inlines malloc and free into a new/delete pair it reports
-// the pair as mismatched (-Wmismatched-new-delete), although they match.
-[[gnu::noinline]] void* operator new(std::size_t n) { return or_throw(allocate(n)); }
-[[gnu::noinline]] void* operator new[](std::size_t n) { return or_throw(allocate(n)); }
-[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) { return or_throw(allocate_aligned(n, a)); }
-[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t a) { return or_throw(allocate_aligned(n, a)); }
-[[gnu::noinline]] void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return allocate(n); }
-[[gnu::noinline]] void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return allocate(n); }
-[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return allocate_aligned(n, a);
-}
-[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return allocate_aligned(n, a);
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+#include "support/allocation_counter.h"
 
 namespace kvflash {
 namespace {
 
+using testing::AllocationCounter;
 using testing::random_rows;
 
 class KvCacheAllocation : public ::testing::TestWithParam<std::pair<KvType, KvType>> {};

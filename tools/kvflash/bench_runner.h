@@ -1,0 +1,68 @@
+// What `kvflash bench` measures: a real paged KV cache built through the KvCache API at a depth, then decode steps
+// and prefill chunks timed through plan_route() + attend() on a backend.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kvflash/backend.h"
+#include "kvflash/kv_type.h"
+#include "kvflash/model.h"
+#include "kvflash/status.h"
+
+namespace kvflash::cli {
+
+/// One line of the results: one kind of step at one depth for one K/V type pair.
+struct BenchRow {
+  std::string backend, ktype, vtype;
+  std::string kind;  // "decode" | "prefill"
+  int64_t depth = 0;     // tokens in the cache before the step
+  int64_t n_q = 0;       // query rows per sequence per step
+  int64_t n_seq = 0;     // sequences per step
+  int samples = 0;       // timed steps the statistics come from
+  double us_median = 0, us_min = 0, us_max = 0;
+  double tokens_per_s = 0;    // n_seq * n_q / median
+  int64_t kv_bytes = 0;       // K/V bytes one step reads (each stored row of every visible key once)
+  double kv_gbps = 0;         // kv_bytes / median
+  double read_bw_gbps = 0;    // the machine's measured read bandwidth (once per run)
+  double pct_read_bw = 0;     // kv_gbps / read_bw_gbps
+  int64_t kv_cache_bytes = 0;   // the cache's memory report bucket
+  int64_t workspace_bytes = 0;  // the largest workspace a step's route asked for
+  int64_t peak_bytes = 0;       // kv_cache_bytes + workspace_bytes: what the memory report holds for this run
+  int64_t rss_peak_bytes = 0;   // the process's peak resident set so far (getrusage)
+  std::string kernel;           // the route's kernel
+  int64_t n_splits = 0;         // the route's split count at the last timed step
+  int threads = 0;
+};
+
+/// What to time on each cache.
+struct StepPlan {
+  std::vector<int64_t> decode_rows;     // query rows per decode step (1: plain decode; 4: verify 4 drafted tokens)
+  int64_t decode_steps = 16;            // decode steps per repetition, each appending its rows to the cache
+  std::vector<int64_t> prefill_chunks;  // tokens per prefill step
+  int reps = 3;                         // repetitions; the cache is truncated back to the depth after each
+};
+
+struct CacheCase {
+  KvType k_type = KvType::f16, v_type = KvType::f16;
+  int64_t depth = 0;
+  int64_t n_seq = 1;
+};
+
+/// Where progress lines go (stderr in the CLI).
+using ProgressFn = std::function<void(const std::string&)>;
+
+/// Builds the cache of `c` for one attention layer of `layer` (V a view of K when `v_is_view_of_k`), appends
+/// `depth` tokens of random K/V to each sequence through KvCache::append, then times every step of `plan` on
+/// `backend` with `threads` workers (0: all). One row per step kind.
+StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
+                                            const StepPlan& plan, BackendKind backend, int threads,
+                                            double read_bw_gbps, const ProgressFn& progress);
+
+/// The machine's read bandwidth in GB/s: `threads` threads each summing a slice of a 512 MiB buffer, best of three
+/// passes (0 threads: hardware_concurrency()).
+double measure_read_bandwidth_gbps(int threads);
+
+}  // namespace kvflash::cli
