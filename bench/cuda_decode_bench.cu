@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda/cuda_attention.h"
-#include "backend/cuda/device.h"
+#include "kvflash/attention.h"
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
+#include "kvflash/route.h"
 
 using namespace kvflash;
 
@@ -167,15 +167,15 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters) 
   p.k.data = ks[0];
   p.v.data = vs[0];
 
-  StatusOr<cuda::CudaRoute> route = cuda::route_cuda(p);
-  check(route.status(), "route_cuda");
+  StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
+  check(route.status(), "plan_route");
   void* workspace = nullptr;
-  if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, route->workspace_bytes));
+  if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&](int i) {
     AttentionProblem pi = p;
     pi.k.data = ks[i % sets];
     pi.v.data = vs[i % sets];
-    check(cuda::attend_cuda(pi, *route, workspace, route->workspace_bytes, stream), "attend_cuda");
+    check(attend(pi, *route, workspace, static_cast<size_t>(route->workspace_bytes), stream), "attend");
   };
   Result r;
   r.us = median(time_calls(stream, 10, iters, call));
@@ -193,8 +193,8 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters) 
   CHECK_CUDA(cudaGraphDestroy(graph));
 
   r.kv_bytes = static_cast<double>(k_bytes + v_bytes);
-  r.route = route->name;
-  r.splits = route->split.n_splits;
+  r.route = std::string(kernel_name(route->kernel));
+  r.splits = route->n_splits;
   for (void* b : ks) CHECK_CUDA(cudaFree(b));
   for (void* b : vs) CHECK_CUDA(cudaFree(b));
   CHECK_CUDA(cudaFree(q));

@@ -7,10 +7,6 @@
 
 #include "gpu/gpu_harness.h"
 
-#if defined(KVFLASH_HAVE_CUDA)
-#include "backend/cuda/cuda_attention.h"
-#endif
-
 namespace kvflash::testing::gpu {
 namespace {
 
@@ -24,15 +20,21 @@ ProblemSpec decode_spec(int64_t d_k, int64_t d_v, KvType kt, KvType vt, uint64_t
   return spec;
 }
 
-/// The instances a build has; the tests walk them so that a new instance is covered without a new test.
+/// Every instance the kernel table compiles (a cuda row's type pairs x head-dim pairs); the tests walk them so that
+/// a new row or head dim is covered without a new test.
 std::vector<ProblemSpec> instance_specs() {
   std::vector<ProblemSpec> specs;
-#if defined(KVFLASH_HAVE_CUDA)
   uint64_t seed = 100;
-  for (const cuda::DecodeInstanceKey& k : cuda::decode_instances()) {
-    specs.push_back(decode_spec(k.head_dim_k, k.head_dim_v, k.k_type, k.v_type, ++seed));
+  for (const plan::KernelSpec& row : plan::kKernels) {
+    if (row.backend != BackendKind::cuda || row.generic) continue;
+    for (const KvTraits& k : all_kv_types()) {
+      if ((row.k_types & plan::type_bit(k.type)) == 0) continue;
+      for (const KvTraits& v : all_kv_types()) {
+        if ((row.v_types & plan::type_bit(v.type)) == 0) continue;
+        for (const plan::HeadDimPair& d : row.head_dims) specs.push_back(decode_spec(d.d_k, d.d_v, k.type, v.type, ++seed));
+      }
+    }
   }
-#endif
   return specs;
 }
 

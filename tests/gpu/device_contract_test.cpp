@@ -64,17 +64,18 @@ TEST(CudaDeviceContract, ViewsWhoseOffsetsPassTwoToThe31) {
       p.mask.stride.seq = mask_stride;
       ASSERT_TRUE(validate(p).ok()) << validate(p).message();
 
-      StatusOr<cuda::CudaRoute> route = cuda::route_cuda(p);
+      StatusOr<Route> route = cuda_route(p);
       ASSERT_TRUE(route.ok()) << route.status().message();
-      DeviceBytes workspace(route->workspace_bytes);
+      DeviceBytes workspace(static_cast<size_t>(route->workspace_bytes));
       ASSERT_EQ(cudaMemset(dev->o.data(), 0xff, dev->o.size()), cudaSuccess);
-      ASSERT_TRUE(cuda::attend_cuda(p, *route, workspace.data(), workspace.size(), nullptr).ok());
+      const Status ran = attend(p, *route, workspace.data(), workspace.size(), nullptr);
+      ASSERT_TRUE(ran.ok()) << ran.message();
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       std::vector<uint8_t> o(dev->o.size());
       ASSERT_EQ(cudaMemcpy(o.data(), dev->o.data(), o.size(), cudaMemcpyDeviceToHost), cudaSuccess);
       const double err = nmse(gather_output(*hp, o), *want);
-      EXPECT_LE(err, route->kernel == cuda::CudaKernel::decode_split_kv ? kDecodeTolerance : kGenericTolerance)
-          << spec_name(spec) << " route " << route->name;
+      EXPECT_LE(err, is_decode_route(*route) ? kDecodeTolerance : kGenericTolerance)
+          << spec_name(spec) << " route " << kernel_name(route->kernel);
     }
   }
 }
@@ -97,21 +98,21 @@ TEST(CudaDeviceContract, GraphCaptureReplaysWithNewQueries) {
   StatusOr<DeviceProblem> dev = to_device(*first, 0);
   ASSERT_TRUE(dev.ok());
   const AttentionProblem& p = dev->problem;
-  StatusOr<cuda::CudaRoute> route = cuda::route_cuda(p);
+  StatusOr<Route> route = cuda_route(p);
   ASSERT_TRUE(route.ok());
-  ASSERT_GT(route->split.n_splits, 1) << "the capture should cover the combine kernel too";
-  DeviceBytes workspace(route->workspace_bytes);
+  ASSERT_GT(route->n_splits, 1) << "the capture should cover the combine kernel too";
+  DeviceBytes workspace(static_cast<size_t>(route->workspace_bytes));
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
 
   // A direct call first (what an engine does before capturing its decode step).
-  ASSERT_TRUE(cuda::attend_cuda(p, *route, workspace.data(), workspace.size(), stream).ok());
+  ASSERT_TRUE(attend(p, *route, workspace.data(), workspace.size(), stream).ok());
   ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
 
   // Global capture mode rejects any call that could synchronize or allocate implicitly.
   cudaGraph_t graph = nullptr;
   ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-  const Status captured = cuda::attend_cuda(p, *route, workspace.data(), workspace.size(), stream);
+  const Status captured = attend(p, *route, workspace.data(), workspace.size(), stream);
   ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
   ASSERT_TRUE(captured.ok()) << captured.message();
   cudaGraphExec_t exec = nullptr;

@@ -7,20 +7,23 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "kvflash/attention.h"
 #include "kvflash/backend.h"
 #include "kvflash/reference.h"
+#include "kvflash/route.h"
+#include "plan/kernel_table.h"
+#include "plan/launch.h"
 #include "support/problem_builder.h"
 
 #if defined(KVFLASH_HAVE_CUDA)
 #include <cuda_runtime.h>
-
-#include "backend/cuda/cuda_attention.h"
 #endif
 
 namespace kvflash::testing::gpu {
@@ -51,6 +54,29 @@ struct RunConfig {
   // Moves the mask's and K/V's bytes this far into a larger device buffer (64-bit offsets beyond 2^31).
   int64_t far_offset = 0;
 };
+
+/// The planner's cuda route for `p`, or, with force_splits > 0, the same route cut into about that many key
+/// ranges (whole tiles, no empty range) with its workspace laid out again as the planner lays it out.
+inline StatusOr<Route> cuda_route(const AttentionProblem& p, int64_t force_splits = 0) {
+  StatusOr<Route> planned = plan_route(p, caps_for(BackendKind::cuda));
+  if (!planned.ok() || force_splits <= 0) return planned;
+  Route r = *planned;
+  const plan::KernelSpec& spec = plan::kernel_spec(r.kernel);
+  if (spec.kv_split != plan::KvSplit::split || p.shape.n_kv == 0) return r;
+  const int64_t tile = spec.kv_tile, tiles = (p.shape.n_kv + tile - 1) / tile;
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>({force_splits, tiles, int64_t{spec.max_splits}}));
+  r.keys_per_split = (tiles + wanted - 1) / wanted * tile;
+  r.n_splits = (p.shape.n_kv + r.keys_per_split - 1) / r.keys_per_split;
+  const AttentionShape& s = p.shape;
+  const plan::LayoutInputs in{s.n_seq,       s.n_head_q,  s.n_q,      s.d_k,
+                              s.d_v,         p.k.type,    r.n_splits, r.workers,
+                              r.scratch_floats_per_worker, spec.stages_q,
+                              plan::partial_o_pitch(spec, p.v.type, s.d_v)};
+  r.workspace_bytes = plan::layout_workspace(in, &r.layout);
+  return r;
+}
+
+inline bool is_decode_route(const Route& r) { return r.kernel != KernelId::cuda_generic; }
 
 #if defined(KVFLASH_HAVE_CUDA)
 
@@ -153,25 +179,24 @@ inline StatusOr<GpuResult> run_cuda(const HostProblem& hp, const RunConfig& conf
   StatusOr<DeviceProblem> dev = to_device(hp, config.far_offset);
   KVFLASH_RETURN_IF_ERROR(dev.status());
   const AttentionProblem& p = dev->problem;
-  StatusOr<cuda::CudaRoute> route = cuda::route_cuda(p);
+  StatusOr<Route> route = cuda_route(p, config.force_splits);
   KVFLASH_RETURN_IF_ERROR(route.status());
-  if (config.force_splits > 0) *route = cuda::with_splits(*route, p, config.force_splits);
-  DeviceBytes workspace(route->workspace_bytes);
+  DeviceBytes workspace(static_cast<size_t>(route->workspace_bytes));
   if (!workspace.ok()) return out_of_memory("cudaMalloc of the workspace failed");
   KVFLASH_RETURN_IF_ERROR(cuda_ok(cudaMemset(dev->o.data(), 0xff, dev->o.size()), "poison O"));
   if (workspace.size() > 0) {
     KVFLASH_RETURN_IF_ERROR(cuda_ok(cudaMemset(workspace.data(), 0xff, workspace.size()), "poison workspace"));
   }
-  KVFLASH_RETURN_IF_ERROR(cuda::attend_cuda(p, *route, workspace.data(), workspace.size(), nullptr));
+  KVFLASH_RETURN_IF_ERROR(attend(p, *route, workspace.data(), workspace.size(), nullptr));
   KVFLASH_RETURN_IF_ERROR(cuda_ok(cudaDeviceSynchronize(), "kernel execution"));
   std::vector<uint8_t> o_host(dev->o.size());
   KVFLASH_RETURN_IF_ERROR(
       cuda_ok(cudaMemcpy(o_host.data(), dev->o.data(), o_host.size(), cudaMemcpyDeviceToHost), "copy O back"));
   GpuResult result;
   result.output = gather_output(hp, o_host);
-  result.route = route->name;
-  result.n_splits = route->split.n_splits;
-  result.decode_kernel = route->kernel == cuda::CudaKernel::decode_split_kv;
+  result.route = std::string(kernel_name(route->kernel));
+  result.n_splits = route->n_splits;
+  result.decode_kernel = is_decode_route(*route);
   return result;
 }
 

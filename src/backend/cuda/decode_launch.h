@@ -1,23 +1,20 @@
-// Declarations of the tensor-core split-KV decode instances (defined in decode_split_kv.cuh, instantiated one per
-// translation unit from decode_instances.inc), visible to host-only code such as the instance registry.
+// Declaration of the tensor-core split-KV decode entry point (defined in decode_split_kv.cuh). The kernel table
+// (src/plan/kernel_table.h) names it for every decode row; tools/gen_kernels emits one explicit instantiation per
+// (head dims, K type, V type) of those rows and the registry that calls it.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "backend/cuda/split_plan.h"
 #include "kvflash/attention_problem.h"
+#include "kvflash/route.h"
 #include "kvflash/status.h"
 
 namespace kvflash::cuda {
 
-/// Runs the split-KV decode of `p` (device pointers, n_q small) with the split plan `plan`. `workspace` holds
-/// split_workspace(p.shape, stored_dim(VType, HeadDimV), plan.n_splits).total_bytes bytes (null for one split).
-/// Launches only: no allocation, no synchronization, safe to capture in a CUDA graph.
+/// Runs the split-KV decode of `p` (device pointers, n_q <= 16) along `route` (a cuda.decode_split_kv route from
+/// plan_route()); `workspace` holds route.workspace_bytes bytes laid out as route.layout. Launches only: no
+/// allocation, no synchronization, safe to capture in a CUDA graph.
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-Status launch_decode(const AttentionProblem& p, const SplitPlan& plan, void* workspace, cudaStream_t stream);
-
-/// Key tile, query vectors per CTA and resident CTAs per SM of an instance (the planner's inputs).
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-StatusOr<KernelGeometry> decode_geometry();
+Status launch_decode(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream);
 
 }  // namespace kvflash::cuda

@@ -36,10 +36,11 @@ struct DecodeKernel {
   }
 };
 
+/// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-StatusOr<KernelGeometry> decode_geometry() {
+Status prepare_decode_kernel() {
   using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType>;
-  static const StatusOr<KernelGeometry> geometry = []() -> StatusOr<KernelGeometry> {
+  static const Status prepared = []() -> Status {
     const auto kernel = K::function();
     KVFLASH_CUDA_RETURN_IF_ERROR(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, K::Cfg::kSmemBytes));
@@ -51,31 +52,31 @@ StatusOr<KernelGeometry> decode_geometry() {
                            " needs " + std::to_string(K::Cfg::kSmemBytes) +
                            " bytes of shared memory: no CTA fits an SM");
     }
-    return KernelGeometry{K::Cfg::kKeyTile, K::Cfg::kMaxQvecs, resident};
+    return Status::Ok();
   }();
-  return geometry;
+  return prepared;
 }
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-Status launch_decode(const AttentionProblem& p, const SplitPlan& plan, void* workspace, cudaStream_t stream) {
+Status launch_decode(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
   using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType>;
-  const StatusOr<KernelGeometry> geometry = decode_geometry<HeadDimK, HeadDimV, KType, VType>();
-  KVFLASH_RETURN_IF_ERROR(geometry.status());
-  if (plan.keys_per_split <= 0 || plan.keys_per_split % K::Cfg::kKeyTile != 0 || plan.n_splits < 1 ||
-      plan.n_qchunks * K::Cfg::kMaxQvecs < group_qvecs(p.shape)) {
-    return invalid_argument("decode split plan (n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
-                            std::to_string(plan.keys_per_split) + ", n_qchunks = " + std::to_string(plan.n_qchunks) +
-                            ") does not fit the kernel (key tile " + std::to_string(K::Cfg::kKeyTile) +
-                            ", query vectors per CTA " + std::to_string(K::Cfg::kMaxQvecs) + ")");
-  }
-  if (plan.n_splits > 1 && workspace == nullptr) {
-    return invalid_argument("workspace is null but the decode plan has several splits");
+  KVFLASH_RETURN_IF_ERROR((prepare_decode_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  const SplitPlan plan = split_plan_of(route, p.shape, K::Cfg::kKeyTile, K::Cfg::kMaxQvecs);
+  if (plan.keys_per_split <= 0 || plan.keys_per_split % K::Cfg::kKeyTile != 0 ||
+      plan.n_splits * plan.keys_per_split < p.shape.n_kv) {
+    return invalid_argument("route with n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
+                            std::to_string(plan.keys_per_split) + " does not fit the decode kernel (key tile " +
+                            std::to_string(K::Cfg::kKeyTile) + ", n_kv = " + std::to_string(p.shape.n_kv) + ")");
   }
   DecodeLaunch launch;
   launch.scale = static_cast<float>(effective_scale(p));
   launch.n_qchunks = plan.n_qchunks;
   launch.keys_per_split = plan.keys_per_split;
-  launch.out = split_output(p.shape, K::Cfg::kDimV, plan.n_splits, workspace);
+  launch.out = split_output_of(route, p.shape, K::Cfg::kDimV, workspace);
+  if (plan.n_splits > 1 && (workspace == nullptr || launch.out.o_pitch < p.shape.d_v)) {
+    return invalid_argument("route's workspace has no room for the partials of " + std::to_string(plan.n_splits) +
+                            " splits");
+  }
   const int64_t ctas_per_seq = p.shape.n_head_kv * plan.n_qchunks * plan.n_splits;
   const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
   for (int64_t s0 = 0; s0 < p.shape.n_seq; s0 += seqs_per_launch) {

@@ -16,6 +16,7 @@
 #include "backend/cuda/cuda_status.h"
 #include "backend/cuda/output_rows.cuh"
 #include "backend/cuda/score_variant.cuh"
+#include "backend/cuda/split_plan.h"
 #include "backend/cuda/turbo_centroids.cuh"
 #include "backend/cuda/turbo_rotation.cuh"
 #include "format/blocks.h"
@@ -231,33 +232,19 @@ size_t smem_bytes(const AttentionShape& shape, KvType kt, KvType vt) {
 
 }  // namespace
 
-StatusOr<KernelGeometry> generic_geometry(const AttentionProblem& p) {
-  // Occupancy for the largest layout; smaller head dims only fit more.
-  static const StatusOr<int> resident = []() -> StatusOr<int> {
-    const size_t max_bytes = smem_layout(kMaxHeadDim, kMaxHeadDim).bytes;
-    KVFLASH_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(generic_attention_kernel,
-                                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                      static_cast<int>(max_bytes)));
-    int n = 0;
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, generic_attention_kernel, kThreads, max_bytes));
-    return std::max(n, 1);
-  }();
-  KVFLASH_RETURN_IF_ERROR(resident.status());
-  const size_t bytes = smem_bytes(p.shape, p.k.type, p.v.type);
-  const int by_smem = static_cast<int>(std::min<size_t>(8, (228 * 1024) / (bytes + 1024)));
-  return KernelGeometry{kKeys, kQvecs, std::max(*resident, by_smem)};
-}
-
-int64_t generic_dv_stored(const AttentionProblem& p) { return stored_dim(p.v.type, p.shape.d_v); }
-
-Status launch_generic(const AttentionProblem& p, const SplitPlan& plan, void* workspace, cudaStream_t stream) {
-  StatusOr<KernelGeometry> geometry = generic_geometry(p);  // sets the shared-memory attribute once
-  KVFLASH_RETURN_IF_ERROR(geometry.status());
-  if (plan.keys_per_split <= 0 || plan.n_splits < 1 || plan.n_qchunks * kQvecs < group_qvecs(p.shape)) {
-    return invalid_argument("generic split plan (n_splits = " + std::to_string(plan.n_splits) +
-                            ", keys_per_split = " + std::to_string(plan.keys_per_split) + ", n_qchunks = " +
-                            std::to_string(plan.n_qchunks) + ") does not cover the problem");
+Status launch_generic(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
+  // The largest layout's shared memory, allowed once; smaller head dims use less.
+  static const Status prepared =
+      cuda_status(cudaFuncSetAttribute(generic_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem_layout(kMaxHeadDim, kMaxHeadDim).bytes)),
+                  "cudaFuncSetAttribute(generic_attention_kernel)");
+  KVFLASH_RETURN_IF_ERROR(prepared);
+  const SplitPlan plan = split_plan_of(route, p.shape, kKeys, kQvecs);
+  if (plan.keys_per_split <= 0 || plan.keys_per_split % kKeys != 0 ||
+      plan.n_splits * plan.keys_per_split < p.shape.n_kv) {
+    return invalid_argument("route with n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
+                            std::to_string(plan.keys_per_split) + " does not fit the generic kernel (key tile " +
+                            std::to_string(kKeys) + ", n_kv = " + std::to_string(p.shape.n_kv) + ")");
   }
   GenericLaunch launch;
   launch.scale = static_cast<float>(effective_scale(p));
@@ -267,10 +254,11 @@ Status launch_generic(const AttentionProblem& p, const SplitPlan& plan, void* wo
   launch.v_rotated = kv_traits(p.v.type).rotated;
   launch.n_qchunks = plan.n_qchunks;
   launch.keys_per_split = plan.keys_per_split;
-  if (plan.n_splits > 1 && workspace == nullptr) {
-    return invalid_argument("workspace is null but the generic plan has several splits");
+  launch.out = split_output_of(route, p.shape, launch.dv_stored, workspace);
+  if (plan.n_splits > 1 && (workspace == nullptr || launch.out.o_pitch < p.shape.d_v)) {
+    return invalid_argument("route's workspace has no room for the partials of " + std::to_string(plan.n_splits) +
+                            " splits");
   }
-  launch.out = split_output(p.shape, launch.dv_stored, plan.n_splits, workspace);
   const size_t bytes = smem_bytes(p.shape, p.k.type, p.v.type);
   const int64_t ctas_per_seq = p.shape.n_head_kv * plan.n_qchunks * plan.n_splits;
   const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);

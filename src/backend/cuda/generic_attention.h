@@ -1,21 +1,17 @@
-// The generic CUDA kernel (any KvType pair, any head dims, any n_q): what routing falls back to on the GPU.
+// The generic CUDA kernel (any KvType pair, any head dims, any n_q): the cuda.generic row of the kernel table,
+// what routing falls back to on the GPU.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "backend/cuda/split_plan.h"
 #include "kvflash/attention_problem.h"
+#include "kvflash/route.h"
 #include "kvflash/status.h"
 
 namespace kvflash::cuda {
 
-/// Tile, query vectors per CTA and resident CTAs per SM of the generic kernel for `p`'s head dims.
-StatusOr<KernelGeometry> generic_geometry(const AttentionProblem& p);
-
-/// Stored V head dim the generic kernel's partials use (the workspace is sized by it).
-int64_t generic_dv_stored(const AttentionProblem& p);
-
-/// Runs `p` (device pointers) with the generic kernel; `workspace` as split_workspace() sizes it for the plan.
-Status launch_generic(const AttentionProblem& p, const SplitPlan& plan, void* workspace, cudaStream_t stream);
+/// Runs `p` (device pointers) along a cuda.generic route; `workspace` holds route.workspace_bytes bytes laid out
+/// as route.layout. Launches only: no allocation, no synchronization.
+Status launch_generic(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream);
 
 }  // namespace kvflash::cuda

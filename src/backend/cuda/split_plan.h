@@ -1,9 +1,13 @@
-// How a split-KV launch divides the keys, and where its partial results live in the workspace. Pure C++ (no CUDA
-// types): the planner sizes workspaces and routes with it on machines without a device.
+// How a CUDA split-KV launch divides the keys and where its partial results live. Pure C++ (no CUDA types).
 //
 // A launch runs one CTA per (sequence, KV head, query chunk, split). kv_len is device data the host must not read
 // (no synchronization inside a call), so splits are planned from n_kv, the longest possible sequence: a split
 // beyond a sequence's kv_len exits at once, which is how short and long sequences of one batch share the grid.
+//
+// The planner (src/plan/launch.cpp, KvSplit::split) chooses n_splits today; plan_splits() below is the CUDA
+// backend's whole-wave rule, the hook for a CUDA-specific KvSplit enumerator: it needs the kernel's tile, query
+// vectors per CTA and resident CTAs per SM (cudaOccupancyMaxActiveBlocksPerMultiprocessor, or a table estimate
+// when planning without a device).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +15,7 @@
 #include <cstdint>
 
 #include "kvflash/attention_problem.h"
+#include "kvflash/route.h"
 
 namespace kvflash::cuda {
 
@@ -69,8 +74,8 @@ inline SplitPlan plan_splits(const AttentionShape& s, const KernelGeometry& g, i
 }
 
 /// Where the partial results of a split launch go: per split and output row (row = (s * n_head_q + h) * n_q + i),
-/// the unnormalized numerator over the keys of the split, its running max and its softmax sum. Split-major, as
-/// the planner's WorkspaceLayout (partial_o, partial_max, partial_sum) lays them out.
+/// the unnormalized numerator over the keys of the split, its running max and its softmax sum. Split-major, inside
+/// the planner's WorkspaceLayout (partial_o, partial_max, partial_sum).
 struct SplitOutput {
   int64_t n_splits = 1;
   int64_t rows = 0;              // n_seq * n_head_q * n_q
@@ -81,44 +86,31 @@ struct SplitOutput {
   float* partial_sum = nullptr;  // [n_splits][rows]
 };
 
-/// Byte offsets of the pieces of a split launch's workspace; a single split writes O directly and needs nothing.
-struct SplitWorkspace {
-  size_t partial_o_offset = 0;
-  size_t partial_max_offset = 0;
-  size_t partial_sum_offset = 0;
-  size_t total_bytes = 0;
-};
-
-inline constexpr size_t kWorkspaceAlign = 256;
-
-inline size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
-/// Partial rows hold the stored V head dim, so turbo V is rotated back once per output row, in the combine.
-inline SplitWorkspace split_workspace(const AttentionShape& s, int64_t dv_stored, int64_t n_splits) {
-  SplitWorkspace ws;
-  if (n_splits <= 1) return ws;
-  const size_t partials = static_cast<size_t>(n_splits) * static_cast<size_t>(s.n_seq) *
-                          static_cast<size_t>(s.n_head_q) * static_cast<size_t>(s.n_q);
-  ws.partial_o_offset = 0;
-  ws.partial_max_offset = align_up(partials * static_cast<size_t>(dv_stored) * sizeof(float), kWorkspaceAlign);
-  ws.partial_sum_offset = ws.partial_max_offset + align_up(partials * sizeof(float), kWorkspaceAlign);
-  ws.total_bytes = ws.partial_sum_offset + align_up(partials * sizeof(float), kWorkspaceAlign);
-  return ws;
+/// What a kernel with `key_tile`-key tiles and `qvecs_per_cta` query vectors per CTA runs for a planner route:
+/// the route's splits (a single split covers every key), and the query chunks the kernel itself needs.
+inline SplitPlan split_plan_of(const Route& r, const AttentionShape& s, int key_tile, int qvecs_per_cta) {
+  SplitPlan plan;
+  plan.n_qchunks = (group_qvecs(s) + qvecs_per_cta - 1) / qvecs_per_cta;
+  plan.n_splits = std::max<int64_t>(1, r.n_splits);
+  const int64_t tile = std::max(1, key_tile);
+  plan.keys_per_split = plan.n_splits > 1 ? r.keys_per_split : (std::max<int64_t>(1, s.n_kv) + tile - 1) / tile * tile;
+  return plan;
 }
 
-/// The SplitOutput of split_workspace() inside `workspace`.
-inline SplitOutput split_output(const AttentionShape& s, int64_t dv_stored, int64_t n_splits, void* workspace) {
+/// The SplitOutput of a planner route's workspace layout (WorkspaceLayout::partial_o / partial_max / partial_sum).
+/// Partial rows hold the route's pitch: when it is below the stored V head dim (turbo V padded past d_v), the
+/// split kernel rotates each partial back before storing it, and the combine does not rotate again.
+inline SplitOutput split_output_of(const Route& r, const AttentionShape& s, int64_t dv_stored, void* workspace) {
   SplitOutput out;
-  out.n_splits = n_splits;
+  out.n_splits = std::max<int64_t>(1, r.n_splits);
   out.rows = s.n_seq * s.n_head_q * s.n_q;
-  out.o_pitch = dv_stored;
-  out.rotated = true;
-  if (n_splits <= 1 || workspace == nullptr) return out;
-  const SplitWorkspace ws = split_workspace(s, dv_stored, n_splits);
+  if (out.n_splits <= 1 || workspace == nullptr || out.rows == 0) return out;
   auto* base = static_cast<unsigned char*>(workspace);
-  out.partial_o = reinterpret_cast<float*>(base + ws.partial_o_offset);
-  out.partial_max = reinterpret_cast<float*>(base + ws.partial_max_offset);
-  out.partial_sum = reinterpret_cast<float*>(base + ws.partial_sum_offset);
+  out.o_pitch = r.layout.partial_o.bytes / (4 * out.n_splits * out.rows);
+  out.rotated = out.o_pitch >= dv_stored;
+  out.partial_o = reinterpret_cast<float*>(base + r.layout.partial_o.offset);
+  out.partial_max = reinterpret_cast<float*>(base + r.layout.partial_max.offset);
+  out.partial_sum = reinterpret_cast<float*>(base + r.layout.partial_sum.offset);
   return out;
 }
 
