@@ -16,8 +16,9 @@ using testing::CliResult;
 using testing::CliSandbox;
 
 // A fast run: 2 type pairs x 2 depths x (2 decode widths + 1 prefill chunk) = 12 rows.
-const std::vector<std::string> kTinyRun = {"bench", "--backend", "cpu", "-d", "0,40", "-ctk", "q8_0,f16", "-ctv",
-                                           "turbo4,f16", "-n", "2", "-q", "1,3", "-p", "8", "-r", "2"};
+const std::vector<std::string> kTinyRun = {"bench",    "--backend", "cpu",        "-d", "0,40", "-ctk",
+                                           "q8_0,f16", "-ctv",      "turbo4,f16", "-n", "2",    "-q",
+                                           "1,3",      "-p",        "8",          "-r", "2"};
 
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& extra) {
   args.insert(args.end(), extra.begin(), extra.end());

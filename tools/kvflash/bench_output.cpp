@@ -76,8 +76,8 @@ std::string bench_markdown(const BenchRunInfo& info, const std::vector<BenchRow>
     out += "| " + r.backend + " | " + r.ktype + " | " + r.vtype + " | " + std::to_string(r.depth) + " | " +
            step_name(r) + (r.n_seq > 1 ? " x" + std::to_string(r.n_seq) + " seqs" : "") + " | " +
            fmt("%.1f", r.us_median) + " (" + fmt("%.1f", r.us_min) + "-" + fmt("%.1f", r.us_max) + ") | " +
-           fmt("%.1f", r.tokens_per_s) + " | " + fmt("%.2f", r.kv_gbps) + " | " + fmt("%.0f%%", r.pct_read_bw) +
-           " | " + mib(r.peak_bytes) + " |\n";
+           fmt("%.1f", r.tokens_per_s) + " | " + fmt("%.2f", r.kv_gbps) + " | " + fmt("%.0f%%", r.pct_read_bw) + " | " +
+           mib(r.peak_bytes) + " |\n";
   }
   return out;
 }

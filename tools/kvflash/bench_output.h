@@ -16,7 +16,7 @@ struct BenchRunInfo {
   std::string machine;  // CPU model, threads, ISA
   double read_bw_gbps = 0;
   int threads = 0;
-  std::string load;     // /proc/loadavg at the start and at the end: other work on the machine skews timings
+  std::string load;  // /proc/loadavg at the start and at the end: other work on the machine skews timings
 };
 
 std::string bench_markdown(const BenchRunInfo& info, const std::vector<BenchRow>& rows);

@@ -25,11 +25,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -63,7 +72,9 @@ std::string line_chart(const std::string& title, const std::string& y_label, con
   if (!(y_max > 0)) y_max = 1;
   const double step = grid_step(y_max * 1.05);
   const double y_top = std::ceil(y_max * 1.05 / step) * step;
-  const auto px = [&](size_t i) { return left + (x.size() <= 1 ? pw / 2 : pw * static_cast<double>(i) / static_cast<double>(x.size() - 1)); };
+  const auto px = [&](size_t i) {
+    return left + (x.size() <= 1 ? pw / 2 : pw * static_cast<double>(i) / static_cast<double>(x.size() - 1));
+  };
   const auto py = [&](double v) { return top + ph * (1.0 - v / y_top); };
 
   std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + num("%.0f", w) + "\" height=\"" +
@@ -77,8 +88,8 @@ std::string line_chart(const std::string& title, const std::string& y_label, con
            num("%g", v) + "</text>\n";
   }
   for (size_t i = 0; i < x.size(); ++i) {
-    svg += "<text x=\"" + num("%.1f", px(i)) + "\" y=\"" + num("%.1f", top + ph + 18) +
-           "\" text-anchor=\"middle\">" + escape(x[i]) + "</text>\n";
+    svg += "<text x=\"" + num("%.1f", px(i)) + "\" y=\"" + num("%.1f", top + ph + 18) + "\" text-anchor=\"middle\">" +
+           escape(x[i]) + "</text>\n";
   }
   svg += "<text x=\"" + num("%.1f", left + pw / 2) + "\" y=\"" + num("%.1f", h - 8) +
          "\" text-anchor=\"middle\">depth (tokens in the cache)</text>\n";
@@ -169,9 +180,8 @@ std::string bench_html(const BenchRunInfo& info, const std::vector<BenchRow>& ro
       "td:nth-child(-n+5){text-align:left}code{background:#f3f3f3;padding:2px 4px}</style></head><body>\n";
   html += "<h1>kvflash bench</h1>\n<p><code>" + escape(info.command) + "</code></p>\n";
   html += "<p>model: " + escape(info.model) + "<br>machine: " + escape(info.machine) +
-          "<br>measured read bandwidth: " + num("%.1f", info.read_bw_gbps) + " GB/s (" +
-          std::to_string(info.threads) + " threads)<br>load average (1/5/15 min) at start and end: " +
-          escape(info.load) + "</p>\n";
+          "<br>measured read bandwidth: " + num("%.1f", info.read_bw_gbps) + " GB/s (" + std::to_string(info.threads) +
+          " threads)<br>load average (1/5/15 min) at start and end: " + escape(info.load) + "</p>\n";
   const std::string width = "single-sequence decode, " + std::to_string(decode_rows) + " query row" +
                             (decode_rows == 1 ? "" : "s") + " per step";
   html += line_chart("Decode throughput (" + width + ")", "tokens/s", x, throughput.list());
@@ -179,9 +189,10 @@ std::string bench_html(const BenchRunInfo& info, const std::vector<BenchRow>& ro
                      "measured read bandwidth");
   html += line_chart("Time per decode step (x N: N query rows per step)", "ms", x, step_time.list());
   html += line_chart("Memory: KV cache + workspace", "MiB", x, memory.list());
-  html += "<h2>All rows</h2>\n<table>\n<tr><th>backend</th><th>K</th><th>V</th><th>kind</th><th>kernel</th>"
-          "<th>depth</th><th>n_q</th><th>n_seq</th><th>us median</th><th>us min</th><th>us max</th><th>tokens/s</th>"
-          "<th>KV GB/s</th><th>% read bw</th><th>peak MiB</th></tr>\n";
+  html +=
+      "<h2>All rows</h2>\n<table>\n<tr><th>backend</th><th>K</th><th>V</th><th>kind</th><th>kernel</th>"
+      "<th>depth</th><th>n_q</th><th>n_seq</th><th>us median</th><th>us min</th><th>us max</th><th>tokens/s</th>"
+      "<th>KV GB/s</th><th>% read bw</th><th>peak MiB</th></tr>\n";
   for (const BenchRow& r : rows) {
     html += "<tr><td>" + escape(r.backend) + "</td><td>" + escape(r.ktype) + "</td><td>" + escape(r.vtype) +
             "</td><td>" + escape(r.kind) + "</td><td>" + escape(r.kernel) + "</td><td>" + std::to_string(r.depth) +

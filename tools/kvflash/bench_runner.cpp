@@ -235,8 +235,8 @@ std::string case_name(const CacheCase& c) {
 }  // namespace
 
 StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
-                                            const StepPlan& plan, BackendKind backend, int threads,
-                                            double read_bw_gbps, const ProgressFn& progress) {
+                                            const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
+                                            const ProgressFn& progress) {
   CaseRunner runner(layer, v_is_view_of_k, c, backend, threads);
   Clock::time_point start = Clock::now();
   progress(case_name(c) + ": building the cache");

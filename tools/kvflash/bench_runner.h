@@ -17,17 +17,17 @@ namespace kvflash::cli {
 /// One line of the results: one kind of step at one depth for one K/V type pair.
 struct BenchRow {
   std::string backend, ktype, vtype;
-  std::string kind;  // "decode" | "prefill"
-  int64_t depth = 0;     // tokens in the cache before the step
-  int64_t n_q = 0;       // query rows per sequence per step
-  int64_t n_seq = 0;     // sequences per step
-  int samples = 0;       // timed steps the statistics come from
+  std::string kind;   // "decode" | "prefill"
+  int64_t depth = 0;  // tokens in the cache before the step
+  int64_t n_q = 0;    // query rows per sequence per step
+  int64_t n_seq = 0;  // sequences per step
+  int samples = 0;    // timed steps the statistics come from
   double us_median = 0, us_min = 0, us_max = 0;
-  double tokens_per_s = 0;    // n_seq * n_q / median
-  int64_t kv_bytes = 0;       // K/V bytes one step reads (each stored row of every visible key once)
-  double kv_gbps = 0;         // kv_bytes / median
-  double read_bw_gbps = 0;    // the machine's measured read bandwidth (once per run)
-  double pct_read_bw = 0;     // kv_gbps / read_bw_gbps
+  double tokens_per_s = 0;      // n_seq * n_q / median
+  int64_t kv_bytes = 0;         // K/V bytes one step reads (each stored row of every visible key once)
+  double kv_gbps = 0;           // kv_bytes / median
+  double read_bw_gbps = 0;      // the machine's measured read bandwidth (once per run)
+  double pct_read_bw = 0;       // kv_gbps / read_bw_gbps
   int64_t kv_cache_bytes = 0;   // the cache's memory report bucket
   int64_t workspace_bytes = 0;  // the largest workspace a step's route asked for
   int64_t peak_bytes = 0;       // kv_cache_bytes + workspace_bytes: what the memory report holds for this run
@@ -58,8 +58,8 @@ using ProgressFn = std::function<void(const std::string&)>;
 /// `depth` tokens of random K/V to each sequence through KvCache::append, then times every step of `plan` on
 /// `backend` with `threads` workers (0: all). One row per step kind.
 StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
-                                            const StepPlan& plan, BackendKind backend, int threads,
-                                            double read_bw_gbps, const ProgressFn& progress);
+                                            const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
+                                            const ProgressFn& progress);
 
 /// The machine's read bandwidth in GB/s: `threads` threads each summing a slice of a 512 MiB buffer, best of three
 /// passes (0 threads: hardware_concurrency()).

@@ -67,7 +67,8 @@ StatusOr<std::vector<KvType>> type_list(const Args& args, const std::string& fla
   std::vector<KvType> out;
   for (const std::string& n : names) {
     const std::optional<KvType> t = kv_type_from_name(n);
-    if (!t) return invalid_argument("unknown type '" + n + "' in --" + flag + " (valid types: " + kv_type_names() + ")");
+    if (!t)
+      return invalid_argument("unknown type '" + n + "' in --" + flag + " (valid types: " + kv_type_names() + ")");
     out.push_back(*t);
   }
   return out;
@@ -81,7 +82,8 @@ StatusOr<std::vector<int64_t>> int_list(const Args& args, const std::string& fla
   if (v->empty()) return invalid_argument("--" + flag + " is empty");
   for (int64_t x : *v) {
     if (x < min_value) {
-      return invalid_argument("--" + flag + " value " + std::to_string(x) + " is less than " + std::to_string(min_value));
+      return invalid_argument("--" + flag + " value " + std::to_string(x) + " is less than " +
+                              std::to_string(min_value));
     }
   }
   return *v;
@@ -180,7 +182,8 @@ StatusOr<BenchConfig> parse_config(const Args& args) {
   c.backend = *kind;
   StatusOr<int64_t> threads = args.get_int("threads", 0);
   if (!threads.ok()) return threads.status();
-  if (*threads < 0 || *threads > 1024) return invalid_argument("-t " + std::to_string(*threads) + " is outside [0, 1024]");
+  if (*threads < 0 || *threads > 1024)
+    return invalid_argument("-t " + std::to_string(*threads) + " is outside [0, 1024]");
   c.threads = static_cast<int>(*threads);
   c.output = args.get("output").value_or("md");
   if (c.output != "md" && c.output != "json" && c.output != "csv") {
@@ -248,7 +251,7 @@ int cmd_bench(int argc, char** argv) {
       std::fflush(stderr);
     }
   };
-  const int threads = c.threads > 0 ? c.threads
+  const int threads = c.threads > 0                   ? c.threads
                       : c.backend == BackendKind::cpu ? cpu::thread_count()
                                                       : static_cast<int>(std::thread::hardware_concurrency());
   BenchRunInfo info;

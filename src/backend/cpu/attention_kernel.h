@@ -1,12 +1,13 @@
 // The body of the fast CPU attention kernels, written once over a flavour's vector type `Simd`.
 //
-// A task is (sequence, KV head, tile of query rows, split of the key range). It walks its keys a tile at a time:
-// the K rows of the tile are dequantized (one block at a time, straight from their stored format) into a small
-// per-thread buffer, dotted with every query row of the task (all query heads of the GQA group times all n_q
-// rows of the step, so each stored byte is read once per step), the scores go through the ScoreVariant, an online
-// softmax updates each row's running max and sum, and the V rows of the tile are dequantized and accumulated.
-// A task either finishes its rows (one split) or leaves (accumulator, max, sum) in the workspace for the combine,
-// an exact log-sum-exp merge (merge_rows) that also finishes the rows of a single split.
+// A task is (sequence, KV head, tile of query rows, split of the key range). It walks its keys 32 at a time: the
+// K rows of the tile are dequantized (one block at a time, straight from their stored format) into a small
+// per-thread buffer (f16/bf16/f32 rows of small row blocks are read in place instead), dotted with every query row
+// of the task (all query heads of the GQA group times all n_q rows of the step, so each stored byte is read once
+// per step), the scores go through the ScoreVariant, an online softmax updates each row's running max and sum, and
+// the V rows of the tile are dequantized and accumulated. A task either finishes its rows (one split) or leaves
+// (normalized output, max, sum) in the workspace for the combine, an exact log-sum-exp merge (merge_rows) that
+// also finishes the rows of a single split.
 //
 // Part of an instruction-set flavour: include it after simd_<isa>.h with KVFLASH_CPU_ISA_NS defined.
 #pragma once
@@ -30,8 +31,8 @@ namespace {
 // sink logit the exact result is out = sum_j w_j o_j / (sum_j w_j + e^(sink - M)), w_j = l_j e^(m_j - M), M the
 // largest of the m_j and the sink. A single split finishes its rows through the same function.
 
-void merge_rows(const float* o, int64_t o_stride, const float* m, const float* l, int64_t stat_stride,
-                int64_t n_parts, const float* sink, int64_t n_values, float* out) {
+void merge_rows(const float* o, int64_t o_stride, const float* m, const float* l, int64_t stat_stride, int64_t n_parts,
+                const float* sink, int64_t n_values, float* out) {
   float big = sink ? *sink : kNegInf;
   for (int64_t j = 0; j < n_parts; ++j) big = m[j * stat_stride] > big ? m[j * stat_stride] : big;
   float denominator = 0.0f;
@@ -75,8 +76,8 @@ void finish_row(const KernelJob& job, const float* o, int64_t o_stride, const fl
 }
 
 float* output_row(const AttentionProblem& p, int64_t seq, int64_t head, int64_t i) {
-  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(p.o.data) + seq * p.o.stride.seq +
-                                  head * p.o.stride.head + i * p.o.stride.row);
+  return reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(p.o.data) + seq * p.o.stride.seq + head * p.o.stride.head +
+                                  i * p.o.stride.row);
 }
 
 // Index of row (seq, head, i) of split 0 in the planner's partial arrays; split j adds j * split_rows.
@@ -84,9 +85,7 @@ int64_t partial_index(const AttentionShape& s, int64_t seq, int64_t head, int64_
   return (seq * s.n_head_q + head) * s.n_q + i;
 }
 
-int64_t kv_len_of(const AttentionProblem& p, int64_t seq) {
-  return p.kv_len != nullptr ? p.kv_len[seq] : p.shape.n_kv;
-}
+int64_t kv_len_of(const AttentionProblem& p, int64_t seq) { return p.kv_len != nullptr ? p.kv_len[seq] : p.shape.n_kv; }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Walking the keys of a view a tile at a time.
@@ -132,10 +131,14 @@ constexpr int64_t kMaxRowsInPlace = 8;
 RowSource row_source(KvType type, int64_t stored_dim, int64_t n_rows) {
   if (stored_dim % W != 0 || (n_rows > kMaxRowsInPlace && type != KvType::f32)) return RowSource::tile;
   switch (type) {
-    case KvType::f32: return RowSource::f32;
-    case KvType::f16: return RowSource::f16;
-    case KvType::bf16: return RowSource::bf16;
-    default: return RowSource::tile;
+    case KvType::f32:
+      return RowSource::f32;
+    case KvType::f16:
+      return RowSource::f16;
+    case KvType::bf16:
+      return RowSource::bf16;
+    default:
+      return RowSource::tile;
   }
 }
 
@@ -160,8 +163,8 @@ void walk_keys(const TaskView& t) {
   const KernelJob& job = *t.job;
   const AttentionProblem& p = *job.problem;
   const ScoreVariant variant(job);
-  const RowDequant k_dequant = row_dequantizer(p.k.type);
-  const RowDequant v_dequant = row_dequantizer(p.v.type);
+  const TileDequant k_dequant = tile_dequantizer(p.k.type);
+  const TileDequant v_dequant = tile_dequantizer(p.v.type);
   const uint8_t* k_base = static_cast<const uint8_t*>(p.k.data);
   const uint8_t* v_base = static_cast<const uint8_t*>(p.v.data);
   const int64_t k_row_bytes = head_row_bytes(p.k.type, p.shape.d_k);
@@ -187,14 +190,9 @@ void walk_keys(const TaskView& t) {
     const KeyTile& tile = tiles[step % 2];
     if (key0 + kKeyTile < t.keys_end) locate(tiles[(step + 1) % 2], key0 + kKeyTile);
     const int n_keys = tile.n;
+    if constexpr (KTile) k_dequant(k_base, tile.k_offsets, n_keys, job.dk_stored, t.k_tile, job.dk_pad);
     for (int i = 0; i < n_keys; ++i) {
-      if constexpr (KTile) {
-        float* row = t.k_tile + i * job.dk_pad;
-        k_dequant(k_base + tile.k_offsets[i], job.dk_stored, row);
-        k_rows[i] = row;
-      } else {
-        k_rows[i] = k_base + tile.k_offsets[i];
-      }
+      k_rows[i] = KTile ? static_cast<const void*>(t.k_tile + i * job.dk_pad) : k_base + tile.k_offsets[i];
     }
     tile_scores<KElems>(t.q, job.dk_pad, t.n_rows, k_rows, n_keys, k_dim, t.scores);
     for (int64_t r = 0; r < t.n_rows; ++r) {
@@ -204,14 +202,9 @@ void walk_keys(const TaskView& t) {
     }
     const void* const* rows_of_v = k_rows;
     if (!t.v_uses_k_rows) {
+      if constexpr (VTile) v_dequant(v_base, tile.v_offsets, n_keys, job.dv_stored, t.v_tile, job.dv_pad);
       for (int i = 0; i < n_keys; ++i) {
-        if constexpr (VTile) {
-          float* row = t.v_tile + i * job.dv_pad;
-          v_dequant(v_base + tile.v_offsets[i], job.dv_stored, row);
-          v_rows[i] = row;
-        } else {
-          v_rows[i] = v_base + tile.v_offsets[i];
-        }
+        v_rows[i] = VTile ? static_cast<const void*>(t.v_tile + i * job.dv_pad) : v_base + tile.v_offsets[i];
       }
       rows_of_v = v_rows;
     }
@@ -222,19 +215,27 @@ void walk_keys(const TaskView& t) {
 template <class KElems, bool KTile>
 void walk_keys_v(const TaskView& t, RowSource v) {
   switch (v) {
-    case RowSource::tile: return walk_keys<KElems, FloatElems, KTile, true>(t);
-    case RowSource::f32: return walk_keys<KElems, FloatElems, KTile, false>(t);
-    case RowSource::f16: return walk_keys<KElems, HalfElems, KTile, false>(t);
-    case RowSource::bf16: return walk_keys<KElems, BfloatElems, KTile, false>(t);
+    case RowSource::tile:
+      return walk_keys<KElems, FloatElems, KTile, true>(t);
+    case RowSource::f32:
+      return walk_keys<KElems, FloatElems, KTile, false>(t);
+    case RowSource::f16:
+      return walk_keys<KElems, HalfElems, KTile, false>(t);
+    case RowSource::bf16:
+      return walk_keys<KElems, BfloatElems, KTile, false>(t);
   }
 }
 
 void walk_keys_any(const TaskView& t, RowSource k, RowSource v) {
   switch (k) {
-    case RowSource::tile: return walk_keys_v<FloatElems, true>(t, v);
-    case RowSource::f32: return walk_keys_v<FloatElems, false>(t, v);
-    case RowSource::f16: return walk_keys_v<HalfElems, false>(t, v);
-    case RowSource::bf16: return walk_keys_v<BfloatElems, false>(t, v);
+    case RowSource::tile:
+      return walk_keys_v<FloatElems, true>(t, v);
+    case RowSource::f32:
+      return walk_keys_v<FloatElems, false>(t, v);
+    case RowSource::f16:
+      return walk_keys_v<HalfElems, false>(t, v);
+    case RowSource::bf16:
+      return walk_keys_v<BfloatElems, false>(t, v);
   }
 }
 
@@ -273,30 +274,45 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
     // Q row, scaled once, zero-padded, rotated into turbo K's domain.
     const int64_t i = (row0 + r) / job.group;
     const int64_t head = kv_head * job.group + (row0 + r) % job.group;
-    const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
-                                                      seq * p.q.stride.seq + head * p.q.stride.head +
-                                                      i * p.q.stride.row);
+    const float* src =
+        reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) + seq * p.q.stride.seq +
+                                       head * p.q.stride.head + i * p.q.stride.row);
     float* dst = q + r * job.dk_pad;
     for (int64_t e = 0; e < p.shape.d_k; ++e) dst[e] = src[e] * job.scale;
     for (int64_t e = p.shape.d_k; e < job.dk_pad; ++e) dst[e] = 0.0f;
     if (job.k_rotated) turbo_rotate_groups(dst, job.dk_stored);
     float* row_acc = acc + r * pr;
     for (int64_t c = 0; c < job.dv_pad; c += W) Simd::store(row_acc + c, Simd::zero());
-    row_acc[job.dv_pad] = kNegInf;  // m
+    row_acc[job.dv_pad] = kNegInf;   // m
     row_acc[job.dv_pad + 1] = 0.0f;  // l
   }
 
   const RowSource k_source = row_source(p.k.type, job.dk_stored, n_rows);
   const RowSource v_source = row_source(p.v.type, job.dv_stored, n_rows);
-  TaskView view{&job, seq, kv_head, n_rows, keys_begin, keys_end, places, q, scratch + lay.scores,
-                scratch + lay.alpha, acc, scratch + lay.k_tile, scratch + lay.v_tile,
+  TaskView view{&job,
+                seq,
+                kv_head,
+                n_rows,
+                keys_begin,
+                keys_end,
+                places,
+                q,
+                scratch + lay.scores,
+                scratch + lay.alpha,
+                acc,
+                scratch + lay.k_tile,
+                scratch + lay.v_tile,
                 job.v_shares_k_tile && k_source == v_source};
   // Tile rows past the stored values are read by the padded loops: they must hold zeros, not stale scratch.
   if (k_source == RowSource::tile && job.dk_pad > job.dk_stored) {
-    for (int i = 0; i < kKeyTile; ++i) std::memset(view.k_tile + i * job.dk_pad + job.dk_stored, 0, sizeof(float) * static_cast<size_t>(job.dk_pad - job.dk_stored));
+    for (int i = 0; i < kKeyTile; ++i)
+      std::memset(view.k_tile + i * job.dk_pad + job.dk_stored, 0,
+                  sizeof(float) * static_cast<size_t>(job.dk_pad - job.dk_stored));
   }
   if (v_source == RowSource::tile && job.dv_pad > job.dv_stored) {
-    for (int i = 0; i < kKeyTile; ++i) std::memset(view.v_tile + i * job.dv_pad + job.dv_stored, 0, sizeof(float) * static_cast<size_t>(job.dv_pad - job.dv_stored));
+    for (int i = 0; i < kKeyTile; ++i)
+      std::memset(view.v_tile + i * job.dv_pad + job.dv_stored, 0,
+                  sizeof(float) * static_cast<size_t>(job.dv_pad - job.dv_stored));
   }
   walk_keys_any(view, k_source, view.v_uses_k_rows ? k_source : v_source);
 

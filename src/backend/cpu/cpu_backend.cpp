@@ -76,14 +76,18 @@ ScratchLayout scratch_layout(const Dims& d) {
 
 const IsaKernels* kernels_for(Isa isa) {
   switch (isa) {
-    case Isa::portable: return &portable_kernels();
+    case Isa::portable:
+      return &portable_kernels();
 #if defined(KVFLASH_CPU_HAVE_AVX2)
-    case Isa::avx2: return &avx2_kernels();
+    case Isa::avx2:
+      return &avx2_kernels();
 #endif
 #if defined(KVFLASH_CPU_HAVE_AVX512)
-    case Isa::avx512: return &avx512_kernels();
+    case Isa::avx512:
+      return &avx512_kernels();
 #endif
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 
@@ -143,8 +147,7 @@ Status attend(const AttentionProblem& p, const Route& route, void* workspace, si
   return run_validated(p, route, workspace, workspace_size, isa);
 }
 
-Status run_validated(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_size,
-                     Isa isa) {
+Status run_validated(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_size, Isa isa) {
   if (route.backend != BackendKind::cpu) {
     return invalid_argument("route.backend = " + std::string(backend_name(route.backend)) + " is not cpu");
   }

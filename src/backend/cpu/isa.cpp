@@ -28,10 +28,14 @@ bool cpu_has_avx512() {
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {
-    case Isa::best: return "best";
-    case Isa::portable: return "portable";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
+    case Isa::best:
+      return "best";
+    case Isa::portable:
+      return "portable";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
   }
   return "?";
 }
@@ -46,14 +50,18 @@ std::optional<Isa> isa_from_name(std::string_view name) {
 bool isa_supported(Isa isa) {
   switch (isa) {
     case Isa::best:
-    case Isa::portable: return true;
+    case Isa::portable:
+      return true;
 #if defined(KVFLASH_CPU_HAVE_AVX2)
-    case Isa::avx2: return cpu_has_avx2();
+    case Isa::avx2:
+      return cpu_has_avx2();
 #endif
 #if defined(KVFLASH_CPU_HAVE_AVX512)
-    case Isa::avx512: return cpu_has_avx512();
+    case Isa::avx512:
+      return cpu_has_avx512();
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 

@@ -50,25 +50,25 @@ struct ScratchLayout {
 
 struct KernelJob {
   const AttentionProblem* problem = nullptr;
-  int64_t group = 1;        // query heads per KV head
-  int64_t rows = 1;         // query rows per (sequence, KV head): group * n_q, ordered query-row major
-  int64_t row_tile = 1;     // rows per task
+  int64_t group = 1;     // query heads per KV head
+  int64_t rows = 1;      // query rows per (sequence, KV head): group * n_q, ordered query-row major
+  int64_t row_tile = 1;  // rows per task
   int64_t n_row_tiles = 1;
-  int64_t n_splits = 1;     // parts of each sequence's key range
+  int64_t n_splits = 1;        // parts of each sequence's key range
   int64_t keys_per_split = 0;  // split j holds keys [j * keys_per_split, (j + 1) * keys_per_split) of its sequence
-  int64_t dk_stored = 0;    // values in a stored K row (turbo: padded to 128)
+  int64_t dk_stored = 0;       // values in a stored K row (turbo: padded to 128)
   int64_t dv_stored = 0;
-  int64_t dk_pad = 0;       // dk_stored rounded up to kDimPad
+  int64_t dk_pad = 0;  // dk_stored rounded up to kDimPad
   int64_t dv_pad = 0;
-  int64_t acc_row = 0;      // dv_pad + kPartialStats
+  int64_t acc_row = 0;  // dv_pad + kPartialStats
   float scale = 1.0f;
   float softcap = 0.0f;
-  bool k_rotated = false;   // turbo K: Q rows are rotated once per task
-  bool v_rotated = false;   // turbo V: finished rows are un-rotated once
+  bool k_rotated = false;        // turbo K: Q rows are rotated once per task
+  bool v_rotated = false;        // turbo V: finished rows are un-rotated once
   bool v_shares_k_tile = false;  // V rows are the first dv values of the K rows, same type: reuse the K tile
   bool has_alibi = false;
-  float* scratch = nullptr;            // workers * scratch_stride floats
-  int64_t scratch_stride = 0;          // floats per worker (>= scratch_layout.floats)
+  float* scratch = nullptr;    // workers * scratch_stride floats
+  int64_t scratch_stride = 0;  // floats per worker (>= scratch_layout.floats)
   ScratchLayout scratch_layout;
   // Split-KV partial results (n_splits > 1), the planner's layout: row (seq, head, i) of split j at index
   // ((j * n_seq + seq) * n_head_q + head) * n_q + i; partial_o holds the split's normalized output, dv_stored values

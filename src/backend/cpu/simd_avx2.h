@@ -48,9 +48,7 @@ struct Simd {
     __asm__("" : "+x"(a));
     return a;
   }
-  static F iota(float base) {
-    return _mm256_add_ps(_mm256_set1_ps(base), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
-  }
+  static F iota(float base) { return _mm256_add_ps(_mm256_set1_ps(base), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)); }
 
   /// e^x for x <= 0 (relative error ~1e-7); -inf and anything below -87 give exactly 0.
   /// x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor series to degree 7 (truncation < 6e-9), times 2^n.
@@ -115,8 +113,10 @@ struct Simd {
         // bit j of `high` is the fifth bit of value j: 16 where set.
         const __m256i lo_bits = _mm256_set1_epi32(static_cast<int>((high >> (8 * c)) & 0xffu));
         const __m256i hi_bits = _mm256_set1_epi32(static_cast<int>((high >> (16 + 8 * c)) & 0xffu));
-        lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_min_epu32(_mm256_and_si256(lo_bits, bit), _mm256_set1_epi32(1)), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi32(_mm256_min_epu32(_mm256_and_si256(hi_bits, bit), _mm256_set1_epi32(1)), 4));
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi32(_mm256_min_epu32(_mm256_and_si256(lo_bits, bit), _mm256_set1_epi32(1)), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi32(_mm256_min_epu32(_mm256_and_si256(hi_bits, bit), _mm256_set1_epi32(1)), 4));
       }
       store(dst + 8 * c, fmadd(_mm256_cvtepi32_ps(lo), d, offset));
       store(dst + 16 + 8 * c, fmadd(_mm256_cvtepi32_ps(hi), d, offset));
@@ -146,14 +146,19 @@ struct Simd {
   static __m256i turbo_low2(const uint8_t* qs, int c) {
     uint16_t bits;
     std::memcpy(&bits, qs + 2 * c, 2);
-    return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi16(static_cast<short>(bits)),
-                                              _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-                            _mm256_set1_epi32(3));
+    return _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi16(static_cast<short>(bits)), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+        _mm256_set1_epi32(3));
   }
   static void dequant_block(const format::BlockTurbo2& b, float* dst) {
-    alignas(32) static constexpr float kTable[8] = {
-        format::kTurbo2Centroids[0], format::kTurbo2Centroids[1], format::kTurbo2Centroids[2],
-        format::kTurbo2Centroids[3], 0.0f, 0.0f, 0.0f, 0.0f};
+    alignas(32) static constexpr float kTable[8] = {format::kTurbo2Centroids[0],
+                                                    format::kTurbo2Centroids[1],
+                                                    format::kTurbo2Centroids[2],
+                                                    format::kTurbo2Centroids[3],
+                                                    0.0f,
+                                                    0.0f,
+                                                    0.0f,
+                                                    0.0f};
     const F table = mul(_mm256_load_ps(kTable), set1(half_to_float(b.norm)));
     for (int c = 0; c < 16; ++c) store(dst + 8 * c, _mm256_permutevar8x32_ps(table, turbo_low2(b.qs, c)));
   }

@@ -74,8 +74,8 @@ void ThreadPool::worker_loop(int slot) {
 void ThreadPool::run(int64_t n_tasks, int participants, TaskFn fn, void* context) {
   if (n_tasks <= 0) return;
   std::unique_lock<std::mutex> exclusive(run_mutex_, std::try_to_lock);
-  const int used = static_cast<int>(std::min<int64_t>({static_cast<int64_t>(std::max(participants, 1)),
-                                                       static_cast<int64_t>(size()), n_tasks}));
+  const int used = static_cast<int>(
+      std::min<int64_t>({static_cast<int64_t>(std::max(participants, 1)), static_cast<int64_t>(size()), n_tasks}));
   if (!exclusive.owns_lock() || used == 1) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(context, t, 0);
     return;

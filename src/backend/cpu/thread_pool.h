@@ -58,8 +58,8 @@ class ThreadPool {
   void* context_ = nullptr;
   int64_t n_tasks_ = 0;
   int participants_ = 0;
-  std::atomic<uint64_t> next_{0};      // generation << kTaskBits | next task index
-  std::atomic<int64_t> finished_{0};   // tasks of the current run that have completed
+  std::atomic<uint64_t> next_{0};     // generation << kTaskBits | next task index
+  std::atomic<int64_t> finished_{0};  // tasks of the current run that have completed
 };
 
 }  // namespace kvflash::cpu

@@ -70,9 +70,15 @@ inline void dot_rows(const float* q, int64_t q_stride, const void* const* k, int
   if constexpr (Rows == 4) {
     for (int t = 0; t < n_keys;) {
       switch (next_block(n_keys - t)) {
-        case 3: dot_block<Elems, 4, 3>(q, q_stride, k + t, dim, s + t), t += 3; break;
-        case 2: dot_block<Elems, 4, 2>(q, q_stride, k + t, dim, s + t), t += 2; break;
-        default: dot_block<Elems, 4, 1>(q, q_stride, k + t, dim, s + t), t += 1; break;
+        case 3:
+          dot_block<Elems, 4, 3>(q, q_stride, k + t, dim, s + t), t += 3;
+          break;
+        case 2:
+          dot_block<Elems, 4, 2>(q, q_stride, k + t, dim, s + t), t += 2;
+          break;
+        default:
+          dot_block<Elems, 4, 1>(q, q_stride, k + t, dim, s + t), t += 1;
+          break;
       }
     }
   } else {
@@ -148,16 +154,22 @@ inline void accumulate_rows(const float* p, const float* alpha, const void* cons
                             float* acc, int64_t acc_stride) {
   for (int64_t e = 0; e < dim;) {
     switch (next_block((dim - e) / W)) {
-      case 3: accumulate_block<Elems, Rows, 3>(p, alpha, v, n_keys, e, acc, acc_stride), e += 3 * W; break;
-      case 2: accumulate_block<Elems, Rows, 2>(p, alpha, v, n_keys, e, acc, acc_stride), e += 2 * W; break;
-      default: accumulate_block<Elems, Rows, 1>(p, alpha, v, n_keys, e, acc, acc_stride), e += W; break;
+      case 3:
+        accumulate_block<Elems, Rows, 3>(p, alpha, v, n_keys, e, acc, acc_stride), e += 3 * W;
+        break;
+      case 2:
+        accumulate_block<Elems, Rows, 2>(p, alpha, v, n_keys, e, acc, acc_stride), e += 2 * W;
+        break;
+      default:
+        accumulate_block<Elems, Rows, 1>(p, alpha, v, n_keys, e, acc, acc_stride), e += W;
+        break;
     }
   }
 }
 
 template <class Elems>
-void tile_accumulate(const float* p, const float* alpha, int64_t n_rows, const void* const* v, int n_keys,
-                     int64_t dim, float* acc, int64_t acc_stride) {
+void tile_accumulate(const float* p, const float* alpha, int64_t n_rows, const void* const* v, int n_keys, int64_t dim,
+                     float* acc, int64_t acc_stride) {
   int64_t r = 0;
   for (; r + 4 <= n_rows; r += 4) {
     accumulate_rows<Elems, 4>(p + r * kKeyTile, alpha + r, v, n_keys, dim, acc + r * acc_stride, acc_stride);
@@ -165,10 +177,17 @@ void tile_accumulate(const float* p, const float* alpha, int64_t n_rows, const v
   const float* pr = p + r * kKeyTile;
   float* ar = acc + r * acc_stride;
   switch (n_rows - r) {
-    case 3: accumulate_rows<Elems, 3>(pr, alpha + r, v, n_keys, dim, ar, acc_stride); break;
-    case 2: accumulate_rows<Elems, 2>(pr, alpha + r, v, n_keys, dim, ar, acc_stride); break;
-    case 1: accumulate_rows<Elems, 1>(pr, alpha + r, v, n_keys, dim, ar, acc_stride); break;
-    default: break;
+    case 3:
+      accumulate_rows<Elems, 3>(pr, alpha + r, v, n_keys, dim, ar, acc_stride);
+      break;
+    case 2:
+      accumulate_rows<Elems, 2>(pr, alpha + r, v, n_keys, dim, ar, acc_stride);
+      break;
+    case 1:
+      accumulate_rows<Elems, 1>(pr, alpha + r, v, n_keys, dim, ar, acc_stride);
+      break;
+    default:
+      break;
   }
 }
 

@@ -27,17 +27,18 @@ inline constexpr double kMaxNmse = 5e-4;
 /// A short description of a spec for failure messages.
 inline std::string describe_spec(const ProblemSpec& s) {
   const AttentionShape& sh = s.shape;
-  return std::string(kv_traits(s.ktype).name) + "/" + std::string(kv_traits(s.vtype).name) + " seq " + std::to_string(sh.n_seq) +
-         " q " + std::to_string(sh.n_q) + " kv " + std::to_string(sh.n_kv) + " heads " + std::to_string(sh.n_head_q) +
-         "/" + std::to_string(sh.n_head_kv) + " d " + std::to_string(sh.d_k) + "/" + std::to_string(sh.d_v) +
-         " layout " + std::to_string(static_cast<int>(s.layout)) + " mask " + std::to_string(static_cast<int>(s.mask)) +
-         (s.causal ? " causal" : "") + (s.window ? " window " + std::to_string(s.window) : "") +
-         (s.alibi_max_bias > 0 ? " alibi" : "") + (s.softcap > 0 ? " softcap" : "") + (s.sinks ? " sinks" : "") +
-         (s.varlen ? " varlen" : "") + (s.v_is_view_of_k ? " v=view(k)" : "") + " seed " + std::to_string(s.seed);
+  return std::string(kv_traits(s.ktype).name) + "/" + std::string(kv_traits(s.vtype).name) + " seq " +
+         std::to_string(sh.n_seq) + " q " + std::to_string(sh.n_q) + " kv " + std::to_string(sh.n_kv) + " heads " +
+         std::to_string(sh.n_head_q) + "/" + std::to_string(sh.n_head_kv) + " d " + std::to_string(sh.d_k) + "/" +
+         std::to_string(sh.d_v) + " layout " + std::to_string(static_cast<int>(s.layout)) + " mask " +
+         std::to_string(static_cast<int>(s.mask)) + (s.causal ? " causal" : "") +
+         (s.window ? " window " + std::to_string(s.window) : "") + (s.alibi_max_bias > 0 ? " alibi" : "") +
+         (s.softcap > 0 ? " softcap" : "") + (s.sinks ? " sinks" : "") + (s.varlen ? " varlen" : "") +
+         (s.v_is_view_of_k ? " v=view(k)" : "") + " seed " + std::to_string(s.seed);
 }
 
-/// A workspace for one cpu call, aligned as the planner's attend() requires and filled with NaN so that a kernel reading a temporary it did
-/// not write shows up in the output.
+/// A workspace for one cpu call, aligned as the planner's attend() requires and filled with NaN so that a kernel
+/// reading a temporary it did not write shows up in the output.
 class PoisonedWorkspace {
  public:
   explicit PoisonedWorkspace(int64_t bytes) : bytes_(static_cast<size_t>(bytes > 0 ? bytes : 0)) {

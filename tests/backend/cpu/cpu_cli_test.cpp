@@ -27,9 +27,9 @@ TEST(CpuCli, AttendOnTheCpuBackendMatchesTheReference) {
     std::vector<std::vector<float>> outputs;
     for (const char* backend : {"ref", "cpu"}) {
       const std::string out = std::string("o_") + backend + ".npy";
-      const CliResult r = box.run({"attend", "--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--ktype", ktype,
-                                   "--vtype", vtype, "--causal", "--softcap", "0.5", "--backend", backend, "--out",
-                                   out});
+      const CliResult r =
+          box.run({"attend", "--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--ktype", ktype, "--vtype", vtype,
+                   "--causal", "--softcap", "0.5", "--backend", backend, "--out", out});
       ASSERT_EQ(r.exit_code, 0) << backend << ": " << r.err;
       StatusOr<io::NpyF32> o = io::read_npy_f32(box.path(out));
       ASSERT_TRUE(o.ok()) << o.status().message();

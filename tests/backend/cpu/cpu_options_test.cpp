@@ -25,15 +25,17 @@ const Option kOptions[] = {
     {"mask_f32", [](ProblemSpec& s) { s.mask = MaskKind::f32; }},
     {"mask_f16", [](ProblemSpec& s) { s.mask = MaskKind::f16; }},
     {"mask_broadcast_heads", [](ProblemSpec& s) { s.mask = MaskKind::f32_broadcast_heads; }},
-    {"everything", [](ProblemSpec& s) {
+    {"everything",
+     [](ProblemSpec& s) {
        s.causal = true, s.window = 40, s.alibi_max_bias = 5.0, s.softcap = 0.7, s.sinks = true, s.mask = MaskKind::f16;
      }},
 };
 
 TEST(CpuOptions, EveryOptionOnPlainBlockAndTurboTypes) {
-  const std::pair<KvType, KvType> kTypes[] = {
-      {KvType::f16, KvType::f16}, {KvType::q4_0, KvType::q8_0}, {KvType::turbo3, KvType::turbo4},
-      {KvType::bf16, KvType::q5_1}};
+  const std::pair<KvType, KvType> kTypes[] = {{KvType::f16, KvType::f16},
+                                              {KvType::q4_0, KvType::q8_0},
+                                              {KvType::turbo3, KvType::turbo4},
+                                              {KvType::bf16, KvType::q5_1}};
   uint64_t seed = 1000;
   for (const Option& option : kOptions) {
     for (const auto& [k, v] : kTypes) {

@@ -13,8 +13,8 @@ TEST(CpuShapes, OddHeadDims) {
     int64_t d_k, d_v;
     bool v_view_of_k;
   };
-  const Dims kDims[] = {{80, 80, false}, {96, 96, false}, {112, 112, false}, {192, 128, false}, {576, 512, true},
-                        {40, 72, false}};
+  const Dims kDims[] = {{80, 80, false},   {96, 96, false},  {112, 112, false},
+                        {192, 128, false}, {576, 512, true}, {40, 72, false}};
   uint64_t seed = 2000;
   for (const Dims& d : kDims) {
     for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_1, KvType::turbo3}) {

@@ -15,8 +15,13 @@ TEST(CpuTypes, EveryKvTypePairMatchesTheReference) {
   for (const KvTraits& k : all_kv_types()) {
     for (const KvTraits& v : all_kv_types()) {
       ProblemSpec spec;
-      spec.shape = {/*n_seq=*/2, /*n_q=*/3, /*n_kv=*/67, /*n_head_q=*/6, /*n_head_kv=*/2,
-                    dim_for(k.type, 64, 96), dim_for(v.type, 96, 160)};
+      spec.shape = {/*n_seq=*/2,
+                    /*n_q=*/3,
+                    /*n_kv=*/67,
+                    /*n_head_q=*/6,
+                    /*n_head_kv=*/2,
+                    dim_for(k.type, 64, 96),
+                    dim_for(v.type, 96, 160)};
       spec.ktype = k.type;
       spec.vtype = v.type;
       spec.causal = true;
