@@ -46,12 +46,6 @@ int resolved(const kvflash_problem& h, AttentionProblem* out) {
   return KVFLASH_OK;
 }
 
-int attend_along(const char* function, const AttentionProblem& p, const Route& route, void* workspace,
-                 size_t workspace_bytes, void* stream) {
-  (void)function;
-  return capi::to_c(attend(p, route, workspace, workspace_bytes, stream));
-}
-
 }  // namespace
 
 extern "C" {
@@ -123,7 +117,7 @@ int kvflash_attend_route(const kvflash_problem* problem, const kvflash_route* ro
   return capi::guarded(kFunction, [&]() -> int {
     AttentionProblem p;
     if (int rc = resolved(*problem, &p); rc != KVFLASH_OK) return rc;
-    return attend_along(kFunction, p, route->route, workspace, workspace_bytes, stream);
+    return capi::to_c(attend(p, route->route, workspace, workspace_bytes, stream));
   });
 }
 
@@ -142,7 +136,7 @@ int kvflash_attend(const kvflash_problem* problem, int backend, void* workspace,
     }
     auto route = plan_route(p, caps_for(kind));
     if (!route.ok()) return capi::fail(route.status());
-    return attend_along(kFunction, p, *route, workspace, workspace_bytes, nullptr);
+    return capi::to_c(attend(p, *route, workspace, workspace_bytes, nullptr));
   });
 }
 
