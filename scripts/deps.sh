@@ -2,7 +2,9 @@
 # Installs the Debian packages kvflash builds and tests with, when they are missing (fresh Debian 12).
 set -euo pipefail
 need=()
-for pkg in cmake g++ make libgtest-dev python3 python3-venv python3-pip; do
+# clang + libclang-rt-14-dev: the GGUF fuzz target (libFuzzer); the build skips it without them.
+# pkg-config, python3-dev: the install test (pkg-config builds) and the Python package (Python.h).
+for pkg in cmake g++ make libgtest-dev pkg-config python3 python3-dev python3-venv python3-pip clang libclang-rt-14-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -44,8 +44,8 @@ struct WorkspaceRange {
 /// Named pieces of a route's workspace, so kernels do not recompute offsets. Empty pieces have bytes = 0.
 /// Every offset is a multiple of kWorkspaceAlign.
 struct WorkspaceLayout {
-  WorkspaceRange partial_o;       // float32 [n_splits, n_seq, n_head_q, n_q, stored_dim(v.type, d_v)] (only when
-                                  // n_splits > 1; turbo V partials stay rotated until the combine)
+  WorkspaceRange partial_o;       // float32 [n_splits, n_seq, n_head_q, n_q, pitch] (only when n_splits > 1);
+                                  // pitch = d_v, or stored_dim(v.type, d_v) for a kernel that keeps turbo V rotated
   WorkspaceRange partial_max;     // float32 [n_splits, n_seq, n_head_q, n_q]: running max of each split
   WorkspaceRange partial_sum;     // float32 [n_splits, n_seq, n_head_q, n_q]: softmax denominator of each split
   WorkspaceRange q_staging;       // float32 [n_seq, n_head_q, n_q, stored_dim(k.type, d_k)]: Q pre-scaled (rotated
@@ -62,7 +62,7 @@ struct Route {
   int64_t n_splits = 1;         // key ranges computed independently, then combined
   int64_t keys_per_split = 0;   // a multiple of kv_tile; the last split may hold fewer
   int32_t kv_tile = 0;          // keys per tile of the kernel
-  int32_t workers = 1;          // host threads (cpu) or 1
+  int32_t workers = 1;          // host threads the kernel runs with (one scratch slice each); 1 for ref and cuda
   int64_t scratch_floats_per_worker = 0;
   WorkspaceLayout layout;
   int64_t workspace_bytes = 0;  // bytes attend() needs; the end of the last piece, rounded to kWorkspaceAlign
@@ -81,7 +81,7 @@ StatusOr<Route> plan_route(const AttentionProblem& p, const BackendCaps& caps);
 struct RouteCandidate {
   std::string kernel;    // table name
   bool accepted = false;
-  std::string reason;    // why it was rejected ("k.type q4_0 not in {f16, q8_0}"), empty when accepted
+  std::string reason;    // why it was rejected ("k.type = q4_0 is not one it reads (f16|q8_0)"); empty if accepted
   Route route;           // launch parameters and cost when accepted
 };
 
@@ -97,6 +97,8 @@ struct RouteExplanation {
   std::string to_string() const;
 };
 
+/// Every kernel of caps.kind considered for `p`: the one plan_route() takes, with its launch parameters and cost,
+/// and for each other the exact reason it does not accept `p`. Never fails: a failure is in `status`.
 RouteExplanation explain(const AttentionProblem& p, const BackendCaps& caps);
 
 }  // namespace kvflash

@@ -1,5 +1,9 @@
 #include "kvflash/backend.h"
 
+#if defined(KVFLASH_HAVE_CUDA)
+#include "backend/cuda/device.h"
+#endif
+
 namespace kvflash {
 
 std::optional<BackendKind> backend_from_name(std::string_view name) {
@@ -18,7 +22,12 @@ bool backend_available(BackendKind b) {
   switch (b) {
     case BackendKind::ref: return true;
     case BackendKind::cpu: return true;
-    case BackendKind::cuda: return false;
+    case BackendKind::cuda:
+#if defined(KVFLASH_HAVE_CUDA)
+      return cuda::device_count() > 0;
+#else
+      return false;
+#endif
   }
   return false;
 }

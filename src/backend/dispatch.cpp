@@ -43,11 +43,11 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
                                   s.d_k,
                                   s.d_v,
                                   p.k.type,
-                                  p.v.type,
                                   route.n_splits,
                                   route.workers,
                                   plan::scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v),
-                                  spec.stages_q};
+                                  spec.stages_q,
+                                  plan::partial_o_pitch(spec, p.v.type, s.d_v)};
   WorkspaceLayout layout;
   const int64_t bytes = plan::layout_workspace(needed, &layout);
   const auto same = [](const WorkspaceRange& a, const WorkspaceRange& b) {

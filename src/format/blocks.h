@@ -54,7 +54,8 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
 static_assert(sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockTurbo2) == 34 && sizeof(BlockTurbo3) == 50 && sizeof(BlockTurbo4) == 68);
 
-/// IEEE binary16 bits -> float, exact for every input (subnormals, Inf, NaN keep their meaning).
+/// IEEE binary16 bits -> float, exact for every input (subnormals, Inf, NaN keep their meaning). A signalling NaN
+/// comes back quiet (payload kept), as GGML's conversion gives on x86, where its final multiply quiets it.
 KVFLASH_HOST_DEVICE inline float half_bits_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;
@@ -63,7 +64,8 @@ KVFLASH_HOST_DEVICE inline float half_bits_to_float(uint16_t h) {
   if (exp == 0) {
     magnitude = static_cast<float>(man) * 5.9604644775390625e-8f;  // 2^-24: subnormal step, exact in float
   } else {
-    const uint32_t bits = exp == 0x1f ? (0xffu << 23) | (man << 13) : ((exp + 112u) << 23) | (man << 13);
+    const uint32_t quiet = (exp == 0x1f && man != 0) ? 0x00400000u : 0u;
+    const uint32_t bits = exp == 0x1f ? (0xffu << 23) | (man << 13) | quiet : ((exp + 112u) << 23) | (man << 13);
     union {
       uint32_t u;
       float f;

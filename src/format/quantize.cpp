@@ -87,23 +87,31 @@ void dequantize_plain(KvType type, const void* src, int64_t n, float* dst) {
   }
 }
 
-Status check_row(KvType type, int64_t n, const void* a, const void* b) {
-  if (static_cast<int>(type) >= kKvTypeCount) {
-    return invalid_argument("type = " + std::to_string(static_cast<int>(type)) + " is not a KvType");
+Status check_row(const char* what, KvType type, int64_t n, const void* src, const void* dst) {
+  if (static_cast<unsigned>(type) >= static_cast<unsigned>(kKvTypeCount)) {
+    return invalid_argument(std::string(what) + ": type = " + std::to_string(static_cast<int>(type)) +
+                            " is not a KvType (0.." + std::to_string(kKvTypeCount - 1) + ")");
   }
   const KvTraits& tr = kv_traits(type);
-  if (n < 0 || n % tr.block_elems != 0) {
-    return invalid_argument("n = " + std::to_string(n) + " is not a multiple of " + std::string(tr.name) +
-                            "'s block size " + std::to_string(tr.block_elems));
+  if (n < 0) {
+    return invalid_argument(std::string(what) + ": n = " + std::to_string(n) + " is negative (type " +
+                            std::string(tr.name) + ")");
   }
-  if (n > 0 && (a == nullptr || b == nullptr)) return invalid_argument("a row pointer is null for n = " + std::to_string(n));
+  if (n % tr.block_elems != 0) {
+    return invalid_argument(std::string(what) + ": n = " + std::to_string(n) + " is not a multiple of " +
+                            std::string(tr.name) + "'s block size " + std::to_string(tr.block_elems));
+  }
+  if (n > 0 && (src == nullptr || dst == nullptr)) {
+    return invalid_argument(std::string(what) + ": " + (src == nullptr ? "src" : "dst") + " is null for n = " +
+                            std::to_string(n) + " values of " + std::string(tr.name));
+  }
   return Status::Ok();
 }
 
 }  // namespace
 
 Status quantize_row(KvType type, const float* src, int64_t n, void* dst) {
-  KVFLASH_RETURN_IF_ERROR(check_row(type, n, src, dst));
+  KVFLASH_RETURN_IF_ERROR(check_row("quantize_row", type, n, src, dst));
   switch (type) {
     case KvType::f32:
     case KvType::f16:
@@ -121,7 +129,7 @@ Status quantize_row(KvType type, const float* src, int64_t n, void* dst) {
 }
 
 Status dequantize_row(KvType type, const void* src, int64_t n, float* dst, bool rotated) {
-  KVFLASH_RETURN_IF_ERROR(check_row(type, n, src, dst));
+  KVFLASH_RETURN_IF_ERROR(check_row("dequantize_row", type, n, src, dst));
   switch (type) {
     case KvType::f32:
     case KvType::f16:

@@ -26,13 +26,14 @@ uint16_t turbo_indices(const float* x, bool zero_small_norm_input, const float (
   float nsq = 0.0f;
   for (int i = 0; i < kTurboGroup; ++i) nsq += x[i] * x[i];
   const float norm = std::sqrt(nsq);
+  // The fork's cut-off is the float literal 1e-10f; the double 1e-10 would differ for norm == 1e-10f itself.
   float u[kTurboGroup];
   if (zero_small_norm_input) {
-    // turbo4: u[i] = norm > 1e-10 ? x[i] * (1 / norm) : 0
-    for (int i = 0; i < kTurboGroup; ++i) u[i] = norm > 1e-10 ? x[i] * (1.0f / norm) : 0.0f;
+    // turbo4: u[i] = norm > 1e-10f ? x[i] * (1 / norm) : 0
+    for (int i = 0; i < kTurboGroup; ++i) u[i] = norm > 1e-10f ? x[i] * (1.0f / norm) : 0.0f;
   } else {
-    // turbo2/3: inv = norm > 1e-10 ? 1 / norm : 0; u[i] = x[i] * inv
-    const float inv = norm > 1e-10 ? 1.0f / norm : 0.0f;
+    // turbo2/3: inv = norm > 1e-10f ? 1 / norm : 0; u[i] = x[i] * inv
+    const float inv = norm > 1e-10f ? 1.0f / norm : 0.0f;
     for (int i = 0; i < kTurboGroup; ++i) u[i] = x[i] * inv;
   }
   turbo_rotate_forward(u);
@@ -42,7 +43,7 @@ uint16_t turbo_indices(const float* x, bool zero_small_norm_input, const float (
     rsq += centroids[idx[i]] * centroids[idx[i]];
   }
   const float rn = std::sqrt(rsq);
-  return fp32_to_fp16(rn > 1e-10 ? norm / rn : norm);
+  return fp32_to_fp16(rn > 1e-10f ? norm / rn : norm);
 }
 
 }  // namespace

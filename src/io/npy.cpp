@@ -136,9 +136,12 @@ class HeaderParser {
       dtype = NpyDtype::f16;
     } else if (d == "|u1") {
       dtype = NpyDtype::u8;
+    } else if (d == "<f8") {
+      dtype = NpyDtype::f64;
     } else {
       return format_error("dtype '" + printable(d) +
-                          "' is not supported: save the array as float32 ('<f4', a.astype(np.float32))");
+                          "' is not supported: save the array as float32 or float64 ('<f4', '<f8': "
+                          "a.astype(np.float64))");
     }
     return Status::Ok();
   }
@@ -224,6 +227,63 @@ StatusOr<std::vector<uint8_t>> read_whole_file(const std::string& path) {
   return data;
 }
 
+// Element bytes (little-endian, as the file holds them) as a vector of To, each converted from From.
+// The bytes need not be aligned for From (a hand-written header may put the data anywhere): copy, never cast.
+template <typename From, typename To>
+std::vector<To> elements_as(std::span<const uint8_t> bytes) {
+  std::vector<To> out(bytes.size() / sizeof(From));
+  for (size_t i = 0; i < out.size(); ++i) {
+    From value;
+    std::memcpy(&value, bytes.data() + i * sizeof(From), sizeof(From));
+    out[i] = static_cast<To>(value);  // double -> float rounds to nearest (IEEE), overflow to +-inf
+  }
+  return out;
+}
+
+Status not_real(const std::string& path, NpyDtype found) {
+  return format_error(quoted(path) + " holds dtype '" + std::string(npy_descr(found)) +
+                      "'; float32 ('<f4') or float64 ('<f8') is needed (np.asarray(a, dtype=np.float64))");
+}
+
+// A version-1 file of `count` elements of `dtype` (their bytes in `data`), header padded as numpy pads it.
+StatusOr<std::vector<uint8_t>> encode_npy(NpyDtype dtype, std::span<const int64_t> shape,
+                                          std::span<const std::byte> data, int64_t count_given) {
+  const int64_t count = checked_product(shape);
+  if (count < 0) return invalid_argument("npy shape " + shape_string(shape) + " has a negative or huge dimension");
+  if (count != count_given) {
+    return invalid_argument("npy shape " + shape_string(shape) + " holds " + std::to_string(count) + " values, got " +
+                            std::to_string(count_given));
+  }
+  if (static_cast<int>(shape.size()) > kNpyMaxDims) {
+    return invalid_argument("npy shape " + shape_string(shape) + " has more than 64 dimensions");
+  }
+  std::string dict = "{'descr': '" + std::string(npy_descr(dtype)) + "', 'fortran_order': False, 'shape': (";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) dict += ", ";
+    dict += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) dict += ",";
+  dict += "), }";
+  const int64_t prefix = 10;
+  const int64_t unpadded = prefix + static_cast<int64_t>(dict.size()) + 1;  // + the closing newline
+  const int64_t padding = (kDataAlign - unpadded % kDataAlign) % kDataAlign;
+  dict.append(static_cast<size_t>(padding), ' ');
+  dict += '\n';
+  const size_t header_len = dict.size();  // at most a few KiB for 64 dimensions: fits version 1's u16
+
+  std::vector<uint8_t> out;
+  out.reserve(prefix + header_len + data.size());
+  out.insert(out.end(), kMagic, kMagic + sizeof kMagic);
+  out.push_back(1);
+  out.push_back(0);
+  out.push_back(static_cast<uint8_t>(header_len & 0xff));
+  out.push_back(static_cast<uint8_t>(header_len >> 8));
+  out.insert(out.end(), dict.begin(), dict.end());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
+  out.insert(out.end(), bytes, bytes + data.size());
+  return out;
+}
+
 }  // namespace
 
 std::string_view npy_descr(NpyDtype dtype) {
@@ -231,6 +291,7 @@ std::string_view npy_descr(NpyDtype dtype) {
     case NpyDtype::f32: return "<f4";
     case NpyDtype::f16: return "<f2";
     case NpyDtype::u8: return "|u1";
+    case NpyDtype::f64: return "<f8";
   }
   return "?";
 }
@@ -240,6 +301,7 @@ int64_t npy_itemsize(NpyDtype dtype) {
     case NpyDtype::f32: return 4;
     case NpyDtype::f16: return 2;
     case NpyDtype::u8: return 1;
+    case NpyDtype::f64: return 8;
   }
   return 1;
 }
@@ -334,59 +396,47 @@ StatusOr<NpyArray> read_npy(const std::string& path) {
 }
 
 StatusOr<NpyF32> read_npy_f32(const std::string& path) {
-  auto file = read_whole_file(path);
-  if (!file.ok()) return file.status();
-  auto header = parse_npy(*file, path);
-  if (!header.ok()) return header.status();
-  if (header->dtype != NpyDtype::f32) {
-    return format_error(quoted(path) + " holds dtype '" + std::string(npy_descr(header->dtype)) +
+  auto array = read_npy(path);
+  if (!array.ok()) return array.status();
+  if (array->dtype != NpyDtype::f32) {
+    return format_error(quoted(path) + " holds dtype '" + std::string(npy_descr(array->dtype)) +
                         "'; float32 ('<f4') is needed (np.asarray(a, dtype=np.float32))");
   }
   NpyF32 out;
-  out.shape = std::move(header->shape);
-  out.values.resize(static_cast<size_t>(header->data_bytes / 4));
-  // The data offset need not be 4-aligned in a hand-written file: copy bytes, never cast the pointer.
-  if (header->data_bytes > 0) {
-    std::memcpy(out.values.data(), file->data() + header->data_offset, static_cast<size_t>(header->data_bytes));
-  }
+  out.shape = std::move(array->shape);
+  out.values = elements_as<float, float>(array->data);
+  return out;
+}
+
+StatusOr<NpyF32> read_npy_as_f32(const std::string& path) {
+  auto array = read_npy(path);
+  if (!array.ok()) return array.status();
+  if (array->dtype != NpyDtype::f32 && array->dtype != NpyDtype::f64) return not_real(path, array->dtype);
+  NpyF32 out;
+  out.shape = std::move(array->shape);
+  out.values = array->dtype == NpyDtype::f32 ? elements_as<float, float>(array->data)
+                                             : elements_as<double, float>(array->data);
+  return out;
+}
+
+StatusOr<NpyF64> read_npy_as_f64(const std::string& path) {
+  auto array = read_npy(path);
+  if (!array.ok()) return array.status();
+  if (array->dtype != NpyDtype::f32 && array->dtype != NpyDtype::f64) return not_real(path, array->dtype);
+  NpyF64 out;
+  out.dtype = array->dtype;
+  out.shape = std::move(array->shape);
+  out.values = array->dtype == NpyDtype::f32 ? elements_as<float, double>(array->data)
+                                             : elements_as<double, double>(array->data);
   return out;
 }
 
 StatusOr<std::vector<uint8_t>> encode_npy_f32(std::span<const int64_t> shape, std::span<const float> values) {
-  const int64_t count = checked_product(shape);
-  if (count < 0) return invalid_argument("npy shape " + shape_string(shape) + " has a negative or huge dimension");
-  if (count != static_cast<int64_t>(values.size())) {
-    return invalid_argument("npy shape " + shape_string(shape) + " holds " + std::to_string(count) + " values, got " +
-                            std::to_string(values.size()));
-  }
-  if (static_cast<int>(shape.size()) > kNpyMaxDims) {
-    return invalid_argument("npy shape " + shape_string(shape) + " has more than 64 dimensions");
-  }
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) dict += ", ";
-    dict += std::to_string(shape[i]);
-  }
-  if (shape.size() == 1) dict += ",";
-  dict += "), }";
-  const int64_t prefix = 10;
-  const int64_t unpadded = prefix + static_cast<int64_t>(dict.size()) + 1;  // + the closing newline
-  const int64_t padding = (kDataAlign - unpadded % kDataAlign) % kDataAlign;
-  dict.append(static_cast<size_t>(padding), ' ');
-  dict += '\n';
-  const size_t header_len = dict.size();  // at most a few KiB for 64 dimensions: fits version 1's u16
+  return encode_npy(NpyDtype::f32, shape, std::as_bytes(values), static_cast<int64_t>(values.size()));
+}
 
-  std::vector<uint8_t> out;
-  out.reserve(prefix + header_len + values.size() * sizeof(float));
-  out.insert(out.end(), kMagic, kMagic + sizeof kMagic);
-  out.push_back(1);
-  out.push_back(0);
-  out.push_back(static_cast<uint8_t>(header_len & 0xff));
-  out.push_back(static_cast<uint8_t>(header_len >> 8));
-  out.insert(out.end(), dict.begin(), dict.end());
-  const auto* bytes = reinterpret_cast<const uint8_t*>(values.data());
-  out.insert(out.end(), bytes, bytes + values.size() * sizeof(float));
-  return out;
+StatusOr<std::vector<uint8_t>> encode_npy_f64(std::span<const int64_t> shape, std::span<const double> values) {
+  return encode_npy(NpyDtype::f64, shape, std::as_bytes(values), static_cast<int64_t>(values.size()));
 }
 
 }  // namespace kvflash::io

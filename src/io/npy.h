@@ -1,10 +1,10 @@
-// NumPy .npy files: a checked reader (format versions 1, 2 and 3) and a float32 writer (version 1).
+// NumPy .npy files: a checked reader (format versions 1, 2 and 3) and float32 / float64 writers (version 1).
 //
 // The reader treats every byte of a file as untrusted: magic, version, header length, the header dict (parsed by
 // hand, no eval), dtype, shape values and the data byte count are all checked, and a malformed file yields a
 // format_error Status naming the file and the problem. It never reads outside the file image it is given.
 //
-// Accepted: dtype '<f4' (float32), '<f2' (float16), '|u1' (uint8); C order only ('fortran_order': True is an
+// Accepted: dtype '<f4' (float32), '<f8' (float64), '<f2' (float16), '|u1' (uint8); C order only ('fortran_order': True is an
 // error: a transposed layout read as C order would silently give wrong numbers). A 0-d array (shape ()) holds one
 // element; an array with a zero-length axis holds none. Both are valid .npy files; the callers (CLI commands)
 // decide which shapes they accept.
@@ -20,9 +20,9 @@
 
 namespace kvflash::io {
 
-enum class NpyDtype : uint8_t { f32, f16, u8 };
+enum class NpyDtype : uint8_t { f32, f16, u8, f64 };
 
-/// The descr string numpy writes for `dtype` ("<f4", "<f2", "|u1").
+/// The descr string numpy writes for `dtype` ("<f4", "<f2", "|u1", "<f8").
 std::string_view npy_descr(NpyDtype dtype);
 /// Bytes per element.
 int64_t npy_itemsize(NpyDtype dtype);
@@ -51,6 +51,21 @@ struct NpyF32 {
 /// Reads a .npy file that must hold float32 ('<f4'); another dtype is an error naming the dtype found.
 StatusOr<NpyF32> read_npy_f32(const std::string& path);
 
+/// Reads a float32 or float64 file as float32: float64 values are rounded to the nearest float32 (ties to even;
+/// beyond the float32 range they become +-inf, NaN stays NaN), float32 values are kept bit for bit. Another dtype
+/// is an error naming the dtype found. For inputs that float32 code consumes (the quantizers take float32).
+StatusOr<NpyF32> read_npy_as_f32(const std::string& path);
+
+/// A float32 or float64 array in C order, as doubles (float32 widens exactly), with the dtype the file held.
+struct NpyF64 {
+  NpyDtype dtype = NpyDtype::f64;
+  std::vector<int64_t> shape;
+  std::vector<double> values;
+};
+
+/// Reads a float32 or float64 file at full precision; another dtype is an error naming the dtype found.
+StatusOr<NpyF64> read_npy_as_f64(const std::string& path);
+
 /// An array of any accepted dtype with its raw little-endian element bytes.
 struct NpyArray {
   NpyDtype dtype = NpyDtype::f32;
@@ -65,6 +80,9 @@ StatusOr<NpyArray> read_npy(const std::string& path);
 /// with spaces and a newline so that the data starts at a multiple of 64 bytes, as numpy writes it.
 /// Fails when `values.size()` is not the product of `shape` or a dimension is negative.
 StatusOr<std::vector<uint8_t>> encode_npy_f32(std::span<const int64_t> shape, std::span<const float> values);
+
+/// The same as encode_npy_f32 for float64 ('<f8') values.
+StatusOr<std::vector<uint8_t>> encode_npy_f64(std::span<const int64_t> shape, std::span<const double> values);
 
 /// "[2, 3, 4]" (and "[]" for a 0-d shape), for messages.
 std::string shape_string(std::span<const int64_t> shape);

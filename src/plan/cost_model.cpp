@@ -1,6 +1,7 @@
 #include "plan/cost_model.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace kvflash::plan {
 
@@ -16,13 +17,22 @@ Work work_of(const AttentionProblem& p) {
 
 double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps,
                         const Route& route) {
-  (void)caps;
   (void)route;
   const Work w = work_of(p);
   switch (spec.cost) {
     case CostModel::reference:
       // Scalar float64 with a dequantization per element it reads: about 0.5 GFLOP/s on one core.
       return 1.0 + w.flops / 500.0;
+    case CostModel::cuda_decode:
+      // Measured on an H100 (bench/README.md): the K/V bytes at 50-90% of the bandwidth depending on the type,
+      // plus the split kernel's and the combine's launches.
+      return 10.0 + w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
+    case CostModel::cuda_generic: {
+      // K/V read once per 8 query vectors of a KV head, f32 FMAs from shared memory at a few TFLOP/s.
+      const AttentionShape& s = p.shape;
+      const double passes = std::ceil(static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q) / 8.0);
+      return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
+    }
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

@@ -36,7 +36,14 @@ namespace kvflash {
 enum class KernelId : uint16_t {
   ref_generic = 0,
   cpu_generic = 1,
-  // cpu and cuda ids go here, in the order of their rows.
+  // further cpu ids go here, in the order of their rows.
+  cuda_generic,
+  cuda_decode_f16,
+  cuda_decode_q8_0,
+  cuda_decode_q4_0,
+  cuda_decode_turbo3,
+  cuda_decode_turbo4,
+  cuda_decode_f16_turbo,
 };
 
 namespace plan {
@@ -71,10 +78,14 @@ inline constexpr std::string_view kNames[kCount] = {"causal", "window", "mask_f3
 }  // namespace feature
 inline constexpr uint32_t kAllFeatures = (1u << feature::kCount) - 1;
 
-/// How a kernel divides the keys among workers; decides the workspace it needs.
+/// How a kernel divides the keys among workers; decides the workspace it needs. A backend whose split count
+/// follows another rule (CUDA: whole waves of resident CTAs) adds an enumerator here and its cases in launch.cpp:
+/// choose_splits() for a problem and max_splits_up_to(), the largest count over every n_kv up to a capacity, which
+/// plan_workspace() relies on (tests/plan/route_test checks the two agree).
 enum class KvSplit : uint8_t {
   none,   // one worker sees all keys of a (sequence, head) row: no partial results
-  split,  // keys cut into n_splits ranges; partial outputs and softmax statistics combined afterwards
+  split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units(), at most max_splits; partial
+          // outputs and softmax statistics are combined afterwards
 };
 
 /// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
@@ -86,8 +97,10 @@ enum class Scratch : uint8_t {
 
 /// Which estimate cost_model.cpp uses for a row.
 enum class CostModel : uint8_t {
-  reference,  // the float64 oracle: scalar, dequantizes every row it reads
-  cpu_tiles,  // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
+  reference,     // the float64 oracle: scalar, dequantizes every row it reads
+  cpu_tiles,     // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
+  cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
+  cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
 };
 
 struct KernelSpec {
@@ -114,6 +127,11 @@ struct KernelSpec {
   std::string_view header;                  // cuda: header declaring `entry`, relative to src/
 };
 
+// Head-dim pairs of the CUDA decode instances (cuda stream): what models use, (576, 512) being MLA's.
+inline constexpr HeadDimPair kCudaDecodeDims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}, {576, 512}};
+inline constexpr HeadDimPair kCudaDecodeTurboDims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}};
+inline constexpr HeadDimPair kCudaDecodeMixDims[] = {{128, 128}, {256, 256}, {512, 512}};
+
 // ---- The table -------------------------------------------------------------------------------------------------
 inline constexpr KernelSpec kKernels[] = {
     // The oracle: dequantizes every row and accumulates in double; allocates its own temporaries, so it needs no
@@ -127,10 +145,36 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cpu_generic, "cpu.generic", BackendKind::cpu, /*generic=*/true, kAllKvTypes, kAllKvTypes,
      kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/32,
      /*max_splits=*/64, /*stages_q=*/false, Scratch::cpu_tiles, CostModel::cpu_tiles, "", ""},
-    // cuda rows (cuda stream): one `cuda.generic`, then specialized rows, e.g.
-    //   {KernelId::cuda_decode_d128_q8_0, "cuda.decode_split_kv.d128.q8_0", BackendKind::cuda, false,
-    //    type_bit(KvType::q8_0), type_bit(KvType::q8_0), kDims128, /*max_n_q=*/8, ..., "launch_decode",
-    //    "backend/cuda/decode_split_kv.cuh"}
+    // cuda rows (cuda stream). The generic kernel: every type pair, head dim and n_q, f32 arithmetic; a split is a
+    // whole number of its 16-key tiles; 512 splits at most (the combine's shared memory holds one weight each).
+    {KernelId::cuda_generic, "cuda.generic", BackendKind::cuda, /*generic=*/true, kAllKvTypes, kAllKvTypes,
+     kAnyHeadDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split, /*kv_tile=*/16,
+     /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_generic, "launch_generic",
+     "backend/cuda/generic_attention.h"},
+    // The tensor-core split-KV decode (n_q <= 16), one row per cache-type pair people run: instances are compiled
+    // only where they pay (CI builds every one on 2 cores). Splits are whole 64-key tiles (a multiple of the 32-key
+    // tile of the widest instances too).
+    {KernelId::cuda_decode_f16, "cuda.decode_split_kv.f16", BackendKind::cuda, false, type_bit(KvType::f16),
+     type_bit(KvType::f16), kCudaDecodeDims, /*max_n_q=*/16, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split,
+     /*kv_tile=*/64, /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_decode, "launch_decode",
+     "backend/cuda/decode_split_kv.cuh"},
+    {KernelId::cuda_decode_q8_0, "cuda.decode_split_kv.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
+     type_bit(KvType::q8_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none,
+     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+    {KernelId::cuda_decode_q4_0, "cuda.decode_split_kv.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
+     type_bit(KvType::q4_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none,
+     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+    {KernelId::cuda_decode_turbo3, "cuda.decode_split_kv.turbo3", BackendKind::cuda, false, type_bit(KvType::turbo3),
+     type_bit(KvType::turbo3), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false,
+     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+    {KernelId::cuda_decode_turbo4, "cuda.decode_split_kv.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
+     type_bit(KvType::turbo4), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false,
+     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+    // f16 K with a turbo V (seed 001's missing instances).
+    {KernelId::cuda_decode_f16_turbo, "cuda.decode_split_kv.f16_turbo", BackendKind::cuda, false,
+     type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
+     kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
+     "backend/cuda/decode_split_kv.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
 

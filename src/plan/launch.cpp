@@ -72,14 +72,22 @@ int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType 
   return 0;
 }
 
+int64_t partial_o_pitch(const KernelSpec& spec, KvType v_type, int64_t d_v) {
+  (void)v_type;
+  switch (spec.kv_split) {
+    case KvSplit::none:
+    case KvSplit::split: return d_v;
+  }
+  return d_v;
+}
+
 int64_t layout_workspace(const LayoutInputs& in, WorkspaceLayout* layout) {
   constexpr int64_t kF32 = 4;
   WorkspaceLayout out;
   int64_t partial_o = 0, partial_stat = 0, staging = 0;
   if (in.n_splits > 1) {
-    // Partial rows hold stored_dim(v_type, d_v) values: turbo V's partials stay in its rotated, padded domain
-    // and are rotated back once per output row when the splits are combined.
-    partial_o = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, stored_dim(in.v_type, in.d_v), kF32});
+    const int64_t pitch = in.partial_o_pitch > 0 ? in.partial_o_pitch : in.d_v;
+    partial_o = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, pitch, kF32});
     partial_stat = product({in.n_splits, in.n_seq, in.n_head_q, in.n_q, kF32});
   }
   if (in.stages_q) {
@@ -108,8 +116,8 @@ Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const Back
   r.keys_per_split = splits.keys_per_split;
   r.scratch_floats_per_worker = scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v);
   const LayoutInputs in{s.n_seq,    s.n_head_q, s.n_q,      s.d_k,     s.d_v,
-                        p.k.type,   p.v.type,   r.n_splits, r.workers, r.scratch_floats_per_worker,
-                        spec.stages_q};
+                        p.k.type,   r.n_splits, r.workers,  r.scratch_floats_per_worker,
+                        spec.stages_q, partial_o_pitch(spec, p.v.type, s.d_v)};
   r.workspace_bytes = layout_workspace(in, &r.layout);
   if (r.workspace_bytes < 0) {
     return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes (n_splits = " +

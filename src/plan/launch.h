@@ -40,12 +40,16 @@ int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType 
 struct LayoutInputs {
   int64_t n_seq, n_head_q, n_q, d_k, d_v;
   KvType k_type;
-  KvType v_type;
   int64_t n_splits;
   int32_t workers;
   int64_t scratch_floats_per_worker;
   bool stages_q;
+  int64_t partial_o_pitch = 0;  // floats per partial output row (partial_o_pitch()); 0: d_v
 };
+
+/// Floats per partial output row of a split kernel: d_v for KvSplit::split, whose partials are in the original
+/// domain. (A split rule that keeps turbo V partials rotated until the combine would use stored_dim(v_type, d_v).)
+int64_t partial_o_pitch(const KernelSpec& spec, KvType v_type, int64_t d_v);
 
 /// Places the pieces one after another, each at a multiple of kWorkspaceAlign. Returns the total bytes (the end of
 /// the last piece rounded up to kWorkspaceAlign), or -1 when a size overflows int64 (validate() bounds every

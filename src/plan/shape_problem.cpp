@@ -5,8 +5,10 @@
 namespace kvflash::plan {
 namespace {
 
-// The placeholder every pointer of a shape-only problem takes: aligned for any element type, never read.
+// Placeholders for the pointers of a shape-only problem: aligned for any element type, never read. K and V get
+// their own, so that describe() does not report V as a view of K unless the spec says so.
 alignas(256) const unsigned char kNoData[256] = {};
+alignas(256) const unsigned char kNoDataV[256] = {};
 
 int64_t mul_sat(int64_t a, int64_t b) {
   int64_t r = 0;
@@ -27,11 +29,11 @@ Strides dense(int64_t row_bytes, int64_t pad, int64_t rows, int64_t heads) {
   return s;
 }
 
-KvView kv_view(KvType type, int64_t dim, const ShapeProblemSpec& spec) {
+KvView kv_view(KvType type, int64_t dim, const ShapeProblemSpec& spec, const void* data) {
   const AttentionShape& s = spec.shape;
   KvView v;
   v.type = type;
-  v.data = kNoData;
+  v.data = data;
   const int64_t row = head_row_bytes(type, dim);
   const int64_t block = kv_traits(type).block_bytes;
   switch (spec.layout) {
@@ -60,11 +62,11 @@ AttentionProblem shape_only_problem(const ShapeProblemSpec& spec) {
   p.q.stride = dense(mul_sat(s.d_k, 4), padded ? 16 : 0, s.n_q, s.n_head_q);
   p.o.data = const_cast<float*>(reinterpret_cast<const float*>(kNoData));  // never written: see the header
   p.o.stride = dense(mul_sat(s.d_v, 4), padded ? 16 : 0, s.n_q, s.n_head_q);
-  p.k = kv_view(spec.k_type, s.d_k, spec);
+  p.k = kv_view(spec.k_type, s.d_k, spec, kNoData);
   if (spec.v_is_view_of_k) {
     p.v = p.k;  // same rows; V reads the first d_v values of each
   } else {
-    p.v = kv_view(spec.v_type, s.d_v, spec);
+    p.v = kv_view(spec.v_type, s.d_v, spec, kNoDataV);
   }
   if (spec.mask != ShapeMask::none) {
     const int64_t elem = spec.mask == ShapeMask::f16 ? 2 : 4;

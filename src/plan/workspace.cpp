@@ -73,8 +73,9 @@ StatusOr<WorkspacePlan> plan_workspace_over(std::span<const KernelSpec> table, c
         if (spec.max_n_q > 0) n_q = std::min(n_q, spec.max_n_q);
         const int64_t n_splits =
             max_splits_up_to(spec, limits.caps, n_seq, n_head_kv, limits.kv_capacity_tokens);
-        const LayoutInputs in{n_seq, n_head_q, n_q, d_k, d_v, k_type, v_type, n_splits, workers, scratch,
-                                    spec.stages_q};
+        const LayoutInputs in{n_seq,   n_head_q, n_q,     d_k,           d_v,
+                              k_type,  n_splits, workers, scratch,       spec.stages_q,
+                              partial_o_pitch(spec, v_type, d_v)};
         WorkspaceLayout layout;
         const int64_t total = layout_workspace(in, &layout);
         if (total < 0) {

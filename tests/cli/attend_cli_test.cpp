@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "cli/cli_runner.h"
+#include "cli/quantized_rows.h"
 #include "cli/random_arrays.h"
 #include "io/npy.h"
 #include "io/npy_test_files.h"
@@ -19,6 +20,7 @@ namespace {
 
 using testing::CliResult;
 using testing::CliSandbox;
+using testing::quantize_padded;
 using testing::random_rows;
 
 // How the mask file is shaped; each is expanded to [batch, n_head_q, n_q, n_kv] for the in-process reference.
@@ -38,18 +40,6 @@ struct AttendCase {
 std::vector<int64_t> with_batch(const AttendCase& c, std::vector<int64_t> dims) {
   if (c.batch > 0) dims.insert(dims.begin(), c.batch);
   return dims;
-}
-
-std::vector<uint8_t> quantize_padded(KvType type, const std::vector<float>& x, int64_t dim) {
-  const int64_t stored = stored_dim(type, dim), rb = row_bytes(type, stored);
-  const int64_t rows = static_cast<int64_t>(x.size()) / dim;
-  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
-  std::vector<float> row(static_cast<size_t>(stored), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    std::copy(x.begin() + r * dim, x.begin() + (r + 1) * dim, row.begin());
-    EXPECT_TRUE(quantize_row(type, row.data(), stored, out.data() + r * rb).ok());
-  }
-  return out;
 }
 
 // Writes the inputs, runs the CLI and the in-process reference, and compares.

@@ -89,13 +89,24 @@ TEST_F(CliErrors, ALyingNpyHeader) {
 }
 
 TEST_F(CliErrors, AWrongDtype) {
-  box.write("f64.npy", npy_image(1, npy_dict("<f8", "(4, 64)") + "\n", std::vector<uint8_t>(2048, 0x3f)));
-  expect_clean_failure(box, {"quantize", "--type", "q8_0", "f64.npy", "x.bin"}, {"f64.npy", "'<f8'", "not supported"});
+  box.write("i32.npy", npy_image(1, npy_dict("<i4", "(4, 64)") + "\n", std::vector<uint8_t>(1024, 0x3f)));
+  expect_clean_failure(box, {"quantize", "--type", "q8_0", "i32.npy", "x.bin"}, {"i32.npy", "'<i4'", "not supported"});
+  box.write("big_endian.npy", npy_image(1, npy_dict(">f8", "(4, 64)") + "\n", std::vector<uint8_t>(2048, 0x3f)));
+  expect_clean_failure(box, attend({"--sinks", "big_endian.npy"}), {"big_endian.npy", "'>f8'", "not supported"});
   box.write("f16.npy", npy_image(1, npy_dict("<f2", "(6, 3, 64)") + "\n", std::vector<uint8_t>(6 * 3 * 64 * 2, 0)));
   expect_clean_failure(box, {"attend", "--q", "f16.npy", "--k", "k.npy", "--v", "v.npy", "--out", "o.npy"},
                        {"f16.npy", "'<f2'", "float32"});
   box.write("u8.npy", npy_image(1, npy_dict("|u1", "(3, 10)") + "\n", std::vector<uint8_t>(30, 0)));
   expect_clean_failure(box, attend({"--mask", "u8.npy"}), {"u8.npy", "'|u1'", "float32"});
+  expect_clean_failure(box, {"quantize", "--type", "q8_0", "u8.npy", "x.bin"}, {"u8.npy", "'|u1'", "float64"});
+  expect_clean_failure(box, attend({"--sinks", "u8.npy"}), {"u8.npy", "'|u1'", "float32", "float64"});
+  expect_clean_failure(box, {"attend", "--q", "q.npy", "--k", "f16.npy", "--v", "v.npy", "--out", "o.npy"},
+                       {"f16.npy", "'<f2'", "float64"});
+}
+
+TEST_F(CliErrors, AnUnknownOutputDtype) {
+  expect_clean_failure(box, attend({"--out-dtype", "f16"}), {"unknown --out-dtype 'f16'", "f32, f64"});
+  expect_clean_failure(box, attend({"--out-dtype", "float64"}), {"unknown --out-dtype 'float64'"});
 }
 
 TEST_F(CliErrors, AnUnknownTypeListsTheValidOnes) {

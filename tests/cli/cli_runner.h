@@ -100,6 +100,11 @@ class CliSandbox {
     auto bytes = io::encode_npy_f32(shape, values);
     if (bytes.ok()) write(name, *bytes);
   }
+  void write_npy_f64(const std::string& name, const std::vector<int64_t>& shape,
+                     const std::vector<double>& values) const {
+    auto bytes = io::encode_npy_f64(shape, values);
+    if (bytes.ok()) write(name, *bytes);
+  }
   std::vector<uint8_t> read(const std::string& name) const {
     const std::string s = slurp(path(name));
     return std::vector<uint8_t>(s.begin(), s.end());

@@ -1,5 +1,5 @@
 // `kvflash quantize` and `kvflash dequantize` against the library: the bytes the CLI writes are quantize_row's
-// bytes, and what dequantize writes is dequantize_row's values, for every type.
+// bytes (of float64 input rounded to float32), and what dequantize writes is dequantize_row's values, for every type.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -55,6 +55,20 @@ TEST(CliQuantize, BytesAreQuantizeRowBytesForEveryType) {
     const std::vector<uint8_t> want = library_quantize(t.type, x, n);
     ASSERT_EQ(got.size(), static_cast<size_t>(6 * row_bytes(t.type, n)));
     EXPECT_EQ(got, want);
+  }
+}
+
+TEST(CliQuantize, Float64InputIsRoundedToFloat32First) {
+  // The quantizers take float32: a float64 file gives the bytes of its values rounded to the nearest float32.
+  uint64_t seed = 150;
+  for (const KvTraits& t : all_kv_types()) {
+    SCOPED_TRACE(std::string(t.name));
+    CliSandbox box;
+    const int64_t n = row_length(t);
+    const std::vector<double> x = testing::random_rows_f64(4 * n, n, seed++);
+    box.write_npy_f64("x.npy", {4, n}, x);
+    expect_success(box.run({"quantize", "--type", std::string(t.name), "x.npy", "x.bin"}));
+    EXPECT_EQ(box.read("x.bin"), library_quantize(t.type, testing::rounded_to_f32(x), n));
   }
 }
 

@@ -46,6 +46,9 @@ std::vector<std::vector<uint8_t>> valid_files() {
   files.push_back(npy_image(3, npy_dict("<f4", "(7,)") + "  \n", random_f32_bytes(7, 6)));
   files.push_back(npy_image(1, npy_dict("<f2", "(3,)") + "\n", std::vector<uint8_t>(6, 0x3c)));
   files.push_back(npy_image(1, npy_dict("|u1", "(5,)") + "\n", std::vector<uint8_t>(5, 9)));
+  const std::vector<double> doubles = {0.1, -2.5, 1e300, -0.0, 3.0, 7.25};
+  files.push_back(*encode_npy_f64(std::vector<int64_t>{2, 3}, doubles));
+  files.push_back(npy_image(2, npy_dict("<f8", "(3,)") + " \n", std::vector<uint8_t>(24, 0x3f)));
   return files;
 }
 

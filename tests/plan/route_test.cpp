@@ -148,11 +148,11 @@ TEST(Splits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
 }
 
 TEST(Layout, PiecesAreExactAlignedAndDisjoint) {
-  // 33 splits x 2 seq x 32 heads x 4 rows of d_v 96, which turbo4 V stores padded to 128: 33*2*32*4*128*4 bytes
-  // of partial outputs.
+  // 33 splits x 2 seq x 32 heads x 4 rows, at a pitch of 128 floats (a kernel keeping turbo V of d_v 96
+  // rotated, padded to 128): 33*2*32*4*128*4 bytes of partial outputs.
   const LayoutInputs in{/*n_seq=*/2, /*n_head_q=*/32, /*n_q=*/4, /*d_k=*/96, /*d_v=*/96, KvType::turbo3,
-                        KvType::turbo4,
-                        /*n_splits=*/33, /*workers=*/3, /*scratch_floats_per_worker=*/1000, /*stages_q=*/true};
+                        /*n_splits=*/33, /*workers=*/3, /*scratch_floats_per_worker=*/1000, /*stages_q=*/true,
+                        /*partial_o_pitch=*/128};
   WorkspaceLayout l;
   const int64_t total = layout_workspace(in, &l);
   EXPECT_EQ(l.partial_o.bytes, 33 * 2 * 32 * 4 * 128 * 4);
@@ -172,14 +172,14 @@ TEST(Layout, PiecesAreExactAlignedAndDisjoint) {
 }
 
 TEST(Layout, OneSplitNeedsNoPartials) {
-  const LayoutInputs in{1, 8, 1, 128, 128, KvType::f16, KvType::f16, /*n_splits=*/1, 1, 0, /*stages_q=*/false};
+  const LayoutInputs in{1, 8, 1, 128, 128, KvType::f16, /*n_splits=*/1, 1, 0, /*stages_q=*/false};
   WorkspaceLayout l;
   EXPECT_EQ(layout_workspace(in, &l), 0);
   EXPECT_EQ(l.partial_o.bytes, 0);
 }
 
 TEST(Layout, OverflowIsReportedNotWrapped) {
-  const LayoutInputs in{int64_t{1} << 40, 64, 1 << 20, 1024, 1024, KvType::f32, KvType::f32, 64, 1, 0, true};
+  const LayoutInputs in{int64_t{1} << 40, 64, 1 << 20, 1024, 1024, KvType::f32, 64, 1, 0, true};
   EXPECT_EQ(layout_workspace(in, nullptr), -1);
 }
 

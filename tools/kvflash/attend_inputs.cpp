@@ -1,11 +1,13 @@
 #include "attend_inputs.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <utility>
 
 #include "io/npy.h"
 #include "kvflash/quantize.h"
+#include "kvflash/reference.h"
 
 namespace kvflash::cli {
 
@@ -61,15 +63,22 @@ StatusOr<std::vector<uint8_t>> quantize_rows(KvType type, const std::vector<floa
   return out;
 }
 
+// What load_mask() read: the element bytes as the file holds them and the element strides of [seq, head, row].
+struct MaskFileData {
+  io::NpyDtype dtype = io::NpyDtype::f32;
+  std::vector<uint8_t> bytes;
+  Strides stride;  // elements; 0 broadcasts
+};
+
 // Accepted mask shapes, an axis of size 1 broadcasting: [n_q, n_kv]; [batch, n_q, n_kv] when Q has a batch axis,
 // else [n_head_q, n_q, n_kv]; [batch, n_head_q, n_q, n_kv].
-Status load_mask(const std::string& path, const AttendDims& d, std::vector<uint8_t>& bytes, MaskView& view) {
+StatusOr<MaskFileData> load_mask(const std::string& path, const AttendDims& d) {
   const std::string who = label("mask", path);
   auto mask = io::read_npy(path);
   if (!mask.ok()) return mask.status();
-  if (mask->dtype != io::NpyDtype::f32 && mask->dtype != io::NpyDtype::f16) {
+  if (mask->dtype != io::NpyDtype::f32 && mask->dtype != io::NpyDtype::f16 && mask->dtype != io::NpyDtype::f64) {
     return format_error(who + " holds dtype '" + std::string(io::npy_descr(mask->dtype)) +
-                        "'; a mask is float32 ('<f4') or float16 ('<f2')");
+                        "'; a mask is float32 ('<f4'), float64 ('<f8') or float16 ('<f2')");
   }
   const std::vector<int64_t>& s = mask->shape;
   const std::string expected = d.batched ? "[n_q, n_kv], [batch, n_q, n_kv] or [batch, n_head_q, n_q, n_kv]"
@@ -94,13 +103,22 @@ Status load_mask(const std::string& path, const AttendDims& d, std::vector<uint8
   }
   if (mb != d.batch && mb != 1) return axis_mismatch(who, 0, "batch", mb, d.batch, "the batch of the Q file, or 1");
 
-  const int64_t elem = io::npy_itemsize(mask->dtype);
-  view.type = mask->dtype == io::NpyDtype::f32 ? MaskType::f32 : MaskType::f16;
-  view.stride.row = mq == 1 ? 0 : mk * elem;
-  view.stride.head = mh == 1 ? 0 : mq * mk * elem;
-  view.stride.seq = mb == 1 ? 0 : mh * mq * mk * elem;
-  bytes = std::move(mask->data);
-  return Status::Ok();
+  MaskFileData out;
+  out.dtype = mask->dtype;
+  out.stride.row = mq == 1 ? 0 : mk;
+  out.stride.head = mh == 1 ? 0 : mq * mk;
+  out.stride.seq = mb == 1 ? 0 : mh * mq * mk;
+  out.bytes = std::move(mask->data);
+  return out;
+}
+
+// Each float64 value rounded to the nearest float32: what a float32 problem sees of a float64 file.
+std::vector<float> rounded_to_f32(const double* values, size_t count) {
+  return std::vector<float>(values, values + count);
+}
+
+Strides scaled(const Strides& elements, int64_t bytes) {
+  return {.seq = elements.seq * bytes, .head = elements.head * bytes, .row = elements.row * bytes};
 }
 
 }  // namespace
@@ -164,11 +182,12 @@ StatusOr<AttendDims> check_qkv_shapes(const std::vector<int64_t>& q, const std::
 }
 
 StatusOr<AttendInputs> AttendInputs::load(const AttendFiles& files, KvType ktype, KvType vtype) {
-  auto q = io::read_npy_f32(files.q);
+  // K and V are what a KV cache stores: float32 rows for the quantizers, a float64 file rounded first.
+  auto q = io::read_npy_as_f64(files.q);
   if (!q.ok()) return q.status();
-  auto k = io::read_npy_f32(files.k);
+  auto k = io::read_npy_as_f32(files.k);
   if (!k.ok()) return k.status();
-  auto v = io::read_npy_f32(files.v);
+  auto v = io::read_npy_as_f32(files.v);
   if (!v.ok()) return v.status();
   auto dims = check_qkv_shapes(q->shape, k->shape, v->shape, files, ktype, vtype);
   if (!dims.ok()) return dims.status();
@@ -185,19 +204,38 @@ StatusOr<AttendInputs> AttendInputs::load(const AttendFiles& files, KvType ktype
   if (!vq.ok()) return vq.status();
   in.k_ = std::move(*kq);
   in.v_ = std::move(*vq);
-  in.q_ = std::move(q->values);
+  in.q_dtype_ = q->dtype;
+  in.q64_ = std::move(q->values);
+  in.q_ = rounded_to_f32(in.q64_.data(), in.q64_.size());
 
-  if (!files.mask.empty()) KVFLASH_RETURN_IF_ERROR(load_mask(files.mask, d, in.mask_, in.mask_view_));
+  if (!files.mask.empty()) {
+    auto mask = load_mask(files.mask, d);
+    if (!mask.ok()) return mask.status();
+    in.mask_stride_ = mask->stride;
+    if (mask->dtype == io::NpyDtype::f64) {
+      // Copied out of the file's bytes (which carry no alignment) into doubles.
+      in.mask64_.resize(mask->bytes.size() / sizeof(double));
+      if (!in.mask64_.empty()) std::memcpy(in.mask64_.data(), mask->bytes.data(), mask->bytes.size());
+      in.mask_f32_ = rounded_to_f32(in.mask64_.data(), in.mask64_.size());
+    } else {
+      in.mask_is_f16_ = mask->dtype == io::NpyDtype::f16;
+      in.mask_ = std::move(mask->bytes);
+    }
+  }
   if (!files.sinks.empty()) {
-    auto sinks = io::read_npy_f32(files.sinks);
+    auto sinks = io::read_npy_as_f64(files.sinks);
     if (!sinks.ok()) return sinks.status();
     if (sinks->shape.size() != 1 || sinks->shape[0] != d.n_head_q) {
       return invalid_argument(label("sinks", files.sinks) + " has shape " + dims_text(sinks->shape) +
                               "; sinks are [n_head_q] = [" + std::to_string(d.n_head_q) + "]");
     }
-    in.sinks_ = std::move(sinks->values);
+    in.sinks_dtype_ = sinks->dtype;
+    in.sinks64_ = std::move(sinks->values);
+    in.sinks_ = rounded_to_f32(in.sinks64_.data(), in.sinks64_.size());
   }
-  in.o_.assign(static_cast<size_t>(d.batch * d.n_head_q * d.n_q * d.d_v), std::numeric_limits<float>::quiet_NaN());
+  const size_t out_elements = static_cast<size_t>(d.batch * d.n_head_q * d.n_q * d.d_v);
+  in.o_.assign(out_elements, std::numeric_limits<float>::quiet_NaN());
+  in.o64_.assign(out_elements, std::numeric_limits<double>::quiet_NaN());
   return in;
 }
 
@@ -206,7 +244,7 @@ AttentionProblem AttendInputs::problem(const AttentionOptions& options) {
   AttentionProblem p;
   p.shape = {.n_seq = d.batch, .n_q = d.n_q, .n_kv = d.n_kv, .n_head_q = d.n_head_q, .n_head_kv = d.n_head_kv,
              .d_k = d.d_k, .d_v = d.d_v};
-  const int64_t q_row = d.d_k * 4, o_row = d.d_v * 4;
+  const int64_t q_row = d.d_k * 4, o_row = d.d_v * 4;  // float32 rows
   p.q.data = q_.data();
   p.q.stride = {.seq = d.n_head_q * d.n_q * q_row, .head = d.n_q * q_row, .row = q_row};
   const int64_t k_row = head_row_bytes(ktype_, d.d_k), v_row = head_row_bytes(vtype_, d.d_v);
@@ -217,14 +255,30 @@ AttentionProblem AttendInputs::problem(const AttentionOptions& options) {
   p.v.data = v_.data();
   p.v.stride = {.seq = d.n_head_kv * d.n_kv * v_row, .head = d.n_kv * v_row, .row = v_row};
   if (!mask_.empty()) {
-    p.mask = mask_view_;
-    p.mask.data = mask_.data();
+    p.mask = mask_is_f16_ ? MaskView{mask_.data(), MaskType::f16, scaled(mask_stride_, 2)}
+                          : MaskView{mask_.data(), MaskType::f32, scaled(mask_stride_, 4)};
+  } else if (!mask64_.empty()) {
+    p.mask = {mask_f32_.data(), MaskType::f32, scaled(mask_stride_, 4)};
   }
   p.o.data = o_.data();
   p.o.stride = {.seq = d.n_head_q * d.n_q * o_row, .head = d.n_q * o_row, .row = o_row};
   p.options = options;
   p.options.sinks = sinks_.empty() ? nullptr : sinks_.data();
   return p;
+}
+
+Status AttendInputs::run_reference_f64(const AttentionProblem& p) {
+  ReferenceF64Inputs extra;
+  if (!mask64_.empty()) {
+    extra.mask = mask64_.data();
+    extra.mask_stride = scaled(mask_stride_, 8);
+  }
+  if (!sinks64_.empty()) extra.sinks = sinks64_.data();
+  return attend_reference_f64(p, q64_.data(), o64_.data(), extra);
+}
+
+bool AttendInputs::has_f64_input() const {
+  return q_dtype_ == io::NpyDtype::f64 || !mask64_.empty() || (!sinks64_.empty() && sinks_dtype_ == io::NpyDtype::f64);
 }
 
 std::vector<int64_t> AttendInputs::output_shape() const {

@@ -1,4 +1,4 @@
-// kvflash quantize --type T IN.npy OUT.bin: every row (last axis) of a float32 array into KV blocks, raw bytes.
+// kvflash quantize --type T IN.npy OUT.bin: every row (last axis) of a float32 or float64 array into KV blocks.
 #include <string>
 #include <vector>
 
@@ -16,11 +16,12 @@ constexpr std::string_view kCommand = "quantize";
 constexpr std::string_view kSynopsis =
     "usage: kvflash quantize --type T IN.npy OUT.bin\n"
     "\n"
-    "Quantizes each row (the last axis) of IN, a float32 .npy in C order, into blocks of KV type T and writes the\n"
-    "rows' blocks one after another to OUT: raw bytes, no header, exactly what a KV cache row holds\n"
+    "Quantizes each row (the last axis) of IN, a float32 or float64 .npy in C order, into blocks of KV type T and\n"
+    "writes the rows' blocks one after another to OUT: raw bytes, no header, exactly what a KV cache row holds\n"
     "(rows x row_bytes(T, last dimension) bytes). The last dimension must be a multiple of T's block size:\n"
     "1 for f32, f16, bf16; 32 for q8_0, q4_0, q4_1, q5_0, q5_1; 128 for turbo2, turbo3, turbo4.\n"
-    "Turbo rows are stored in the rotated domain (see 'kvflash dequantize --rotated').\n";
+    "Turbo rows are stored in the rotated domain (see 'kvflash dequantize --rotated'). The quantizers take\n"
+    "float32: float64 values are first rounded to the nearest float32 (for T = f32 that is the stored value).\n";
 
 }  // namespace
 
@@ -39,7 +40,7 @@ int cmd_quantize(int argc, char** argv) {
   if (!type.ok()) return fail(kCommand, type.status());
   const KvTraits& traits = kv_traits(*type);
 
-  auto in = io::read_npy_f32(in_path);
+  auto in = io::read_npy_as_f32(in_path);
   if (!in.ok()) return fail(kCommand, in.status());
   const std::vector<int64_t>& shape = in->shape;
   if (shape.empty()) {

@@ -119,17 +119,10 @@ int resolve_threads(int asked) {
 
 plan::LayoutInputs layout_inputs(const AttentionShape& s, KvType k_type, KvType v_type, int64_t n_splits,
                                  int32_t workers) {
-  return plan::LayoutInputs{s.n_seq,
-                            s.n_head_q,
-                            s.n_q,
-                            s.d_k,
-                            s.d_v,
-                            k_type,
-                            v_type,
-                            n_splits,
-                            workers,
+  // Turbo V partials stay rotated until the combine, so a partial row holds stored_dim(v_type, d_v) floats.
+  return plan::LayoutInputs{s.n_seq,   s.n_head_q, s.n_q, s.d_k, s.d_v, k_type, n_splits, workers,
                             scratch_floats_per_worker(k_type, v_type, s.d_k, s.d_v),
-                            /*stages_q=*/false};
+                            /*stages_q=*/false, stored_dim(v_type, s.d_v)};
 }
 
 }  // namespace

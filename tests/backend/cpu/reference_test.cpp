@@ -2,9 +2,10 @@
 // hundreds of random problems (fixed seeds) across every option, every K x V type pair, odd head dims, GQA
 // ratios 1..9, n_q 1..9, n_kv 1..300, contiguous / strided / paged layouts, varlen, sinks and fully masked rows.
 //
-// Independence: the check shares only the format code (dequantize_row, fp16_to_fp32) with the oracle. It gathers
-// dense copies of Q, K, V and the mask with its own addressing, computes logits one option at a time, and
-// normalizes through a log-sum-exp rather than a division by the running denominator.
+// Independence: the check (support/float64_attention.h) shares only the format code (dequantize_row,
+// fp16_to_fp32) with the oracle. It gathers dense copies of Q, K, V and the mask with its own addressing, computes
+// logits one option at a time, and normalizes through a log-sum-exp rather than a division by the running
+// denominator.
 //
 // Tolerance: the oracle computes in double and rounds once to float, so each output element must lie within half
 // a float ulp of the float64 value, plus 1e-12 of the element's scale sum_j p_j |v_j| for the difference between
@@ -21,6 +22,7 @@
 
 #include "kvflash/quantize.h"
 #include "kvflash/reference.h"
+#include "support/float64_attention.h"
 #include "support/problem_builder.h"
 
 namespace kvflash {
@@ -31,120 +33,7 @@ using testing::KvLayout;
 using testing::MaskKind;
 using testing::ProblemSpec;
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kRelativeTolerance = 1e-12;
-
-/// The expected output and the scale each element's error is measured against.
-struct Expected {
-  std::vector<double> out;    // dense [n_seq, n_head_q, n_q, d_v]
-  std::vector<double> scale;  // sum_j p_j |v_j| per element
-};
-
-const std::byte* bytes_at(const void* base, int64_t offset) { return static_cast<const std::byte*>(base) + offset; }
-
-int64_t kv_row_address(const KvView& v, int64_t seq, int64_t head, int64_t row) {
-  if (v.paging.pages == nullptr) return seq * v.stride.seq + head * v.stride.head + row * v.stride.row;
-  const int64_t slot = row / v.paging.page_rows;
-  const int64_t within = row - slot * v.paging.page_rows;
-  const int64_t page = v.paging.pages[seq * v.paging.pages_per_seq + slot];
-  return page * v.paging.page_bytes + within * v.stride.row + head * v.stride.head;
-}
-
-/// Dense [n_seq][n_head_kv][len][dim] values of K or V (rows past kv_len left at 0: never read).
-std::vector<double> gather_kv(const AttentionProblem& p, const KvView& v, int64_t dim, const std::vector<int64_t>& len) {
-  const AttentionShape& s = p.shape;
-  const int64_t stored = stored_dim(v.type, dim);
-  std::vector<double> dense(s.n_seq * s.n_head_kv * s.n_kv * dim, 0.0);
-  std::vector<float> row(stored);
-  for (int64_t seq = 0; seq < s.n_seq; ++seq)
-    for (int64_t h = 0; h < s.n_head_kv; ++h)
-      for (int64_t r = 0; r < len[seq]; ++r) {
-        const Status st = dequantize_row(v.type, bytes_at(v.data, kv_row_address(v, seq, h, r)), stored, row.data());
-        EXPECT_TRUE(st.ok()) << st.message();
-        std::copy(row.begin(), row.begin() + dim, dense.begin() + ((seq * s.n_head_kv + h) * s.n_kv + r) * dim);
-      }
-  return dense;
-}
-
-double ggml_alibi_slope(double max_bias, int64_t n_head, int64_t h) {
-  if (max_bias == 0) return 0;
-  const double n_head_log2 = std::exp2(std::floor(std::log2(static_cast<double>(n_head))));
-  const double m0 = std::pow(2.0, -max_bias / n_head_log2);
-  const double m1 = std::pow(2.0, -max_bias / 2.0 / n_head_log2);
-  return h < n_head_log2 ? std::pow(m0, h + 1) : std::pow(m1, 2 * (h - n_head_log2) + 1);
-}
-
-double mask_at(const MaskView& m, int64_t seq, int64_t h, int64_t i, int64_t j) {
-  if (m.data == nullptr) return 0.0;
-  const int64_t offset = seq * m.stride.seq + h * m.stride.head + i * m.stride.row;
-  if (m.type == MaskType::f16) {
-    uint16_t bits;
-    std::memcpy(&bits, bytes_at(m.data, offset + 2 * j), 2);
-    return fp16_to_fp32(bits);
-  }
-  float value;
-  std::memcpy(&value, bytes_at(m.data, offset + 4 * j), 4);
-  return value;
-}
-
-/// The independent float64 attention of attention_problem.h's comment, dense and naive.
-Expected naive_attention(const AttentionProblem& p) {
-  const AttentionShape& s = p.shape;
-  const AttentionOptions& opt = p.options;
-  std::vector<int64_t> len(s.n_seq, s.n_kv);
-  if (p.kv_len != nullptr)
-    for (int64_t seq = 0; seq < s.n_seq; ++seq) len[seq] = p.kv_len[seq];
-  const std::vector<double> keys = gather_kv(p, p.k, s.d_k, len);
-  const std::vector<double> values = gather_kv(p, p.v, s.d_v, len);
-  const double scale = opt.scale != 0 ? opt.scale : 1.0 / std::sqrt(static_cast<double>(s.d_k));
-  const int64_t ratio = s.n_head_q / s.n_head_kv;
-
-  Expected e;
-  e.out.assign(s.n_seq * s.n_head_q * s.n_q * s.d_v, 0.0);
-  e.scale.assign(e.out.size(), 0.0);
-  std::vector<double> logits(s.n_kv);
-  for (int64_t seq = 0; seq < s.n_seq; ++seq)
-    for (int64_t h = 0; h < s.n_head_q; ++h) {
-      const int64_t kvh = h / ratio;
-      const double slope = ggml_alibi_slope(opt.alibi_max_bias, s.n_head_q, h);
-      for (int64_t i = 0; i < s.n_q; ++i) {
-        const auto* q = reinterpret_cast<const float*>(
-            bytes_at(p.q.data, seq * p.q.stride.seq + h * p.q.stride.head + i * p.q.stride.row));
-        const int64_t pos = len[seq] - s.n_q + i;
-        double top = -kInf;
-        for (int64_t j = 0; j < len[seq]; ++j) {
-          const double* key = &keys[((seq * s.n_head_kv + kvh) * s.n_kv + j) * s.d_k];
-          double logit = 0;
-          for (int64_t c = 0; c < s.d_k; ++c) logit += q[c] * key[c];
-          logit *= scale;
-          if (opt.softcap != 0) logit = opt.softcap * std::tanh(logit / opt.softcap);
-          logit += mask_at(p.mask, seq, h, i, j) - slope * static_cast<double>(pos - j);
-          const bool after_query = opt.causal && j > pos;
-          const bool outside_window = opt.window != 0 && j <= pos - opt.window;
-          logits[j] = (after_query || outside_window) ? -kInf : logit;
-          top = std::max(top, logits[j]);
-        }
-        if (top == -kInf) continue;  // sees no key: zeros
-        const bool has_sink = opt.sinks != nullptr;
-        const double sink = has_sink ? opt.sinks[h] : -kInf;
-        const double m = std::max(top, sink);
-        double sum = has_sink ? std::exp(sink - m) : 0.0;
-        for (int64_t j = 0; j < len[seq]; ++j) sum += std::exp(logits[j] - m);
-        const double lse = m + std::log(sum);
-        double* out = &e.out[((seq * s.n_head_q + h) * s.n_q + i) * s.d_v];
-        double* err_scale = &e.scale[((seq * s.n_head_q + h) * s.n_q + i) * s.d_v];
-        for (int64_t j = 0; j < len[seq]; ++j) {
-          const double prob = std::exp(logits[j] - lse);
-          const double* value = &values[((seq * s.n_head_kv + kvh) * s.n_kv + j) * s.d_v];
-          for (int64_t c = 0; c < s.d_v; ++c) {
-            out[c] += prob * value[c];
-            err_scale[c] += prob * std::abs(value[c]);
-          }
-        }
-      }
-    }
-  return e;
-}
 
 std::string describe_spec(const ProblemSpec& spec) {
   const char* layouts[] = {"contiguous", "strided_padded", "paged"};
@@ -160,7 +49,7 @@ void expect_oracle_matches(HostProblem& hp, const AttentionProblem& p, const std
   const Status st = attend_reference(p);
   ASSERT_TRUE(st.ok()) << st.message() << "\n  " << context << "\n  " << describe(p);
   const std::span<const float> got = hp.output();
-  const Expected want = naive_attention(p);
+  const testing::Float64Attention want = testing::float64_attention(p);
   ASSERT_EQ(got.size(), want.out.size());
   int reported = 0;
   for (size_t n = 0; n < got.size(); ++n) {

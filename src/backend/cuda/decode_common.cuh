@@ -1,0 +1,222 @@
+// What the two split-KV decode kernels (decode_narrow.cuh for d_v <= 128, decode_wide.cuh above) share: the work
+// item of a CTA, the shared-memory geometry of a K/V tile, the cp.async tile pipeline, and the query staging.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/kv_fragments.cuh"
+#include "backend/cuda/kv_tile_copy.cuh"
+#include "backend/cuda/split_plan.h"
+#include "backend/cuda/turbo_centroids.cuh"
+#include "backend/cuda/turbo_rotation.cuh"
+#include "kvflash/attention_problem.h"
+
+namespace kvflash::cuda {
+
+/// Per-launch values that are not part of the problem.
+struct DecodeLaunch {
+  float scale = 1.0f;  // effective_scale(p), folded into the staged query
+  int64_t n_qchunks = 1;
+  int64_t keys_per_split = 0;
+  int64_t seq_begin = 0;  // first sequence of this launch (launches are chunked to fit the grid limit)
+  SplitOutput out;
+};
+
+/// Shared-memory row pitch for stored rows: 16-byte aligned (cp.async), and an odd multiple of 16 so that the 8
+/// rows a fragment load touches start in different bank groups.
+constexpr int smem_row_pitch(int row_bytes) {
+  const int aligned = (row_bytes + 15) / 16 * 16;
+  return aligned % 32 == 0 ? aligned + 16 : aligned;
+}
+
+/// Shared-memory layout of the K/V tiles of one instance: KeyTile rows of K then of V per stage, Stages deep.
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int KeyTile, int Stages>
+struct KvTileGeometry {
+  static constexpr int kDimK = static_cast<int>(stored_dim(KType, HeadDimK));  // turbo rows are padded to 128s
+  static constexpr int kDimV = static_cast<int>(stored_dim(VType, HeadDimV));
+  static constexpr int kRowBytesK = static_cast<int>(row_bytes(KType, kDimK));
+  static constexpr int kRowBytesV = static_cast<int>(row_bytes(VType, kDimV));
+  static constexpr int kPitchK = smem_row_pitch(kRowBytesK);
+  static constexpr int kPitchV = smem_row_pitch(kRowBytesV);
+  // Each tile is followed by 16 bytes that no copy writes: fragment loads read up to 3 bytes past a row, and
+  // those bytes must not belong to a tile that cp.async may be filling at the same time.
+  static constexpr int kTileSlack = 16;
+  static constexpr int kVTileOffset = KeyTile * kPitchK + kTileSlack;
+  static constexpr int kStageBytes = kVTileOffset + KeyTile * kPitchV + kTileSlack;
+  static constexpr int kStagesBytes = Stages * kStageBytes;
+  static constexpr int kOffsetsBytes = Stages * 2 * KeyTile * 8;  // int64 row offsets [stage][K, V][KeyTile]
+};
+
+/// Bytes of one stage for a tile of `tile` keys (for choosing the tile and the depth at compile time).
+constexpr int kv_stage_bytes(KvType kt, int dk, KvType vt, int dv, int tile) {
+  return tile * (smem_row_pitch(static_cast<int>(head_row_bytes(kt, dk))) +
+                 smem_row_pitch(static_cast<int>(head_row_bytes(vt, dv)))) +
+         32;
+}
+
+/// The (sequence, KV head, split, query chunk) of this CTA and the keys it reads.
+struct DecodeWork {
+  int64_t s = 0, hkv = 0, split = 0, group = 1;
+  int64_t qvec0 = 0;  // first query vector (query head in group x row) of the chunk
+  int n_qvecs = 0;
+  int64_t len = 0;  // the sequence's keys (kv_len, clamped to the view)
+  int64_t key_begin = 0, key_end = 0;
+  int n_tiles = 0;
+
+  __device__ int64_t head_of(int r) const { return hkv * group + (qvec0 + r) / n_q_; }
+  __device__ int64_t row_of(int r) const { return (qvec0 + r) % n_q_; }
+  int64_t n_q_ = 1;
+};
+
+/// The query chunk varies fastest in blockIdx.x so that CTAs reading the same K/V bytes run together and share
+/// them through L2.
+__device__ inline DecodeWork decode_work(const AttentionProblem& p, const DecodeLaunch& launch, int max_qvecs,
+                                         int key_tile) {
+  DecodeWork w;
+  int64_t work = blockIdx.x;
+  const int64_t qchunk = work % launch.n_qchunks;
+  work /= launch.n_qchunks;
+  w.split = work % launch.out.n_splits;
+  work /= launch.out.n_splits;
+  w.hkv = work % p.shape.n_head_kv;
+  w.s = launch.seq_begin + work / p.shape.n_head_kv;
+  w.n_q_ = p.shape.n_q;
+  w.group = p.shape.n_head_q / p.shape.n_head_kv;
+  w.qvec0 = qchunk * max_qvecs;
+  w.n_qvecs = static_cast<int>(std::min<int64_t>(max_qvecs, w.group * p.shape.n_q - w.qvec0));
+  int64_t len = p.kv_len != nullptr ? p.kv_len[w.s] : p.shape.n_kv;
+  w.len = std::min<int64_t>(std::max<int64_t>(len, 0), p.shape.n_kv);  // kv_len is data: never read past the view
+  w.key_begin = w.split * launch.keys_per_split;
+  w.key_end = std::min(w.len, w.key_begin + launch.keys_per_split);
+  // Keys before every row's window are skipped whole (the first row of the step has the earliest window).
+  if (p.options.window > 0) w.key_begin = std::max(w.key_begin, w.len - p.shape.n_q - p.options.window + 1);
+  w.n_tiles = w.key_begin < w.key_end ? static_cast<int>((w.key_end - w.key_begin + key_tile - 1) / key_tile) : 0;
+  return w;
+}
+
+/// Stages the CTA's query vectors into q_s (f16, `rows` rows of DimK + pad): scaled, zero past HeadDimK (turbo
+/// padding) and for rows past n_qvecs, rotated for turbo K, reordered into the head-dim order of K's fragments.
+/// `q_f32` is scratch for rows * DimK floats. Call from all threads; ends with a barrier.
+template <class KFrag, int HeadDimK, int DimK, bool RotatedK, int Threads>
+__device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& w, float scale, float* q_f32,
+                                   __half* q_s, int q_pitch, int rows) {
+  const int tid = static_cast<int>(threadIdx.x);
+  for (int r = tid / 32; r < rows; r += Threads / 32) {  // one warp per row: the row's address once
+    const float* src = nullptr;
+    if (r < w.n_qvecs) {
+      src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) + w.s * p.q.stride.seq +
+                                           w.head_of(r) * p.q.stride.head + w.row_of(r) * p.q.stride.row);
+    }
+    for (int d = tid % 32; d < DimK; d += 32) q_f32[r * DimK + d] = src != nullptr && d < HeadDimK ? src[d] * scale : 0.0f;
+  }
+  __syncthreads();
+  if constexpr (RotatedK) {
+    rotate_rows_in_smem(q_f32, rows, DimK, DimK, /*inverse=*/false);
+    __syncthreads();
+  }
+  for (int idx = tid; idx < rows * DimK; idx += Threads) {
+    const int r = idx / DimK, slot = idx % DimK;
+    const int kstep = slot / 16, kk = slot % 16;
+    const int i = 4 * (kstep % 4) + 2 * (kk / 8) + kk % 2;
+    q_s[r * q_pitch + slot] = __float2half_rn(q_f32[r * DimK + KFrag::k_dim(kstep / 4, (kk % 8) / 2, i)]);
+  }
+  __syncthreads();
+}
+
+/// Whether the KeyTile rows of every tile of this CTA form one contiguous, 16-byte-aligned span of a view (rows
+/// back to back, no page boundary inside a tile): then a tile is copied as a flat byte range with 16-byte cp.async
+/// and no per-row addressing, and its rows lie row_bytes apart in shared memory.
+template <int KeyTile>
+__device__ inline bool kv_tiles_are_spans(const KvView& v, const DecodeWork& w, int row_bytes) {
+  if (v.stride.row != row_bytes || (int64_t{KeyTile} * row_bytes) % 16 != 0) return false;
+  const uint64_t data = reinterpret_cast<uint64_t>(v.data);
+  if (v.paging.pages != nullptr) {
+    return v.paging.page_rows % KeyTile == 0 && w.key_begin % KeyTile == 0 && v.paging.page_bytes % 16 == 0 &&
+           (data + static_cast<uint64_t>(w.hkv * v.stride.head)) % 16 == 0;
+  }
+  return (data + static_cast<uint64_t>(w.s * v.stride.seq + w.hkv * v.stride.head + w.key_begin * row_bytes)) %
+             16 == 0;
+}
+
+/// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for a span, its start) are computed
+/// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Spans are allowed for
+/// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
+/// and which needs the padded pitch to avoid bank conflicts).
+template <class Geo, int KeyTile, int Threads, bool SpansK, bool SpansV>
+struct KvPipeline {
+  static_assert(2 * KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
+  const AttentionProblem& p;
+  const DecodeWork& w;
+  uint8_t* stages;
+  int64_t* offsets;
+  int width_k, width_v;
+  bool span_k, span_v;
+  int pitch_k, pitch_v;  // bytes between rows in shared memory
+
+  __device__ KvPipeline(const AttentionProblem& p_, const DecodeWork& w_, uint8_t* stages_, int64_t* offsets_)
+      : p(p_), w(w_), stages(stages_), offsets(offsets_) {
+    width_k = kv_copy_width(p.k, w.s, w.hkv, Geo::kRowBytesK);
+    width_v = kv_copy_width(p.v, w.s, w.hkv, Geo::kRowBytesV);
+    span_k = SpansK && kv_tiles_are_spans<KeyTile>(p.k, w, Geo::kRowBytesK);
+    span_v = SpansV && kv_tiles_are_spans<KeyTile>(p.v, w, Geo::kRowBytesV);
+    pitch_k = span_k ? Geo::kRowBytesK : Geo::kPitchK;
+    pitch_v = span_v ? Geo::kRowBytesV : Geo::kPitchV;
+  }
+
+  __device__ void compute_offsets(int tile, int slot) const {
+    const int tid = static_cast<int>(threadIdx.x);
+    const int64_t key0 = w.key_begin + static_cast<int64_t>(tile) * KeyTile;
+    int64_t* offs = offsets + slot * 2 * KeyTile;
+    if (tid < KeyTile) {
+      if (!span_k || tid == 0) kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
+    } else {
+      if (!span_v || tid == KeyTile) kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, tid - KeyTile);
+    }
+  }
+
+  /// A tile as one span: 16-byte copies of the bytes of the rows before key_end, zeros after (cp.async fills the
+  /// part of a 16-byte chunk past its source size with zeros).
+  template <int RowBytes>
+  __device__ void copy_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid) const {
+    const auto* src = static_cast<const uint8_t*>(data) + start;
+    const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
+    constexpr int kChunks = KeyTile * RowBytes / 16;
+#pragma unroll 2
+    for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
+      const int n = min(max(valid_bytes - 16 * c, 0), 16);
+      ptx::cp_async<16>(dst + 16 * c, n > 0 ? src + 16 * c : static_cast<const uint8_t*>(data), n);
+    }
+  }
+
+  __device__ void issue(int tile, int slot) const {
+    const int tid = static_cast<int>(threadIdx.x);
+    uint8_t* dst_k = stages + slot * Geo::kStageBytes;
+    const int64_t* offs = offsets + slot * 2 * KeyTile;
+    const int64_t rows_valid = w.key_end - (w.key_begin + static_cast<int64_t>(tile) * KeyTile);
+    if constexpr (SpansK) {
+      if (span_k) {
+        copy_span<Geo::kRowBytesK>(dst_k, p.k.data, offs[0], rows_valid);
+      } else {
+        copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
+      }
+    } else {
+      copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
+    }
+    if constexpr (SpansV) {
+      if (span_v) {
+        copy_span<Geo::kRowBytesV>(dst_k + Geo::kVTileOffset, p.v.data, offs[KeyTile], rows_valid);
+        return;
+      }
+    }
+    copy_rows<Geo::kRowBytesV, Geo::kPitchV, KeyTile, Threads>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile,
+                                                                width_v, tid);
+  }
+
+  __device__ const uint8_t* k_tile(int slot) const { return stages + slot * Geo::kStageBytes; }
+  __device__ const uint8_t* v_tile(int slot) const { return stages + slot * Geo::kStageBytes + Geo::kVTileOffset; }
+};
+
+}  // namespace kvflash::cuda

@@ -1,0 +1,94 @@
+// The split-KV decode entry points of one instance: which kernel runs it (decode_narrow.cuh for a stored V head
+// dim up to 128, decode_wide.cuh above), what the planner needs to know about it, and the launch itself
+// (the decode kernel, then the shared combine when the keys are split). No allocation, no host synchronization:
+// the workspace is the caller's, so a call can be captured in a CUDA graph.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include "backend/cuda/combine.h"
+#include "backend/cuda/cuda_status.h"
+#include "backend/cuda/decode_launch.h"
+#include "backend/cuda/decode_narrow.cuh"
+#include "backend/cuda/decode_wide.cuh"
+#include "backend/cuda/split_plan.h"
+#include "kvflash/attention_problem.h"
+
+namespace kvflash::cuda {
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+struct DecodeKernel {
+  static constexpr bool kNarrow = stored_dim(VType, HeadDimV) <= 128;
+  using Cfg = std::conditional_t<kNarrow, NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType>,
+                                 WideDecodeConfig<HeadDimK, HeadDimV, KType, VType>>;
+  using Fn = void (*)(const AttentionProblem, const DecodeLaunch);
+  static Fn function() {
+    if constexpr (kNarrow) {
+      return decode_narrow_kernel<HeadDimK, HeadDimV, KType, VType>;
+    } else {
+      return decode_wide_kernel<HeadDimK, HeadDimV, KType, VType>;
+    }
+  }
+};
+
+/// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status prepare_decode_kernel() {
+  using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType>;
+  static const Status prepared = []() -> Status {
+    const auto kernel = K::function();
+    KVFLASH_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, K::Cfg::kSmemBytes));
+    int resident = 0;
+    KVFLASH_CUDA_RETURN_IF_ERROR(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, K::Cfg::kThreads, K::Cfg::kSmemBytes));
+    if (resident < 1) {
+      return backend_error("decode kernel d_k = " + std::to_string(HeadDimK) + ", d_v = " + std::to_string(HeadDimV) +
+                           " needs " + std::to_string(K::Cfg::kSmemBytes) +
+                           " bytes of shared memory: no CTA fits an SM");
+    }
+    return Status::Ok();
+  }();
+  return prepared;
+}
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status launch_decode(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
+  using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType>;
+  KVFLASH_RETURN_IF_ERROR((prepare_decode_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  const SplitPlan plan = split_plan_of(route, p.shape, K::Cfg::kKeyTile, K::Cfg::kMaxQvecs);
+  if (plan.keys_per_split <= 0 || plan.keys_per_split % K::Cfg::kKeyTile != 0 ||
+      plan.n_splits * plan.keys_per_split < p.shape.n_kv) {
+    return invalid_argument("route with n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
+                            std::to_string(plan.keys_per_split) + " does not fit the decode kernel (key tile " +
+                            std::to_string(K::Cfg::kKeyTile) + ", n_kv = " + std::to_string(p.shape.n_kv) + ")");
+  }
+  DecodeLaunch launch;
+  launch.scale = static_cast<float>(effective_scale(p));
+  launch.n_qchunks = plan.n_qchunks;
+  launch.keys_per_split = plan.keys_per_split;
+  launch.out = split_output_of(route, p.shape, K::Cfg::kDimV, workspace);
+  if (plan.n_splits > 1 && (workspace == nullptr || launch.out.o_pitch < p.shape.d_v)) {
+    return invalid_argument("route's workspace has no room for the partials of " + std::to_string(plan.n_splits) +
+                            " splits");
+  }
+  const int64_t ctas_per_seq = p.shape.n_head_kv * plan.n_qchunks * plan.n_splits;
+  const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
+  for (int64_t s0 = 0; s0 < p.shape.n_seq; s0 += seqs_per_launch) {
+    launch.seq_begin = s0;
+    const int64_t ctas = std::min(seqs_per_launch, p.shape.n_seq - s0) * ctas_per_seq;
+    K::function()<<<static_cast<unsigned>(ctas), K::Cfg::kThreads, K::Cfg::kSmemBytes, stream>>>(p, launch);
+    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  if (plan.n_splits > 1) {
+    KVFLASH_RETURN_IF_ERROR(launch_combine(p, K::Cfg::kDimV, kv_traits(VType).rotated, launch.out, stream));
+  }
+  return Status::Ok();
+}
+
+}  // namespace kvflash::cuda

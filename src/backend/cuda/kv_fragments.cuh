@@ -1,0 +1,346 @@
+// Stored K/V rows in shared memory -> f16 tensor-core fragments, dequantized in registers, one struct per KvType.
+//
+// A tile holds `rows` K (or V) rows exactly as stored (a block-quantized row is its blocks, back to back), each row
+// `row_stride` bytes apart. The decode kernel computes S = Q K^T and O += P V with m16n8k16 MMAs, so
+//   - K rows feed the B operand of S (k index = head dim, n index = key), and
+//   - V rows feed the B operand of O (k index = key, n index = head dim).
+// The order of the head dim inside a dot product is free, so each format picks the order in which its bytes
+// unpack cheapest and says which head-dim element each fragment slot holds (k_dim / v_dim): the query is staged in
+// the matching order once per CTA, and the output is stored through v_dim.
+//
+// K, for the 8 keys key0..key0+7 of an n-tile and the 64-element unit u of the (stored) head dim: load_k fills
+// b[2c + r] = register r of the B fragment of k-step 4u + c, for c = 0..3. In the thread with t = lane % 4, value
+// i = 0..15 of its 16 (b[i / 2], low half for even i) sits at k-step c = i / 4, k index 2t + (i % 2) + 8((i / 2) % 2);
+// k_dim(u, t, i) is the head-dim element it holds.
+//
+// V, for the 16 keys key0..key0+15 of a k-step and the 32-element unit vu of the head dim: load_v fills b[j][r] =
+// register r of the B fragment of n-tile j = 0..3; v_dim(vu, col, j) is the head-dim element of column col of
+// n-tile j.
+//
+// Quantized values become f16 as q * d (one rounding); a cache whose dequantized values exceed the f16 range is
+// outside what these kernels promise (the generic kernel computes in f32).
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "backend/cuda/ptx.cuh"
+#include "kvflash/attention_problem.h"
+#include "kvflash/kv_type.h"
+
+namespace kvflash::cuda {
+
+struct Centroids {
+  const __half* table = nullptr;  // turbo centroids in shared memory, by index; unused for other types
+};
+
+namespace detail {
+
+__device__ __forceinline__ uint32_t lds_u16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+__device__ __forceinline__ uint32_t lds_u32(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+/// N little-endian 32-bit words starting at a 2-byte-aligned shared address: aligned loads and funnel shifts.
+template <int N>
+__device__ __forceinline__ void load_words(const uint8_t* p, uint32_t (&w)[N]) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  const uint8_t* base = p - (address & 3u);
+  const uint32_t shift = static_cast<uint32_t>(address & 3u) * 8u;
+  uint32_t x[N + 1];
+#pragma unroll
+  for (int k = 0; k <= N; ++k) x[k] = lds_u32(base + 4 * k);
+#pragma unroll
+  for (int k = 0; k < N; ++k) w[k] = __funnelshift_r(x[k], x[k + 1], shift);
+}
+
+__device__ __forceinline__ __half2 half2_from_bits(uint32_t lo, uint32_t hi) {
+  return ptx::as_half2((lo & 0xffffu) | (hi << 16));
+}
+
+// 0x6400 is 1024 in f16, where the spacing of f16 values is 1: OR-ing a small unsigned integer n into the mantissa
+// gives 1024 + n exactly, and one subtraction recovers the integer with no conversion instruction.
+inline constexpr uint32_t kF16Magic1024x2 = 0x64006400u;
+
+/// Four signed bytes (two's complement) to two half2 of (byte0, byte1) and (byte2, byte3), exact.
+__device__ __forceinline__ void i8x4_to_half2x2(uint32_t w, __half2& lo, __half2& hi) {
+  const uint32_t biased = w ^ 0x80808080u;  // byte + 128, in 0..255
+  const __half2 offset = __halves2half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480));  // 1152 = 1024 + 128
+  lo = __hsub2(ptx::as_half2(__byte_perm(biased, 0x64646464u, 0x4140)), offset);
+  hi = __hsub2(ptx::as_half2(__byte_perm(biased, 0x64646464u, 0x4342)), offset);
+}
+
+/// Nibbles in bits 0..3 and 16..19 of x -> half2 (nibble - 8), exact.
+__device__ __forceinline__ __half2 nibbles_minus8(uint32_t x) {
+  const __half2 offset = __halves2half2(__ushort_as_half(0x6408), __ushort_as_half(0x6408));  // 1032 = 1024 + 8
+  return __hsub2(ptx::as_half2(ptx::lop3_and_or(x, 0x000f000fu, kF16Magic1024x2)), offset);
+}
+
+}  // namespace detail
+
+template <KvType Type>
+struct KvFragments;
+
+// ---- f16: rows are plain halves; ldmatrix reads fragments straight from the tile. ----
+template <>
+struct KvFragments<KvType::f16> {
+  static constexpr bool kNeedsCentroids = false;
+
+  __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
+                                                uint32_t (&b)[8], Centroids) {
+    const uint8_t* row = tile + (key0 + lane % 8) * row_stride + 128 * u + 16 * (lane / 8);
+    uint32_t lo[4], hi[4];
+    ptx::ldmatrix_x4(lo, row);
+    ptx::ldmatrix_x4(hi, row + 64);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      b[k] = lo[k];
+      b[4 + k] = hi[k];
+    }
+  }
+  __host__ __device__ static constexpr int k_dim(int u, int t, int i) {
+    return 64 * u + 16 * (i / 4) + 8 * ((i / 2) % 2) + 2 * t + i % 2;
+  }
+
+  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
+                                                uint32_t (&b)[4][2], Centroids) {
+    const uint8_t* row = tile + (key0 + lane % 8 + 8 * ((lane / 8) % 2)) * row_stride + 64 * vu + 16 * (lane / 16);
+    uint32_t r0[4], r1[4];
+    ptx::ldmatrix_x4_trans(r0, row);
+    ptx::ldmatrix_x4_trans(r1, row + 32);
+    b[0][0] = r0[0];
+    b[0][1] = r0[1];
+    b[1][0] = r0[2];
+    b[1][1] = r0[3];
+    b[2][0] = r1[0];
+    b[2][1] = r1[1];
+    b[3][0] = r1[2];
+    b[3][1] = r1[3];
+  }
+  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 8 * j + col; }
+};
+
+// ---- q8_0: blocks of 32 {f16 d; int8 qs[32]}, value = qs * d. ----
+template <>
+struct KvFragments<KvType::q8_0> {
+  static constexpr bool kNeedsCentroids = false;
+  static constexpr int kBlockBytes = 34;
+
+  // Thread (g, t) reads half t % 2 of block 2u + t / 2 of key key0 + g: 16 consecutive values.
+  __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
+                                                uint32_t (&b)[8], Centroids) {
+    const int t = lane % 4;
+    const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (2 * u + t / 2);
+    const __half d = __ushort_as_half(static_cast<uint16_t>(detail::lds_u16(block)));
+    const __half2 d2 = __halves2half2(d, d);
+    uint32_t w[4];
+    detail::load_words<4>(block + 2 + 16 * (t % 2), w);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      __half2 lo, hi;
+      detail::i8x4_to_half2x2(w[k], lo, hi);
+      b[2 * k] = ptx::as_u32(__hmul2(lo, d2));
+      b[2 * k + 1] = ptx::as_u32(__hmul2(hi, d2));
+    }
+  }
+  __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
+
+  // Thread (g, t) reads values 4g..4g+3 of block vu of keys 2t, 2t+1, 2t+8, 2t+9.
+  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
+                                                uint32_t (&b)[4][2], Centroids) {
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * vu;
+      const uint8_t* bb = ba + row_stride;
+      const uint32_t wa = detail::lds_u16(ba + 2 + 4 * g) | detail::lds_u16(ba + 4 + 4 * g) << 16;
+      const uint32_t wb = detail::lds_u16(bb + 2 + 4 * g) | detail::lds_u16(bb + 4 + 4 * g) << 16;
+      const __half2 d2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
+      const uint32_t xa = wa ^ 0x80808080u, xb = wb ^ 0x80808080u;
+      const uint32_t t0 = __byte_perm(xa, xb, 0x5410);  // a0 a1 b0 b1
+      const uint32_t t1 = __byte_perm(xa, xb, 0x7632);  // a2 a3 b2 b3
+      const __half2 offset = __halves2half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480));
+      const uint32_t pairs[4] = {__byte_perm(t0, 0x64646464u, 0x4240), __byte_perm(t0, 0x64646464u, 0x4341),
+                                 __byte_perm(t1, 0x64646464u, 0x4240), __byte_perm(t1, 0x64646464u, 0x4341)};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j][r] = ptx::as_u32(__hmul2(__hsub2(ptx::as_half2(pairs[j]), offset), d2));
+    }
+  }
+  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
+};
+
+// ---- q4_0: blocks of 32 {f16 d; u8 qs[16]}, value j = (nibble - 8) * d, low nibbles j < 16, high j >= 16. ----
+template <>
+struct KvFragments<KvType::q4_0> {
+  static constexpr bool kNeedsCentroids = false;
+  static constexpr int kBlockBytes = 18;
+
+  // Thread (g, t) reads bytes 8h..8h+7 (h = t % 2) of block 2u + t / 2 of key key0 + g: both nibbles of each.
+  __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
+                                                uint32_t (&b)[8], Centroids) {
+    const int t = lane % 4;
+    const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (2 * u + t / 2);
+    const __half d = __ushort_as_half(static_cast<uint16_t>(detail::lds_u16(block)));
+    const __half2 d2 = __halves2half2(d, d);
+    uint32_t w[2];
+    detail::load_words<2>(block + 2 + 8 * (t % 2), w);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      b[4 * k + 0] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w[k]), d2));        // lo(byte0), lo(byte2)
+      b[4 * k + 1] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w[k] >> 8), d2));   // lo(byte1), lo(byte3)
+      b[4 * k + 2] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w[k] >> 4), d2));   // hi(byte0), hi(byte2)
+      b[4 * k + 3] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w[k] >> 12), d2));  // hi(byte1), hi(byte3)
+    }
+  }
+  __host__ __device__ static constexpr int k_dim(int u, int t, int i) {
+    const int reg = i / 2, word = reg / 4, kind = reg % 4;
+    const int byte = 4 * word + (kind % 2) + 2 * (i % 2);  // byte of the thread's 8
+    const int high = kind / 2;
+    return 32 * (2 * u + t / 2) + 16 * high + 8 * (t % 2) + byte;
+  }
+
+  // Thread (g, t) reads bytes 2g, 2g+1 of block vu of keys 2t, 2t+1, 2t+8, 2t+9: values 2g, 2g+1, 16+2g, 17+2g.
+  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
+                                                uint32_t (&b)[4][2], Centroids) {
+    const int g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * vu;
+      const uint8_t* bb = ba + row_stride;
+      const uint32_t w = detail::lds_u16(ba + 2 + 2 * g) | detail::lds_u16(bb + 2 + 2 * g) << 16;
+      const __half2 d2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
+      b[0][r] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w), d2));
+      b[1][r] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w >> 8), d2));
+      b[2][r] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w >> 4), d2));
+      b[3][r] = ptx::as_u32(__hmul2(detail::nibbles_minus8(w >> 12), d2));
+    }
+  }
+  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) {
+    return 32 * vu + (j / 2) * 16 + 2 * col + j % 2;
+  }
+};
+
+// ---- turbo3: blocks of 128 {f16 norm; u8 qs[32] (2-bit low index); u8 signs[16] (bit 2)}, rotated domain. ----
+template <>
+struct KvFragments<KvType::turbo3> {
+  static constexpr bool kNeedsCentroids = true;
+  static constexpr int kBlockBytes = 50;
+
+  // Thread (g, t) reads values 64(u % 2) + 16t .. +15 of block u / 2 of key key0 + g.
+  __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
+                                                uint32_t (&b)[8], Centroids c) {
+    const int t = lane % 4;
+    const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (u / 2);
+    const __half norm = __ushort_as_half(static_cast<uint16_t>(detail::lds_u16(block)));
+    const __half2 n2 = __halves2half2(norm, norm);
+    uint32_t q[1];
+    detail::load_words<1>(block + 2 + 16 * (u % 2) + 4 * t, q);
+    const uint32_t s = detail::lds_u16(block + 34 + 8 * (u % 2) + 2 * t);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t i0 = ((q[0] >> (4 * k)) & 3u) | (((s >> (2 * k)) & 1u) << 2);
+      const uint32_t i1 = ((q[0] >> (4 * k + 2)) & 3u) | (((s >> (2 * k + 1)) & 1u) << 2);
+      b[k] = ptx::as_u32(__hmul2(__halves2half2(c.table[i0], c.table[i1]), n2));
+    }
+  }
+  __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
+
+  // Thread (g, t) reads values 32(vu % 4) + 4g .. +3 of block vu / 4 of keys 2t, 2t+1, 2t+8, 2t+9.
+  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
+                                                uint32_t (&b)[4][2], Centroids c) {
+    const int g = lane / 4, t = lane % 4, quarter = vu % 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * (vu / 4);
+      const uint8_t* bb = ba + row_stride;
+      const uint32_t qa = ba[2 + 8 * quarter + g], qb = bb[2 + 8 * quarter + g];
+      const uint32_t sa = ba[34 + 4 * quarter + g / 2] >> (4 * (g % 2));
+      const uint32_t sb = bb[34 + 4 * quarter + g / 2] >> (4 * (g % 2));
+      const __half2 n2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t ia = ((qa >> (2 * j)) & 3u) | (((sa >> j) & 1u) << 2);
+        const uint32_t ib = ((qb >> (2 * j)) & 3u) | (((sb >> j) & 1u) << 2);
+        b[j][r] = ptx::as_u32(__hmul2(__halves2half2(c.table[ia], c.table[ib]), n2));
+      }
+    }
+  }
+  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
+};
+
+// ---- turbo4: blocks of 128 {f16 norm; f16 rnorm; u8 qs[64] (4-bit index, even value in the low nibble)}. ----
+template <>
+struct KvFragments<KvType::turbo4> {
+  static constexpr bool kNeedsCentroids = true;
+  static constexpr int kBlockBytes = 68;
+
+  __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
+                                                uint32_t (&b)[8], Centroids c) {
+    const int t = lane % 4;
+    const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (u / 2);
+    const __half norm = __ushort_as_half(static_cast<uint16_t>(detail::lds_u16(block)));
+    const __half2 n2 = __halves2half2(norm, norm);
+    const uint8_t* qs = block + 4 + 32 * (u % 2) + 8 * t;  // 4-byte aligned: block and row strides are
+    const uint32_t w[2] = {detail::lds_u32(qs), detail::lds_u32(qs + 4)};
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t byte = (w[k / 4] >> (8 * (k % 4))) & 0xffu;
+      b[k] = ptx::as_u32(__hmul2(__halves2half2(c.table[byte & 15u], c.table[byte >> 4]), n2));
+    }
+  }
+  __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
+
+  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
+                                                uint32_t (&b)[4][2], Centroids c) {
+    const int g = lane / 4, t = lane % 4, quarter = vu % 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * (vu / 4);
+      const uint8_t* bb = ba + row_stride;
+      const uint32_t qa = detail::lds_u16(ba + 4 + 16 * quarter + 2 * g);
+      const uint32_t qb = detail::lds_u16(bb + 4 + 16 * quarter + 2 * g);
+      const __half2 n2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t ia = (qa >> (4 * j)) & 15u, ib = (qb >> (4 * j)) & 15u;
+        b[j][r] = ptx::as_u32(__hmul2(__halves2half2(c.table[ia], c.table[ib]), n2));
+      }
+    }
+  }
+  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
+};
+
+/// Whether Frag's k_dim visits every element of a `dim`-wide head exactly once (dim a multiple of 64): the query is
+/// staged through it, so a slot left out or doubled would silently drop or double a product.
+template <class Frag>
+constexpr bool k_dims_are_a_permutation(int dim) {
+  bool seen[4 * kMaxHeadDim] = {};
+  for (int u = 0; u < dim / 64; ++u)
+    for (int t = 0; t < 4; ++t)
+      for (int i = 0; i < 16; ++i) {
+        const int d = Frag::k_dim(u, t, i);
+        if (d < 0 || d >= dim || seen[d]) return false;
+        seen[d] = true;
+      }
+  return true;
+}
+
+/// The same for v_dim over a `dim`-wide V head (dim a multiple of 32): the output is stored through it.
+template <class Frag>
+constexpr bool v_dims_are_a_permutation(int dim) {
+  bool seen[4 * kMaxHeadDim] = {};
+  for (int vu = 0; vu < dim / 32; ++vu)
+    for (int col = 0; col < 8; ++col)
+      for (int j = 0; j < 4; ++j) {
+        const int d = Frag::v_dim(vu, col, j);
+        if (d < 0 || d >= dim || seen[d]) return false;
+        seen[d] = true;
+      }
+  return true;
+}
+
+/// Whether the fragment loaders cover a type (the decode kernel's instances are limited to these).
+constexpr bool has_fragments(KvType t) {
+  return t == KvType::f16 || t == KvType::q8_0 || t == KvType::q4_0 || t == KvType::turbo3 || t == KvType::turbo4;
+}
+
+}  // namespace kvflash::cuda
