@@ -2,7 +2,8 @@
 """Single-token and 4-row decode at 32K context on the fast CPU backend, side by side with the GGML CPU flash
 attention figures of issue 4 (same shape: 32 query / 8 KV heads, head dim 128), in bench/README.md's format.
 
-Usage: python3 bench/cpu_decode_vs_ggml.py [path/to/kvflash]   (default: build/bin/kvflash)
+Usage: python3 bench/cpu_decode_vs_ggml.py [path/to/kvflash [extra kvflash bench flags...]]
+       (default: build/bin/kvflash; e.g. `build/bin/kvflash --page-rows 256` for larger cache pages)
 Runs: kvflash bench -d 32768 -ctk f16,q8_0,q4_0,turbo3 -q 1,4 -n 16 -p 0 -r 3 --backend cpu -o json
 plus bench/fma_peak.cpp (one core's float32 FMA rate) for the arithmetic floor of the 4-row step.
 """
@@ -28,7 +29,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     kvflash = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "build", "bin", "kvflash")
     cmd = [kvflash, "bench", "-d", str(DEPTH), "-ctk", "f16,q8_0,q4_0,turbo3", "-q", "1,4", "-n", "16", "-p", "0",
-           "-r", "3", "--backend", "cpu", "-o", "json"]
+           "-r", "3", "--backend", "cpu", "-o", "json"] + sys.argv[2:]
     load_before = open("/proc/loadavg").read().split()[:3]
     rows = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     load_after = open("/proc/loadavg").read().split()[:3]

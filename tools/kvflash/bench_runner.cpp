@@ -95,6 +95,7 @@ class CaseRunner {
     config.d_v = layer_.d_v;
     config.k_type = case_.k_type;
     config.v_type = v_view_ ? case_.k_type : case_.v_type;
+    config.page_rows = case_.page_rows;
     config.max_sequences = case_.n_seq;
     config.max_seq_tokens = case_.depth + extra;
     config.capacity_tokens = case_.n_seq * (case_.depth + extra);

@@ -50,6 +50,7 @@ struct CacheCase {
   KvType k_type = KvType::f16, v_type = KvType::f16;
   int64_t depth = 0;
   int64_t n_seq = 1;
+  int64_t page_rows = 16;  // tokens per page of the cache (KvCacheConfig's default)
 };
 
 /// Where progress lines go (stderr in the CLI).

@@ -24,6 +24,7 @@ constexpr std::string_view kCommand = "bench";
 constexpr std::string_view kSynopsis =
     "usage: kvflash bench [--model PRESET | --gguf FILE] [-ctk TYPES] [-ctv TYPES] [-d DEPTHS] [-n STEPS]\n"
     "                     [-q ROWS] [-p CHUNKS] [-b SEQS] [-r REPS] [--backend cpu|ref|cuda] [-t THREADS]\n"
+    "                     [--page-rows N]\n"
     "                     [-o md|json|csv] [--report out.html]\n"
     "\n"
     "For every K/V type pair and depth, builds a paged KV cache through the KvCache API (depth tokens of random\n"
@@ -50,6 +51,7 @@ struct BenchConfig {
   StepPlan plan;
   BackendKind backend = BackendKind::cpu;
   int threads = 0;
+  int64_t page_rows = 16;
   std::string output = "md";
   std::string report;
 };
@@ -185,6 +187,12 @@ StatusOr<BenchConfig> parse_config(const Args& args) {
   if (*threads < 0 || *threads > 1024)
     return invalid_argument("-t " + std::to_string(*threads) + " is outside [0, 1024]");
   c.threads = static_cast<int>(*threads);
+  StatusOr<int64_t> page_rows = args.get_int("page-rows", 16);
+  if (!page_rows.ok()) return page_rows.status();
+  if (*page_rows < 1 || *page_rows > 65536) {
+    return invalid_argument("--page-rows " + std::to_string(*page_rows) + " is outside [1, 65536]");
+  }
+  c.page_rows = *page_rows;
   c.output = args.get("output").value_or("md");
   if (c.output != "md" && c.output != "json" && c.output != "csv") {
     return invalid_argument("-o " + c.output + " is not one of md, json, csv");
@@ -234,6 +242,7 @@ int cmd_bench(int argc, char** argv) {
       .value("reps", "repetitions (default 3)", {"-r"})
       .value("backend", "cpu, ref or cuda (default: cuda when available, else cpu)")
       .value("threads", "host threads of the cpu backend (default 0: all)", {"-t"})
+      .value("page-rows", "tokens per page of the KV cache (default 16)")
       .value("output", "md, json or csv (default md)", {"-o"})
       .value("report", "also write a self-contained HTML report with SVG charts to this file");
   if (Status s = args.parse(argc, argv, 1); !s.ok()) return usage_error(kCommand, s);
@@ -258,7 +267,8 @@ int cmd_bench(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) info.command += (i ? " " : "kvflash ") + std::string(argv[i]);
   info.model = c.model.name + " (" + std::to_string(c.layer.n_head_q) + " query / " +
                std::to_string(c.layer.n_head_kv) + " KV heads, d_k " + std::to_string(c.layer.d_k) + ", d_v " +
-               std::to_string(c.layer.d_v) + (c.model.v_is_view_of_k ? ", V a view of K" : "") + ")";
+               std::to_string(c.layer.d_v) + (c.model.v_is_view_of_k ? ", V a view of K" : "") + "), cache pages of " +
+               std::to_string(c.page_rows) + " tokens";
   info.machine = machine_line(c, threads);
   info.threads = threads;
   const std::string load_at_start = load_average();
@@ -276,7 +286,7 @@ int cmd_bench(int argc, char** argv) {
       for (int64_t depth : c.depths) {
         ++done;
         const std::string prefix = "[" + std::to_string(done) + "/" + std::to_string(total) + "] ";
-        const CacheCase cache_case{kt, vt, depth, b};
+        const CacheCase cache_case{kt, vt, depth, b, c.page_rows};
         StatusOr<std::vector<BenchRow>> got =
             bench_cache(c.layer, c.model.v_is_view_of_k, cache_case, c.plan, c.backend, c.threads, info.read_bw_gbps,
                         [&](const std::string& line) { progress(prefix + line); });

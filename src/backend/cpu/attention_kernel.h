@@ -172,7 +172,10 @@ void walk_keys(const TaskView& t) {
   const int64_t k_dim = KTile ? job.dk_pad : job.dk_stored;
   const int64_t v_dim = VTile ? job.dv_pad : job.dv_stored;
   const int64_t pr = job.acc_row;
-  KeyTile tiles[2];
+  // Rows are located (and prefetched) kAhead tiles before they are used: pages of a paged cache are small
+  // (16 tokens of a head is one 1-4 KiB run) and each one starts a new hardware-prefetch stream and TLB walk.
+  constexpr int kAhead = 2;
+  KeyTile tiles[kAhead + 1];
   const void* k_rows[kKeyTile];
   const void* v_rows[kKeyTile];
   const auto locate = [&](KeyTile& tile, int64_t key0) {
@@ -185,10 +188,14 @@ void walk_keys(const TaskView& t) {
       prefetch_rows(v_base, tile.v_offsets, tile.n, v_row_bytes);
     }
   };
-  if (t.keys_begin < t.keys_end) locate(tiles[0], t.keys_begin);
+  for (int a = 0; a < kAhead; ++a) {
+    if (t.keys_begin + a * kKeyTile < t.keys_end) locate(tiles[a], t.keys_begin + a * kKeyTile);
+  }
   for (int64_t key0 = t.keys_begin, step = 0; key0 < t.keys_end; key0 += kKeyTile, ++step) {
-    const KeyTile& tile = tiles[step % 2];
-    if (key0 + kKeyTile < t.keys_end) locate(tiles[(step + 1) % 2], key0 + kKeyTile);
+    const KeyTile& tile = tiles[step % (kAhead + 1)];
+    if (key0 + kAhead * kKeyTile < t.keys_end) {
+      locate(tiles[(step + kAhead) % (kAhead + 1)], key0 + kAhead * kKeyTile);
+    }
     const int n_keys = tile.n;
     if constexpr (KTile) k_dequant(k_base, tile.k_offsets, n_keys, job.dk_stored, t.k_tile, job.dk_pad);
     for (int i = 0; i < n_keys; ++i) {
