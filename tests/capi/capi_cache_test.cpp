@@ -1,6 +1,7 @@
 // The C API's paged KV cache against the C++ KvCache and the quantizer: the rows it stores, sequences (fork,
 // truncate, remove), checkpoints, attention over it through a page table, and errors that leave it unchanged.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -230,7 +231,9 @@ TEST(CApiCache, CheckpointsRestoreTheSameRowsFromMemoryAndFiles) {
   EXPECT_NE(restored, seq);
   expect_rows_stored(c.handle, restored, t, 0, KVFLASH_TYPE_TURBO2, KVFLASH_TYPE_Q4_1);
 
-  const std::string path = (std::filesystem::temp_directory_path() / "kvflash_capi_checkpoint.bin").string();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("kvflash_capi_checkpoint_" + std::to_string(::getpid()) + ".bin"))
+                               .string();
   ASSERT_EQ(kvflash_cache_checkpoint_to_file(c.handle, seq, path.c_str()), 0) << kvflash_last_error();
   ASSERT_EQ(kvflash_cache_remove(c.handle, seq), 0);
   int32_t from_file = -1;

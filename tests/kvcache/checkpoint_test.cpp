@@ -1,6 +1,7 @@
 // KvCache checkpoints: bit-exact round trips through a buffer and a file; corrupted, truncated and foreign
 // checkpoints are rejected with a clear Status and change nothing.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -38,8 +39,11 @@ KvCacheConfig config_for(KvType k, KvType v) {
   return c;
 }
 
+// CTest runs each test in its own process, several at once: the pid keeps their files apart.
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / ("kvflash_ckpt_" + name)).string();
+  return (std::filesystem::path(::testing::TempDir()) /
+          ("kvflash_ckpt_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 void write_file(const std::string& path, const std::vector<std::byte>& bytes) {
