@@ -66,7 +66,7 @@ TEST(CudaGeneric, SeventeenRowsLeaveTheDecodeKernelForTheGenericOne) {
   ProblemSpec spec = spec_of({1, 17, 500, 4, 4, 128, 128}, KvType::q4_0, KvType::q4_0, 2300);
   spec.causal = true;
   const Comparison c = expect_matches_reference(spec);
-  EXPECT_EQ(c.route, "generic");
+  EXPECT_EQ(c.route, "cuda.generic");
 }
 
 TEST(CudaGeneric, ForcedSplitsAndStridedLayouts) {
