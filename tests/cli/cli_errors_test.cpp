@@ -253,7 +253,7 @@ TEST_F(CliErrors, ScalarsAndEmptyRowsCannotBeQuantized) {
   box.write_npy("scalar.npy", {}, {1.0f});
   expect_clean_failure(box, {"quantize", "--type", "f16", "scalar.npy", "x.bin"}, {"scalar.npy", "0-d"});
   box.write_npy("norows.npy", {4, 0}, {});
-  expect_clean_failure(box, {"quantize", "--type", "f16", "norows.npy", "x.bin"}, {"rows are empty"});
+  expect_clean_failure(box, {"quantize", "--type", "f16", "norows.npy", "x.bin"}, {"norows.npy", "row length) is 0"});
 }
 
 }  // namespace

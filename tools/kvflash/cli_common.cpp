@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/npy.h"
+
 namespace kvflash::cli {
 
 int fail(std::string_view command, std::string_view message) {
@@ -233,6 +235,31 @@ int64_t checked_rows_bytes(KvType type, int64_t rows, int64_t n) {
     return -1;
   }
   return total;
+}
+
+StatusOr<RowLayout> row_layout(KvType type, const std::vector<int64_t>& shape, const std::string& what) {
+  const KvTraits& traits = kv_traits(type);
+  if (shape.empty()) return invalid_argument(what + ": a 0-d array (a scalar) has no rows; the last axis is the row");
+  RowLayout layout;
+  layout.n = shape.back();
+  if (layout.n == 0) return invalid_argument(what + ": the last dimension (the row length) is 0");
+  if (layout.n % traits.block_elems != 0) {
+    return invalid_argument(what + ": the last dimension " + std::to_string(layout.n) + " is not a multiple of " +
+                            std::string(traits.name) + "'s block size " + std::to_string(traits.block_elems));
+  }
+  layout.rows = io::checked_product(std::span<const int64_t>(shape.data(), shape.size() - 1));
+  layout.total_bytes = checked_rows_bytes(type, layout.rows, layout.n);
+  if (layout.rows < 0 || layout.total_bytes < 0 || io::checked_product(shape) < 0) {
+    return invalid_argument(what + " is too large (its byte count overflows 64 bits)");
+  }
+  layout.row_bytes = checked_rows_bytes(type, 1, layout.n);
+  return layout;
+}
+
+Status expect_two_operands(const Args& args, std::string_view expected) {
+  if (args.positionals().size() == 2) return Status::Ok();
+  return invalid_argument("expected " + std::string(expected) + ", got " + std::to_string(args.positionals().size()) +
+                          " operands");
 }
 
 StatusOr<int64_t> parse_bytes(std::string_view text, std::string_view field) {

@@ -80,6 +80,21 @@ StatusOr<std::vector<int64_t>> shape_flag(const Args& args, const std::string& f
 /// Bytes of `rows` stored rows of `n` values each (n a multiple of the block size), or -1 on int64 overflow.
 int64_t checked_rows_bytes(KvType type, int64_t rows, int64_t n);
 
+/// An array of stored KV rows: its last axis is the row (n values), the axes before it count the rows.
+struct RowLayout {
+  int64_t rows = 0;
+  int64_t n = 0;            // values per row, a multiple of the type's block size
+  int64_t row_bytes = 0;    // stored bytes of one row
+  int64_t total_bytes = 0;  // rows * row_bytes
+};
+/// Checks that `shape` holds rows of `type` (a last axis > 0 and a multiple of the block size, byte counts within
+/// 64 bits); `what` names the array in the message ("'in.npy' has shape 3,64", "--shape 3,64").
+StatusOr<RowLayout> row_layout(KvType type, const std::vector<int64_t>& shape, const std::string& what);
+
+/// The operands of a command that converts IN into OUT: exactly two, else a usage error naming `expected`
+/// ("IN.npy and OUT.bin").
+Status expect_two_operands(const Args& args, std::string_view expected);
+
 /// Parses "16GiB", "512MiB", "1.5GB", "1000" into bytes.
 StatusOr<int64_t> parse_bytes(std::string_view text, std::string_view field);
 

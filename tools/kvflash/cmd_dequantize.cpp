@@ -31,44 +31,29 @@ int cmd_dequantize(int argc, char** argv) {
   args.flag("rotated", "turbo types: output the stored rotated-domain values");
   if (Status s = args.parse(argc, argv, 1); !s.ok()) return usage_error(kCommand, s);
   if (args.help()) return print_help(kSynopsis, args);
-  if (args.positionals().size() != 2) {
-    return usage_error(kCommand, "expected IN.bin and OUT.npy, got " + std::to_string(args.positionals().size()) +
-                                     " operands");
-  }
+  if (Status s = expect_two_operands(args, "IN.bin and OUT.npy"); !s.ok()) return usage_error(kCommand, s);
   const std::string& in_path = args.positionals()[0];
   const std::string& out_path = args.positionals()[1];
   auto type = kv_type_flag(args, "type");
   if (!type.ok()) return fail(kCommand, type.status());
-  const KvTraits& traits = kv_traits(*type);
   auto shape = shape_flag(args, "shape");
   if (!shape.ok()) return fail(kCommand, shape.status());
   const std::string shape_text = io::shape_string(*shape);
-
-  const int64_t n = shape->back();
-  if (n == 0) return fail(kCommand, "--shape " + shape_text + ": the last dimension (the row length) is 0");
-  if (n % traits.block_elems != 0) {
-    return fail(kCommand, "--shape " + shape_text + ": the last dimension " + std::to_string(n) +
-                              " is not a multiple of " + std::string(traits.name) + "'s block size " +
-                              std::to_string(traits.block_elems));
-  }
-  const int64_t rows = io::checked_product(std::span<const int64_t>(shape->data(), shape->size() - 1));
-  const int64_t need = checked_rows_bytes(*type, rows, n);
-  if (rows < 0 || need < 0 || io::checked_product(*shape) < 0) {
-    return fail(kCommand, "--shape " + shape_text + " is too large (its byte count overflows 64 bits)");
-  }
+  auto layout = row_layout(*type, *shape, "--shape " + shape_text);
+  if (!layout.ok()) return fail(kCommand, layout.status());
+  const int64_t rows = layout->rows, n = layout->n, need = layout->total_bytes;
 
   auto in = read_file(in_path);
   if (!in.ok()) return fail(kCommand, in.status());
   const int64_t have = static_cast<int64_t>(in->size());
   if (have != need) {
-    const int64_t bytes_per_row = row_bytes(*type, n);
     return fail(kCommand, "'" + in_path + "' holds " + std::to_string(have) + " bytes, but --shape " + shape_text +
-                              " of " + std::string(traits.name) + " needs " + std::to_string(need) + " (" +
-                              std::to_string(rows) + " rows of " + std::to_string(bytes_per_row) + " bytes)");
+                              " of " + std::string(kv_traits(*type).name) + " needs " + std::to_string(need) + " (" +
+                              std::to_string(rows) + " rows of " + std::to_string(layout->row_bytes) + " bytes)");
   }
 
   const bool rotated = args.has("rotated");
-  const int64_t bytes_per_row = rows > 0 ? need / rows : 0;
+  const int64_t bytes_per_row = layout->row_bytes;
   std::vector<float> values(static_cast<size_t>(rows * n));
   for (int64_t r = 0; r < rows; ++r) {
     const Status s = dequantize_row(*type, in->data() + r * bytes_per_row, n, values.data() + r * n, rotated);
