@@ -84,9 +84,8 @@ inline constexpr uint32_t kAllFeatures = (1u << feature::kCount) - 1;
 /// plan_workspace() relies on (tests/plan/route_test checks the two agree).
 enum class KvSplit : uint8_t {
   none,   // one worker sees all keys of a (sequence, head) row: no partial results
-  split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units() (or, for a row with
-          // ctas_per_sm > 0, whole waves of resident CTAs), at most max_splits; partial outputs and softmax
-          // statistics are combined afterwards
+  split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units(), at most max_splits; partial
+          // outputs and softmax statistics are combined afterwards
 };
 
 /// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
@@ -126,10 +125,6 @@ struct KernelSpec {
   CostModel cost;
   std::string_view entry;                   // cuda: launch function (template) name; empty for host backends
   std::string_view header;                  // cuda: header declaring `entry`, relative to src/
-  // cuda split rows: CTAs of the kernel resident on one SM (its threads, registers and shared memory). When > 0
-  // the split count fills whole waves of sm_count x ctas_per_sm CTAs (launch.cpp); a count planned for 4 per
-  // SM still fills whole waves where an instance fits only 2 or 1.
-  int32_t ctas_per_sm = 0;
 };
 
 // Head-dim pairs of the CUDA decode instances (cuda stream): what models use, (576, 512) being MLA's.
@@ -162,24 +157,24 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cuda_decode_f16, "cuda.decode_split_kv.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaDecodeDims, /*max_n_q=*/16, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split,
      /*kv_tile=*/64, /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_decode, "launch_decode",
-     "backend/cuda/decode_split_kv.cuh", /*ctas_per_sm=*/2},
+     "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_q8_0, "cuda.decode_split_kv.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
      type_bit(KvType::q8_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none,
-     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh", 4},
+     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_q4_0, "cuda.decode_split_kv.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
      type_bit(KvType::q4_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none,
-     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh", 4},
+     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_turbo3, "cuda.decode_split_kv.turbo3", BackendKind::cuda, false, type_bit(KvType::turbo3),
      type_bit(KvType::turbo3), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false,
-     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh", 4},
+     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_turbo4, "cuda.decode_split_kv.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
      type_bit(KvType::turbo4), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false,
-     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh", 4},
+     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     // f16 K with a turbo V (seed 001's missing instances).
     {KernelId::cuda_decode_f16_turbo, "cuda.decode_split_kv.f16_turbo", BackendKind::cuda, false,
      type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
      kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
-     "backend/cuda/decode_split_kv.cuh", 4},
+     "backend/cuda/decode_split_kv.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
 

@@ -44,70 +44,21 @@ int32_t workers_for(const KernelSpec& spec, const BackendCaps& caps) {
   return spec.backend == BackendKind::cpu ? std::max(1, caps.threads) : 1;
 }
 
-namespace {
-
-// A split shorter than this many tiles spends more on its prologue and its row in the combine than it gains.
-constexpr int64_t kMinTilesPerSplit = 2;
-// Beyond four waves the last wave's fill hardly matters, and every split adds a partial row to combine.
-constexpr int64_t kMaxWaves = 4;
-
-// The whole-wave rule: among split counts n <= limit whose items * n CTAs fill at least 80% of one wave of
-// `resident` CTA slots (or, when none does, the largest), the one whose last wave is fullest; the fewest splits
-// among equals. The answer never decreases as `limit` grows (a larger limit only adds candidates that must score
-// strictly higher), which max_splits_up_to() relies on.
-int64_t whole_wave_splits(int64_t items, int64_t resident, int64_t limit) {
-  int64_t best = 1;
-  double best_score = -1.0;
-  for (int64_t n = 1; n <= limit; ++n) {
-    const int64_t ctas = items * n;
-    const double waves = static_cast<double>(ctas) / static_cast<double>(resident);
-    const double fill = waves < 1.0 ? waves : waves / static_cast<double>(ceil_div(ctas, resident));
-    // A launch under 80% of a wave leaves SMs idle however evenly it finishes: it ranks below every fuller one.
-    const double score = waves >= 0.8 ? 1.0 + fill : waves;
-    if (score > best_score + 1e-9) {
-      best_score = score;
-      best = n;
-    }
-    if (ctas >= kMaxWaves * resident) break;
-  }
-  return best;
-}
-
-bool fills_waves(const KernelSpec& spec, const BackendCaps& caps) {
-  return spec.ctas_per_sm > 0 && caps.kind == BackendKind::cuda;
-}
-
-// The split count before recounting for empty splits, for a cache of `tiles` key tiles.
-int64_t split_target(const KernelSpec& spec, const BackendCaps& caps, int64_t items, int64_t tiles) {
-  if (fills_waves(spec, caps)) {
-    const int64_t resident = std::max<int64_t>(1, int64_t{caps.sm_count}) * spec.ctas_per_sm;
-    const int64_t limit = std::clamp<int64_t>(tiles / kMinTilesPerSplit, 1, spec.max_splits);
-    return whole_wave_splits(items, resident, limit);
-  }
-  const int64_t wanted = ceil_div(parallel_units(caps), items);
-  return std::max<int64_t>(1, std::min({wanted, tiles, int64_t{spec.max_splits}}));
-}
-
-}  // namespace
-
 int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
                          int64_t max_n_kv) {
   if (spec.kv_split != KvSplit::split || max_n_kv <= 0) return 1;
   const int64_t items = std::max<int64_t>(1, n_seq) * std::max<int64_t>(1, n_head_kv);
-  // The target never decreases with the tile count, and a cache of exactly target x (tiles per split) tiles
-  // reaches it: for the whole-wave rule at 2 x target tiles, for the other at target tiles.
-  return split_target(spec, caps, items, ceil_div(max_n_kv, spec.kv_tile));
+  const int64_t wanted = ceil_div(parallel_units(caps), items);
+  const int64_t tiles = ceil_div(max_n_kv, spec.kv_tile);
+  return std::max<int64_t>(1, std::min({wanted, tiles, int64_t{spec.max_splits}}));
 }
 
 SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
                         int64_t n_kv) {
-  if (spec.kv_split != KvSplit::split || n_kv <= 0) return {1, n_kv};
-  const int64_t items = std::max<int64_t>(1, n_seq) * std::max<int64_t>(1, n_head_kv);
-  const int64_t tiles = ceil_div(n_kv, spec.kv_tile);
-  const int64_t target = split_target(spec, caps, items, tiles);
+  const int64_t target = max_splits_up_to(spec, caps, n_seq, n_head_kv, n_kv);
   if (target <= 1) return {1, n_kv};
   // Whole tiles per split; recount so that no split is empty.
-  const int64_t keys_per_split = ceil_div(tiles, target) * spec.kv_tile;
+  const int64_t keys_per_split = ceil_div(ceil_div(n_kv, spec.kv_tile), target) * spec.kv_tile;
   return {ceil_div(n_kv, keys_per_split), keys_per_split};
 }
 

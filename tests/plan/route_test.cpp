@@ -147,60 +147,6 @@ TEST(Splits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
   }
 }
 
-// The decode row of kKernels' kind: whole waves of 4 resident CTAs per SM, 64-key tiles, 512 splits at most.
-constexpr KernelSpec wave_row() {
-  KernelSpec k = test_tables::kCudaLike[0];
-  k.kv_tile = 64;
-  k.max_splits = 512;
-  k.ctas_per_sm = 4;
-  return k;
-}
-
-TEST(Splits, DecodeRowsFillWholeWavesOfResidentCtas) {
-  BackendCaps caps = caps_for(BackendKind::cuda);
-  caps.sm_count = 132;  // 528 CTA slots at 4 per SM
-  // 1 sequence x 8 KV heads at 131072 keys: 66 splits would fill exactly one wave (33, the 2 x SMs rule, fills
-  // half); whole tiles per split (2048 / 66 -> 32 tiles) leave 64 splits, 97% of the wave.
-  SplitPlan s = choose_splits(wave_row(), caps, 1, 8, 131072);
-  EXPECT_EQ(s.n_splits, 64);
-  EXPECT_EQ(choose_splits(wave_row(), caps, 1, 8, 66 * 2 * 64).n_splits, 66);
-  EXPECT_EQ(s.keys_per_split % 64, 0);
-  EXPECT_GE(s.n_splits * s.keys_per_split, 131072);
-  EXPECT_LT((s.n_splits - 1) * s.keys_per_split, 131072) << "the last split holds at least one key";
-  // 16 sequences x 8 heads = 128 CTAs per split: 4 splits fill 97% of a wave, and no count within four waves
-  // fills more.
-  EXPECT_EQ(choose_splits(wave_row(), caps, 16, 8, 32768).n_splits, 4);
-  // A short cache never gets a split shorter than two tiles; one tile or none gets a single split.
-  EXPECT_EQ(choose_splits(wave_row(), caps, 1, 8, 4096).n_splits, 32);
-  EXPECT_EQ(choose_splits(wave_row(), caps, 1, 8, 64).n_splits, 1);
-  EXPECT_EQ(choose_splits(wave_row(), caps, 1, 8, 0).n_splits, 1);
-  // Enough (sequence, head) items to fill whole waves without splitting: 66 x 8 = 528 CTAs.
-  EXPECT_EQ(choose_splits(wave_row(), caps, 66, 8, 65536).n_splits, 1);
-  // The host backends keep their own rule even for a row that names resident CTAs.
-  KernelSpec no_waves = wave_row();
-  no_waves.ctas_per_sm = 0;
-  const BackendCaps cpu = caps_for(BackendKind::cpu);
-  EXPECT_EQ(choose_splits(wave_row(), cpu, 1, 8, 131072).n_splits, choose_splits(no_waves, cpu, 1, 8, 131072).n_splits);
-}
-
-TEST(Splits, WholeWaveMaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
-  BackendCaps caps = caps_for(BackendKind::cuda);
-  for (int sm : {1, 7, 132}) {
-    caps.sm_count = sm;
-    for (int64_t n_seq : {1, 3, 16}) {
-      for (int64_t capacity : {0, 1, 127, 128, 129, 4096, 70000}) {
-        int64_t reached = 1;
-        for (int64_t n_kv = 0; n_kv <= capacity; n_kv += (n_kv < 300 ? 1 : 7)) {
-          reached = std::max(reached, choose_splits(wave_row(), caps, n_seq, 8, n_kv).n_splits);
-        }
-        reached = std::max(reached, choose_splits(wave_row(), caps, n_seq, 8, capacity).n_splits);
-        EXPECT_EQ(reached, max_splits_up_to(wave_row(), caps, n_seq, 8, capacity))
-            << "sm " << sm << " n_seq " << n_seq << " capacity " << capacity;
-      }
-    }
-  }
-}
-
 TEST(Layout, PiecesAreExactAlignedAndDisjoint) {
   // 33 splits x 2 seq x 32 heads x 4 rows, at a pitch of 128 floats (a kernel keeping turbo V of d_v 96
   // rotated, padded to 128): 33*2*32*4*128*4 bytes of partial outputs.

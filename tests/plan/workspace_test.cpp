@@ -54,11 +54,10 @@ TEST(PlanWorkspace, PinnedForTheRealTable) {
   //   partial_o 2*32*4*128*4 = 131072, max and sum 2*32*4*4 = 1024 each, and per worker 49536 floats of scratch
   //   (128 rows x (16 place + 128 q + 32 scores + 144 acc) + 128 alpha + 32 keys x (128 K + 128 V) + 2*128 out)
   //   = 16*49536*4 = 3170304: 3303424 in all.
-  // cuda (132 SMs): one sequence of 4 rows; the quantized decode rows fill whole waves of 4 CTAs per SM, so
-  //   528 slots / 8 KV heads = 66 splits (390 tiles of 64 keys allow 195):
-  //   partial_o 66*32*4*128*4 = 4325376, max and sum 66*32*4*4 = 33792 each: 4392960 in all.
+  // cuda (132 SMs): one sequence of 4 rows, 264 units / 8 KV heads = 33 splits on the decode and generic rows:
+  //   partial_o 33*32*4*128*4 = 2162688, max and sum 33*32*4*4 = 16896 each: 2196480 in all.
   const std::map<BackendKind, int64_t> pinned = {
-      {BackendKind::ref, 0}, {BackendKind::cpu, 3303424}, {BackendKind::cuda, 4392960}};
+      {BackendKind::ref, 0}, {BackendKind::cpu, 3303424}, {BackendKind::cuda, 2196480}};
   for (BackendKind b : routable_backends()) {
     WorkspaceLimits l = llama_decode_limits(25000);
     l.caps = caps_for(b);
