@@ -36,7 +36,10 @@ struct DeviceAllocatorStats {
   int64_t allocation_calls = 0;   // successful allocate() calls since create()
   int64_t live_bytes = 0;         // bytes handed out and not yet freed
   int64_t peak_live_bytes = 0;    // highest live_bytes since create() or reset_peak()
-  int64_t reserved_bytes = 0;     // bytes the strategy holds from the driver (live + cached)
+  int64_t reserved_bytes = 0;     // bytes the strategy holds from the driver (live + cached + rounding);
+                                  // stream_ordered: the pool's cudaMemPoolAttrReservedMemCurrent
+  int64_t used_bytes = 0;         // of those, bytes backing live allocations (stream_ordered: the pool's
+                                  // cudaMemPoolAttrUsedMemCurrent; vmm: the mapped chunks)
 };
 
 class DeviceAllocator {

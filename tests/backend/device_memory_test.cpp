@@ -53,7 +53,7 @@ class FakeAllocator final : public DeviceAllocator {
   }
   Status trim_to(int64_t) override { return Status::Ok(); }
   StatusOr<MemoryReport> report() const override { return MemoryReport{}; }
-  DeviceAllocatorStats stats() const override { return {calls_, 0, 0, 0}; }
+  DeviceAllocatorStats stats() const override { return {calls_, 0, 0, 0, 0}; }
   void reset_peak() override {}
   DeviceAllocStrategy strategy() const override { return DeviceAllocStrategy::stream_ordered; }
   int64_t frees() const { return frees_; }

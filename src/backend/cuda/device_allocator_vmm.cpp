@@ -194,7 +194,7 @@ class VmmAllocator final : public DeviceAllocator {
 
   DeviceAllocatorStats stats() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return ledger_.stats(ledger_.mapped_bytes());
+    return ledger_.stats(ledger_.mapped_bytes(), ledger_.mapped_bytes());
   }
   void reset_peak() override {
     std::lock_guard<std::mutex> lock(mu_);
