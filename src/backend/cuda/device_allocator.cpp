@@ -16,9 +16,9 @@ namespace kvflash {
 namespace cuda {
 namespace {
 
-// Allocations are 256-byte aligned by both cudaMallocAsync and our VMM suballocation; the kernels' widest
-// vector loads (and TMA) need far less.
-constexpr int64_t kAlignment = 256;
+// Margin on top of a shortfall when trimming before a retry: the driver's bookkeeping for the new mapping comes
+// out of the same free bytes (its page tables for a whole H100 are well under 1 MiB).
+constexpr int64_t kTrimSlack = int64_t{32} << 20;
 
 class StreamOrderedAllocator final : public DeviceAllocator {
  public:
@@ -61,10 +61,10 @@ class StreamOrderedAllocator final : public DeviceAllocator {
     cudaError_t err = cudaMallocFromPoolAsync(&ptr, static_cast<size_t>(bytes), pool_, s);
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
-      // Release only what the request lacks from what the pool caches, then try once more.
+      // Release only what the request lacks (plus the slack) from what the pool caches, then try once more.
       size_t free_now = 0, total = 0;
       (void)cudaMemGetInfo(&free_now, &total);
-      const int64_t lacking = bytes - static_cast<int64_t>(free_now);
+      const int64_t lacking = bytes + kTrimSlack - static_cast<int64_t>(free_now);
       const int64_t reserved = reserved_bytes();
       const int64_t keep = std::max<int64_t>(ledger_.mapped_bytes(), reserved - std::max<int64_t>(lacking, 0));
       (void)cudaDeviceSynchronize();
@@ -118,7 +118,8 @@ class StreamOrderedAllocator final : public DeviceAllocator {
     r.device_total = static_cast<int64_t>(total);
     r.device_free = static_cast<int64_t>(free_now);
     ledger_.add_buckets(r);
-    // Memory the pool caches after frees is ours too: without its own bucket it would read as "unaccounted".
+    // Memory the pool caches after frees (and its rounding of live allocations) is ours too: without a bucket of its
+    // own it would read as "unaccounted".
     const int64_t cached = reserved_bytes() - ledger_.mapped_bytes();
     if (cached > 0) r.add("allocator.cached", MemoryKind::other, cached);
     return r;
