@@ -385,9 +385,11 @@ TEST(DeviceMemory, ReservedWorkspaceEqualsThePlan) {
     auto r = alloc->report();
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->bytes(MemoryKind::workspace), plan->total_bytes);
-    // What the driver holds for it: the plan rounded up to the driver's granularity (2 MiB on Hopper), shown in a
-    // bucket of its own so that the report still adds up.
-    EXPECT_LT(alloc->stats().reserved_bytes - plan->total_bytes, 2 * kMiB) << r->to_string();
+    // What the driver holds for it, in a bucket of its own so that the report still adds up: vmm rounds the chunk
+    // up to the allocation granularity (2 MiB on Hopper); the stream-ordered pool maps physical memory in 32 MiB
+    // steps (measured on an H100, driver 580: 268.12 MiB asked, 288 MiB reserved), which later allocations reuse.
+    const int64_t rounding = strategy == DeviceAllocStrategy::vmm ? 2 * kMiB : 32 * kMiB;
+    EXPECT_LT(alloc->stats().reserved_bytes - plan->total_bytes, rounding) << r->to_string();
     EXPECT_EQ(r->ours(), alloc->stats().reserved_bytes) << r->to_string();
   }
 }
