@@ -176,7 +176,8 @@ TEST(DeviceMemory, TheCApiAllocatesIntoBucketsAndReports) {
     EXPECT_GE(kvflash_memory_report_unaccounted(report), 0);
     kvflash_memory_report_destroy(report);
     void* out = nullptr;
-    EXPECT_EQ(kvflash_device_alloc(alloc, "kv.huge", KVFLASH_MEMORY_KV_CACHE, device_free_bytes() + 4 * kGiB, nullptr, &out),
+    const int64_t too_much = device_free_bytes() + 4 * kGiB;
+    EXPECT_EQ(kvflash_device_alloc(alloc, "kv.huge", KVFLASH_MEMORY_KV_CACHE, too_much, nullptr, &out),
               KVFLASH_ERROR_OUT_OF_MEMORY);
     EXPECT_NE(std::string(kvflash_last_error()).find("kv.huge"), std::string::npos) << kvflash_last_error();
     EXPECT_EQ(out, nullptr);
@@ -298,7 +299,9 @@ struct DeviceAttention {
     KVFLASH_RETURN_IF_ERROR(
         cuda_ok(cudaMemcpy(out.data(), o.data(), static_cast<size_t>(o.bytes()), cudaMemcpyDeviceToHost), "copy O"));
     for (size_t i = 0; i < out.size(); ++i) {
-      if (!std::isfinite(out[i])) return Status(StatusCode::internal, "O[" + std::to_string(i) + "] = " + std::to_string(out[i]));
+      if (!std::isfinite(out[i])) {
+        return Status(StatusCode::internal, "O[" + std::to_string(i) + "] = " + std::to_string(out[i]));
+      }
     }
     return Status::Ok();
   }
