@@ -176,7 +176,8 @@ TEST(DeviceMemory, TheCApiAllocatesIntoBucketsAndReports) {
     EXPECT_GE(kvflash_memory_report_unaccounted(report), 0);
     kvflash_memory_report_destroy(report);
     void* out = nullptr;
-    EXPECT_EQ(kvflash_device_alloc(alloc, "kv.huge", KVFLASH_MEMORY_KV_CACHE, device_free_bytes() + 4 * kGiB, nullptr, &out),
+    const int64_t too_much = device_free_bytes() + 4 * kGiB;
+    EXPECT_EQ(kvflash_device_alloc(alloc, "kv.huge", KVFLASH_MEMORY_KV_CACHE, too_much, nullptr, &out),
               KVFLASH_ERROR_OUT_OF_MEMORY);
     EXPECT_NE(std::string(kvflash_last_error()).find("kv.huge"), std::string::npos) << kvflash_last_error();
     EXPECT_EQ(out, nullptr);
@@ -298,7 +299,9 @@ struct DeviceAttention {
     KVFLASH_RETURN_IF_ERROR(
         cuda_ok(cudaMemcpy(out.data(), o.data(), static_cast<size_t>(o.bytes()), cudaMemcpyDeviceToHost), "copy O"));
     for (size_t i = 0; i < out.size(); ++i) {
-      if (!std::isfinite(out[i])) return Status(StatusCode::internal, "O[" + std::to_string(i) + "] = " + std::to_string(out[i]));
+      if (!std::isfinite(out[i])) {
+        return Status(StatusCode::internal, "O[" + std::to_string(i) + "] = " + std::to_string(out[i]));
+      }
     }
     return Status::Ok();
   }
@@ -385,9 +388,11 @@ TEST(DeviceMemory, ReservedWorkspaceEqualsThePlan) {
     auto r = alloc->report();
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->bytes(MemoryKind::workspace), plan->total_bytes);
-    // What the driver holds for it: the plan rounded up to the driver's granularity (2 MiB on Hopper), shown in a
-    // bucket of its own so that the report still adds up.
-    EXPECT_LT(alloc->stats().reserved_bytes - plan->total_bytes, 2 * kMiB) << r->to_string();
+    // What the driver holds for it, in a bucket of its own so that the report still adds up: vmm rounds the chunk
+    // up to the allocation granularity (2 MiB on Hopper); the stream-ordered pool maps physical memory in 32 MiB
+    // steps (measured on an H100, driver 580: 268.12 MiB asked, 288 MiB reserved), which later allocations reuse.
+    const int64_t rounding = strategy == DeviceAllocStrategy::vmm ? 2 * kMiB : 32 * kMiB;
+    EXPECT_LT(alloc->stats().reserved_bytes - plan->total_bytes, rounding) << r->to_string();
     EXPECT_EQ(r->ours(), alloc->stats().reserved_bytes) << r->to_string();
   }
 }

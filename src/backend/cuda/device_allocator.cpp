@@ -1,5 +1,6 @@
-// The device half of DeviceAllocator::create() with CUDA, and the stream-ordered strategy: cudaMallocFromPoolAsync on a pool of our
-// own, so the memory it caches is ours to count and to trim, and never mixed with the default pool of the caller.
+// The device half of DeviceAllocator::create() with CUDA, and the stream-ordered strategy: cudaMallocFromPoolAsync
+// on a pool of our own, so the memory it caches is ours to count and to trim, and never mixed with the default pool
+// of the caller.
 #include <cuda_runtime.h>
 
 #include <algorithm>
