@@ -55,7 +55,9 @@ TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
   EXPECT_EQ(cuda::decode_geometry(KvType::f16, 576, KvType::f16, 512).qvecs_per_cta, 16);
 }
 
-TEST(WholeWaveSplits, DecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
+TEST(WholeWaveSplits, LongDecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
+  // kGoodWaveFill (95%) where whole tiles make such a count; q8_0 at 32768 keys (3 CTAs per SM, 396 slots) gets
+  // 47 splits (95%-): 48 would leave a split empty.
   const BackendCaps caps = h100();
   for (KvType type : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
     for (int64_t n_kv : {4096, 32768, 131072}) {
@@ -63,7 +65,12 @@ TEST(WholeWaveSplits, DecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
       auto r = plan_route(p, caps);
       ASSERT_TRUE(r.ok()) << r.status().message();
       ASSERT_EQ(kernel_spec(r->kernel).kv_split, KvSplit::whole_waves) << kv_traits(type).name;
-      EXPECT_GE(route_fill(*r, p, caps), cuda::kGoodWaveFill) << kv_traits(type).name << " n_kv " << n_kv;
+      if (n_kv >= 32768) {
+        EXPECT_GE(route_fill(*r, p, caps), 0.9) << kv_traits(type).name << " n_kv " << n_kv;
+      } else {
+        // 64 tiles cannot fill 264+ slots at two tiles per split or more: the most splits the rule allows.
+        EXPECT_EQ(r->n_splits, 4096 / 64 / cuda::kMinTilesPerSplit) << kv_traits(type).name;
+      }
       EXPECT_EQ(r->keys_per_split % 64, 0);
       EXPECT_GE(r->n_splits * r->keys_per_split, n_kv);
       EXPECT_LT((r->n_splits - 1) * r->keys_per_split, n_kv) << "no empty split";
@@ -73,15 +80,16 @@ TEST(WholeWaveSplits, DecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
 
 TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
   const BackendCaps caps = h100();
-  // f16, 131072 keys: 2048 tiles; 30 splits of 69 tiles = 240 CTAs of 264 slots (91%), the fewest above 90%.
+  // f16, 131072 keys: 2048 tiles; 32 splits of 64 tiles = 256 CTAs of 264 slots (97%), the fewest above 95%.
   auto r = plan_route(decode_problem(KvType::f16, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 30);
-  EXPECT_EQ(r->keys_per_split, 69 * 64);
-  // q4_0 fits 4 CTAs per SM (528 slots): 61 splits of 34 tiles = 488 CTAs (92%); 60 is not made by whole tiles.
+  EXPECT_EQ(r->n_splits, 32);
+  EXPECT_EQ(r->keys_per_split, 64 * 64);
+  // q4_0 fits 4 CTAs per SM (528 slots): 63 splits of 33 tiles = 504 CTAs (95.5%).
   r = plan_route(decode_problem(KvType::q4_0, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 61);
+  EXPECT_EQ(r->n_splits, 63);
+  EXPECT_EQ(r->keys_per_split, 33 * 64);
   // 16 sequences x 8 KV heads = 128 CTAs per split: f16 takes 2 splits (256 of 264), q4_0 4 (512 of 528).
   r = plan_route(decode_problem(KvType::f16, 16, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
@@ -92,7 +100,7 @@ TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
   // Four query rows: 16 query vectors = 2 chunks of 8 per KV head, so half the splits of one row.
   r = plan_route(decode_problem(KvType::f16, 1, 4, 32768), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 15);
+  EXPECT_EQ(r->n_splits, 16);
   // 256 sequences already fill the GPU: one split, no combine.
   r = plan_route(decode_problem(KvType::f16, 256, 1, 4096), caps);
   ASSERT_TRUE(r.ok());
