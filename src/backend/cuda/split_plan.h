@@ -183,6 +183,7 @@ inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, 
   return plan;
 }
 
+/// plan_whole_waves() for a problem shape (every sequence as long as n_kv).
 inline SplitPlan plan_splits(const AttentionShape& s, const KernelGeometry& g, int sm_count) {
   return plan_whole_waves(s.n_seq * s.n_head_kv, group_qvecs(s), s.n_kv, g, sm_count);
 }
