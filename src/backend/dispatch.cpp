@@ -33,7 +33,7 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
   // was planned for (its splits cover them; trailing splits are then empty).
   const AttentionShape& s = p.shape;
   if (route.n_splits < 1 || (spec.kv_split == plan::KvSplit::none && route.n_splits != 1) ||
-      (spec.kv_split == plan::KvSplit::split && route.n_splits * route.keys_per_split < s.n_kv)) {
+      (spec.kv_split != plan::KvSplit::none && route.n_splits * route.keys_per_split < s.n_kv)) {
     return invalid_argument("route.n_splits = " + std::to_string(route.n_splits) + " x route.keys_per_split = " +
                             std::to_string(route.keys_per_split) + " does not cover n_kv = " + std::to_string(s.n_kv));
   }

@@ -86,6 +86,8 @@ enum class KvSplit : uint8_t {
   none,   // one worker sees all keys of a (sequence, head) row: no partial results
   split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units(), at most max_splits; partial
           // outputs and softmax statistics are combined afterwards
+  whole_waves,  // as split, but the count fills whole waves of the CUDA decode instance's resident CTAs
+                // (backend/cuda/split_plan.h: decode_geometry(), plan_whole_waves())
 };
 
 /// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
@@ -155,25 +157,25 @@ inline constexpr KernelSpec kKernels[] = {
     // only where they pay (CI builds every one on 2 cores). Splits are whole 64-key tiles (a multiple of the 32-key
     // tile of the widest instances too).
     {KernelId::cuda_decode_f16, "cuda.decode_split_kv.f16", BackendKind::cuda, false, type_bit(KvType::f16),
-     type_bit(KvType::f16), kCudaDecodeDims, /*max_n_q=*/16, /*max_gqa_group=*/0, kAllFeatures, KvSplit::split,
+     type_bit(KvType::f16), kCudaDecodeDims, /*max_n_q=*/16, /*max_gqa_group=*/0, kAllFeatures, KvSplit::whole_waves,
      /*kv_tile=*/64, /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_q8_0, "cuda.decode_split_kv.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
-     type_bit(KvType::q8_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none,
+     type_bit(KvType::q8_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none,
      CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_q4_0, "cuda.decode_split_kv.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
-     type_bit(KvType::q4_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none,
+     type_bit(KvType::q4_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none,
      CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_turbo3, "cuda.decode_split_kv.turbo3", BackendKind::cuda, false, type_bit(KvType::turbo3),
-     type_bit(KvType::turbo3), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false,
+     type_bit(KvType::turbo3), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
      Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     {KernelId::cuda_decode_turbo4, "cuda.decode_split_kv.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
-     type_bit(KvType::turbo4), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::split, 64, 512, false,
+     type_bit(KvType::turbo4), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
      Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
     // f16 K with a turbo V (seed 001's missing instances).
     {KernelId::cuda_decode_f16_turbo, "cuda.decode_split_kv.f16_turbo", BackendKind::cuda, false,
      type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
-     kAllFeatures, KvSplit::split, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
+     kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
@@ -237,7 +239,7 @@ constexpr bool rows_are_well_formed() {
     if (k.v_types == 0 || (k.v_types & ~kAllKvTypes) != 0) return false;
     if ((k.features & ~kAllFeatures) != 0) return false;
     if (k.max_n_q < 0 || k.max_gqa_group < 0 || k.max_splits < 1) return false;
-    if (k.kv_split == KvSplit::split && k.kv_tile < 1) return false;
+    if (k.kv_split != KvSplit::none && k.kv_tile < 1) return false;
     if (k.scratch == Scratch::kv_tile_dequant && k.kv_tile < 1) return false;
     for (const HeadDimPair& d : k.head_dims) {
       if (d.d_k < 1 || d.d_v < 1) return false;

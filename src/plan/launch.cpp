@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/split_plan.h"
 
 namespace kvflash::plan {
 namespace {
@@ -44,18 +45,40 @@ int32_t workers_for(const KernelSpec& spec, const BackendCaps& caps) {
   return spec.backend == BackendKind::cpu ? std::max(1, caps.threads) : 1;
 }
 
+namespace {
+
+/// The whole-wave geometry of the CUDA decode instance `inst` runs on: split granule = the row's kv_tile.
+cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCaps& caps, const SplitInstance& inst) {
+  const cuda::DecodeGeometry g = cuda::decode_geometry(inst.k_type, inst.d_k, inst.v_type, inst.d_v);
+  return {spec.kv_tile, g.qvecs_per_cta, cuda::resident_ctas_per_sm(g, caps.shared_mem_per_block)};
+}
+
+}  // namespace
+
 int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
-                         int64_t max_n_kv) {
-  if (spec.kv_split != KvSplit::split || max_n_kv <= 0) return 1;
+                         int64_t max_n_kv, const SplitInstance& inst) {
+  if (spec.kv_split == KvSplit::none || max_n_kv <= 0) return 1;
   const int64_t items = std::max<int64_t>(1, n_seq) * std::max<int64_t>(1, n_head_kv);
+  if (spec.kv_split == KvSplit::whole_waves) {
+    const cuda::KernelGeometry g = whole_wave_geometry(spec, caps, inst);
+    const int64_t qchunks = std::max<int64_t>(1, ceil_div(inst.group_qvecs, g.qvecs_per_cta));
+    return cuda::max_whole_wave_splits(items, qchunks, max_n_kv, g, std::max(1, caps.sm_count), spec.max_splits);
+  }
   const int64_t wanted = ceil_div(parallel_units(caps), items);
   const int64_t tiles = ceil_div(max_n_kv, spec.kv_tile);
   return std::max<int64_t>(1, std::min({wanted, tiles, int64_t{spec.max_splits}}));
 }
 
 SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
-                        int64_t n_kv) {
-  const int64_t target = max_splits_up_to(spec, caps, n_seq, n_head_kv, n_kv);
+                        int64_t n_kv, const SplitInstance& inst) {
+  if (spec.kv_split == KvSplit::whole_waves && n_kv > 0) {
+    const cuda::SplitPlan p =
+        cuda::plan_whole_waves(std::max<int64_t>(1, n_seq) * std::max<int64_t>(1, n_head_kv), inst.group_qvecs, n_kv,
+                               whole_wave_geometry(spec, caps, inst), std::max(1, caps.sm_count), spec.max_splits);
+    if (p.n_splits > 1) return {p.n_splits, p.keys_per_split};
+    return {1, n_kv};
+  }
+  const int64_t target = max_splits_up_to(spec, caps, n_seq, n_head_kv, n_kv, inst);
   if (target <= 1) return {1, n_kv};
   // Whole tiles per split; recount so that no split is empty.
   const int64_t keys_per_split = ceil_div(ceil_div(n_kv, spec.kv_tile), target) * spec.kv_tile;
@@ -76,7 +99,8 @@ int64_t partial_o_pitch(const KernelSpec& spec, KvType v_type, int64_t d_v) {
   (void)v_type;
   switch (spec.kv_split) {
     case KvSplit::none:
-    case KvSplit::split: return d_v;
+    case KvSplit::split:
+    case KvSplit::whole_waves: return d_v;
   }
   return d_v;
 }
@@ -111,7 +135,8 @@ Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const Back
   r.kernel = spec.id;
   r.kv_tile = spec.kv_tile;
   r.workers = workers_for(spec, caps);
-  const SplitPlan splits = choose_splits(spec, caps, s.n_seq, s.n_head_kv, s.n_kv);
+  const SplitInstance inst{p.k.type, p.v.type, s.d_k, s.d_v, s.n_head_q / s.n_head_kv * s.n_q};
+  const SplitPlan splits = choose_splits(spec, caps, s.n_seq, s.n_head_kv, s.n_kv, inst);
   r.n_splits = splits.n_splits;
   r.keys_per_split = splits.keys_per_split;
   r.scratch_floats_per_worker = scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v);

@@ -23,15 +23,29 @@ struct SplitPlan {
   int64_t keys_per_split = 0;  // whole tiles; the last split may hold fewer keys
 };
 
-/// Splits the kernel uses: enough (sequence, KV head) x split items to fill parallel_units(), no more splits than
-/// tiles of keys, at most spec.max_splits, and no empty split. One split of n_kv keys for KvSplit::none.
+/// What KvSplit::whole_waves needs beyond the counts: the instance (types, head dims) whose resident CTAs per SM
+/// make a wave, and the query vectors (query heads of a KV group x query rows) of one (sequence, KV head).
+/// KvSplit::split ignores it.
+struct SplitInstance {
+  KvType k_type = KvType::f16;
+  KvType v_type = KvType::f16;
+  int64_t d_k = 128;
+  int64_t d_v = 128;
+  int64_t group_qvecs = 1;
+};
+
+/// Splits the kernel uses. KvSplit::split: enough (sequence, KV head) x split items to fill parallel_units(), no
+/// more splits than tiles of keys, at most spec.max_splits, and no empty split. KvSplit::whole_waves: the CUDA
+/// whole-wave rule (backend/cuda/split_plan.h) for the instance's resident CTAs on caps.sm_count SMs. One split
+/// of n_kv keys for KvSplit::none.
 SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
-                        int64_t n_kv);
+                        int64_t n_kv, const SplitInstance& inst = {});
 
 /// The largest choose_splits() over every n_kv in [0, max_n_kv] (it is not monotone in n_kv: rounding keys to
-/// whole tiles can lower the count; the bound min(wanted, tiles, max_splits) is reached at n_kv = that * kv_tile).
+/// whole tiles can lower the count). KvSplit::whole_waves counts depend on inst.group_qvecs too (fewer query chunks
+/// leave room for more splits): plan_workspace() asks for each query-row count.
 int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
-                         int64_t max_n_kv);
+                         int64_t max_n_kv, const SplitInstance& inst = {});
 
 /// float32 scratch per worker the kernel keeps (Scratch in the table).
 int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType v_type, int64_t d_k, int64_t d_v);

@@ -1,10 +1,12 @@
 // plan_workspace(): the worst case of launch.cpp's layout over the limits, kernel by kernel.
 //
 // For a fixed kernel, layer and n_seq the layout grows with n_q (partials and staging are per query row) and with
-// the split count, which depends on n_kv only through max_splits_up_to(); so the worst case of that n_seq is
-// n_q = min(max_query_rows / n_seq, the kernel's max_n_q) with the most splits any n_kv <= capacity gives. The
-// remaining axis, n_seq, trades splits against rows and is walked exhaustively (max_sequences values per kernel
-// and distinct layer shape).
+// the split count, which depends on n_kv (and, for whole waves, on the query chunks) only through
+// max_splits_up_to(), itself a maximum over every n_kv up to the capacity; so the worst case of that n_seq is
+// n_q = min(max_query_rows / n_seq, the kernel's max_n_q) with that many splits, except for whole-wave rows, whose
+// splits fall as n_q adds query chunks: there every n_q up to that bound (16 for the decode rows) is tried. The
+// remaining axis, n_seq, trades splits against rows and is walked exhaustively (max_sequences values per kernel and
+// distinct layer shape).
 #include "kvflash/workspace.h"
 
 #include <algorithm>
@@ -69,29 +71,34 @@ StatusOr<WorkspacePlan> plan_workspace_over(std::span<const KernelSpec> table, c
       const int32_t workers = workers_for(spec, limits.caps);
       const int64_t scratch = scratch_floats_per_worker(spec, k_type, v_type, d_k, d_v);
       for (int64_t n_seq = 1; n_seq <= limits.max_sequences; ++n_seq) {
-        int64_t n_q = limits.max_query_rows / n_seq;
-        if (spec.max_n_q > 0) n_q = std::min(n_q, spec.max_n_q);
-        const int64_t n_splits =
-            max_splits_up_to(spec, limits.caps, n_seq, n_head_kv, limits.kv_capacity_tokens);
-        const LayoutInputs in{n_seq,   n_head_q, n_q,     d_k,           d_v,
-                              k_type,  n_splits, workers, scratch,       spec.stages_q,
-                              partial_o_pitch(spec, v_type, d_v)};
-        WorkspaceLayout layout;
-        const int64_t total = layout_workspace(in, &layout);
-        if (total < 0) {
-          return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes at n_seq = " +
-                                  std::to_string(n_seq) + ", n_q = " + std::to_string(n_q));
-        }
-        if (total > best.total_bytes) {
-          best.total_bytes = total;
-          best.partial_o_bytes = layout.partial_o.bytes;
-          best.partial_stats_bytes = layout.partial_max.bytes + layout.partial_sum.bytes;
-          best.q_staging_bytes = layout.q_staging.bytes;
-          best.worker_scratch_bytes = layout.worker_scratch.bytes;
-          best.bounding_kernel = std::string(spec.name);
-          best.bounding_n_seq = n_seq;
-          best.bounding_n_q = n_q;
-          best.bounding_n_splits = n_splits;
+        int64_t max_n_q = limits.max_query_rows / n_seq;
+        if (spec.max_n_q > 0) max_n_q = std::min(max_n_q, spec.max_n_q);
+        // Whole-wave split counts fall as query rows add query chunks: every row count is a candidate there.
+        const int64_t min_n_q = spec.kv_split == KvSplit::whole_waves ? 1 : max_n_q;
+        for (int64_t n_q = min_n_q; n_q <= max_n_q; ++n_q) {
+          const SplitInstance inst{k_type, v_type, d_k, d_v, n_head_q / n_head_kv * n_q};
+          const int64_t n_splits =
+              max_splits_up_to(spec, limits.caps, n_seq, n_head_kv, limits.kv_capacity_tokens, inst);
+          const LayoutInputs in{n_seq,   n_head_q, n_q,     d_k,           d_v,
+                                k_type,  n_splits, workers, scratch,       spec.stages_q,
+                                partial_o_pitch(spec, v_type, d_v)};
+          WorkspaceLayout layout;
+          const int64_t total = layout_workspace(in, &layout);
+          if (total < 0) {
+            return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes at n_seq = " +
+                                    std::to_string(n_seq) + ", n_q = " + std::to_string(n_q));
+          }
+          if (total > best.total_bytes) {
+            best.total_bytes = total;
+            best.partial_o_bytes = layout.partial_o.bytes;
+            best.partial_stats_bytes = layout.partial_max.bytes + layout.partial_sum.bytes;
+            best.q_staging_bytes = layout.q_staging.bytes;
+            best.worker_scratch_bytes = layout.worker_scratch.bytes;
+            best.bounding_kernel = std::string(spec.name);
+            best.bounding_n_seq = n_seq;
+            best.bounding_n_q = n_q;
+            best.bounding_n_splits = n_splits;
+          }
         }
       }
     }

@@ -62,7 +62,7 @@ inline StatusOr<Route> cuda_route(const AttentionProblem& p, int64_t force_split
   if (!planned.ok() || force_splits <= 0) return planned;
   Route r = *planned;
   const plan::KernelSpec& spec = plan::kernel_spec(r.kernel);
-  if (spec.kv_split != plan::KvSplit::split || p.shape.n_kv == 0) return r;
+  if (spec.kv_split == plan::KvSplit::none || p.shape.n_kv == 0) return r;
   const int64_t tile = spec.kv_tile, tiles = (p.shape.n_kv + tile - 1) / tile;
   const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>({force_splits, tiles, int64_t{spec.max_splits}}));
   r.keys_per_split = (tiles + wanted - 1) / wanted * tile;

@@ -25,13 +25,6 @@ struct DecodeLaunch {
   SplitOutput out;
 };
 
-/// Shared-memory row pitch for stored rows: 16-byte aligned (cp.async), and an odd multiple of 16 so that the 8
-/// rows a fragment load touches start in different bank groups.
-constexpr int smem_row_pitch(int row_bytes) {
-  const int aligned = (row_bytes + 15) / 16 * 16;
-  return aligned % 32 == 0 ? aligned + 16 : aligned;
-}
-
 /// Shared-memory layout of the K/V tiles of one instance: KeyTile rows of K then of V per stage, Stages deep.
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int KeyTile, int Stages>
 struct KvTileGeometry {
@@ -49,13 +42,6 @@ struct KvTileGeometry {
   static constexpr int kStagesBytes = Stages * kStageBytes;
   static constexpr int kOffsetsBytes = Stages * 2 * KeyTile * 8;  // int64 row offsets [stage][K, V][KeyTile]
 };
-
-/// Bytes of one stage for a tile of `tile` keys (for choosing the tile and the depth at compile time).
-constexpr int kv_stage_bytes(KvType kt, int dk, KvType vt, int dv, int tile) {
-  return tile * (smem_row_pitch(static_cast<int>(head_row_bytes(kt, dk))) +
-                 smem_row_pitch(static_cast<int>(head_row_bytes(vt, dv)))) +
-         32;
-}
 
 /// The (sequence, KV head, split, query chunk) of this CTA and the keys it reads.
 struct DecodeWork {

@@ -21,11 +21,19 @@
 
 namespace kvflash::cuda {
 
+static_assert(sizeof(ScoreVariant) == kScoreVariantBytes, "decode_geometry() counts ScoreVariant bytes");
+
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 struct DecodeKernel {
   static constexpr bool kNarrow = stored_dim(VType, HeadDimV) <= 128;
   using Cfg = std::conditional_t<kNarrow, NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType>,
                                  WideDecodeConfig<HeadDimK, HeadDimV, KType, VType>>;
+  // The planner chooses splits from decode_geometry(); it must describe this very configuration.
+  static constexpr DecodeGeometry kGeometry = decode_geometry(KType, HeadDimK, VType, HeadDimV);
+  static_assert(kGeometry.narrow == kNarrow && kGeometry.key_tile == Cfg::kKeyTile &&
+                    kGeometry.stages == Cfg::kStages && kGeometry.qvecs_per_cta == Cfg::kMaxQvecs &&
+                    kGeometry.smem_bytes == Cfg::kSmemBytes,
+                "decode_geometry() (split_plan.h) disagrees with the kernel's configuration");
   using Fn = void (*)(const AttentionProblem, const DecodeLaunch);
   static Fn function() {
     if constexpr (kNarrow) {

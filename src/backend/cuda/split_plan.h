@@ -1,13 +1,11 @@
-// How a CUDA split-KV launch divides the keys and where its partial results live. Pure C++ (no CUDA types).
+// How a CUDA split-KV launch divides the keys and where its partial results live. Pure C++ (no CUDA types): the
+// planner (src/plan/launch.cpp, KvSplit::whole_waves) includes it to choose a decode route's splits.
 //
 // A launch runs one CTA per (sequence, KV head, query chunk, split). kv_len is device data the host must not read
 // (no synchronization inside a call), so splits are planned from n_kv, the longest possible sequence: a split
 // beyond a sequence's kv_len exits at once, which is how short and long sequences of one batch share the grid.
-//
-// The planner (src/plan/launch.cpp, KvSplit::split) chooses n_splits today; plan_splits() below is the CUDA
-// backend's whole-wave rule, the hook for a CUDA-specific KvSplit enumerator: it needs the kernel's tile, query
-// vectors per CTA and resident CTAs per SM (cudaOccupancyMaxActiveBlocksPerMultiprocessor, or a table estimate
-// when planning without a device).
+// The split count comes from the SM count and the instance's resident CTAs per SM (decode_geometry(): its shared
+// memory, checked against the kernel's own configuration at compile time, and its register bound).
 #pragma once
 
 #include <algorithm>
@@ -15,15 +13,86 @@
 #include <cstdint>
 
 #include "kvflash/attention_problem.h"
+#include "kvflash/kv_type.h"
 #include "kvflash/route.h"
 
 namespace kvflash::cuda {
 
-/// What a kernel instance tells the planner about itself.
+/// Shared-memory row pitch for stored rows: 16-byte aligned (cp.async), and an odd multiple of 16 so that the 8
+/// rows a fragment load touches start in different bank groups.
+constexpr int smem_row_pitch(int row_bytes) {
+  const int aligned = (row_bytes + 15) / 16 * 16;
+  return aligned % 32 == 0 ? aligned + 16 : aligned;
+}
+
+/// Bytes of one stage for a tile of `tile` keys (for choosing the tile and the depth at compile time): K rows,
+/// V rows, and 16 bytes of slack after each tile.
+constexpr int kv_stage_bytes(KvType kt, int64_t dk, KvType vt, int64_t dv, int tile) {
+  return tile * (smem_row_pitch(static_cast<int>(head_row_bytes(kt, dk))) +
+                 smem_row_pitch(static_cast<int>(head_row_bytes(vt, dv)))) +
+         32;
+}
+
+/// What a decode instance's launch looks like to the planner: the same numbers as its NarrowDecodeConfig or
+/// WideDecodeConfig (decode_split_kv.cuh static_asserts key_tile, qvecs_per_cta and smem_bytes against them).
+struct DecodeGeometry {
+  bool narrow = true;           // stored d_v <= 128: decode_narrow.cuh, else decode_wide.cuh
+  int key_tile = 64;            // keys per pipeline tile
+  int stages = 3;               // tiles in flight
+  int qvecs_per_cta = 8;        // query vectors (query head x query row) one CTA carries over the keys
+  int64_t smem_bytes = 0;       // dynamic shared memory per CTA
+  int max_ctas_by_registers = 4;  // __launch_bounds__: (128, 4) narrow; 128 threads at <= 255 registers wide
+};
+
+/// Bytes of a ScoreVariant (score_variant.cuh; checked there): the per-query-vector options kept in shared memory.
+inline constexpr int kScoreVariantBytes = 48;
+
+constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64_t dv) {
+  DecodeGeometry g;
+  const int64_t dk_stored = stored_dim(kt, dk), dv_stored = stored_dim(vt, dv);
+  g.narrow = dv_stored <= 128;
+  if (g.narrow) {
+    // f16 rows (35 KB stages): 3 stages, two CTAs per SM. Smaller rows: ~44 KB of stages, so that four CTAs
+    // (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
+    g.key_tile = 64;
+    g.qvecs_per_cta = 8;
+    const int stage = kv_stage_bytes(kt, dk, vt, dv, g.key_tile);
+    g.stages = stage >= 24 * 1024 ? 3 : std::clamp(44 * 1024 / stage, 3, 6);
+    const int64_t q_rows = 16;  // the m of the QK MMA
+    const int64_t variants_end = int64_t{g.stages} * stage + q_rows * (dk_stored + 8) * 2 + 8 * kScoreVariantBytes;
+    g.smem_bytes = (variants_end + 15) / 16 * 16 + int64_t{g.stages} * 2 * g.key_tile * 8 + 2 * 16 * 2;
+    g.max_ctas_by_registers = 4;
+  } else {
+    // 64 keys per tile unless a stage would pass 40 KB (wide f16 rows); two m-tiles of 16 query vectors where
+    // the accumulators still fit the register file.
+    g.key_tile = kv_stage_bytes(kt, dk, vt, dv, 64) <= 40 * 1024 ? 64 : 32;
+    const int stage = kv_stage_bytes(kt, dk, vt, dv, g.key_tile);
+    g.stages = std::clamp(100 * 1024 / stage, 2, 6);
+    g.qvecs_per_cta = (dk_stored <= 256 && dv_stored <= 256) ? 32 : 16;
+    const int64_t q = g.qvecs_per_cta;
+    const int64_t stats_end = int64_t{g.stages} * stage + q * (dk_stored + 8) * 2 + q * (g.key_tile + 4) * 4 +
+                              q * (g.key_tile + 8) * 2 + 3 * q * 4;
+    g.smem_bytes = (stats_end + 15) / 16 * 16 + int64_t{g.stages} * 2 * g.key_tile * 8 + 2 * 16 * 2;
+    g.max_ctas_by_registers = 2;
+  }
+  return g;
+}
+
+/// CTAs of `g` resident on one SM of a device whose blocks may opt into `smem_per_block` bytes: the shared memory
+/// of an SM is that plus the 1 KiB the driver reserves per block (Hopper and Ampere), and each CTA also takes its
+/// 1 KiB. At least 1 (an instance that fits no SM is refused at launch, not here).
+constexpr int resident_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_block) {
+  constexpr int64_t kReservedPerBlock = 1024;
+  if (smem_per_block <= 0) return g.max_ctas_by_registers;
+  const int64_t by_smem = (smem_per_block + kReservedPerBlock) / (g.smem_bytes + kReservedPerBlock);
+  return static_cast<int>(std::clamp<int64_t>(by_smem, 1, g.max_ctas_by_registers));
+}
+
+/// What a kernel instance tells the split rule about itself.
 struct KernelGeometry {
-  int key_tile = 64;              // keys per pipeline tile: a split is a whole number of tiles
+  int key_tile = 64;              // keys per split granule: a split is a whole number of these
   int qvecs_per_cta = 16;         // query vectors (query head x query row) one CTA carries over the keys
-  int resident_ctas_per_sm = 1;   // from the occupancy calculator for the instance's threads and shared memory
+  int resident_ctas_per_sm = 1;   // resident_ctas_per_sm() of the instance's DecodeGeometry
 };
 
 struct SplitPlan {
@@ -36,41 +105,112 @@ struct SplitPlan {
 inline constexpr int64_t kMinTilesPerSplit = 2;
 // Caps the workspace (rows x splits x d_v floats) and the combine's loop; 128K keys / 512 is still 256 keys each.
 inline constexpr int64_t kMaxSplits = 512;
+// Beyond this many waves the last wave's fill hardly matters: the search stops there.
+inline constexpr int64_t kMaxWaves = 8;
 
 /// Query vectors of one (sequence, KV head): every query head of the group times every query row.
 inline int64_t group_qvecs(const AttentionShape& s) { return s.n_head_q / s.n_head_kv * s.n_q; }
 
-/// The split count that fills the GPU in whole waves. Among the counts whose CTAs fill at least 80% of one wave
-/// of resident CTAs (or, if none does, the largest allowed), it takes the one whose last wave is fullest, and the
-/// fewest splits among equals: every split costs a prologue and a partial row in the combine.
-inline SplitPlan plan_splits(const AttentionShape& s, const KernelGeometry& g, int sm_count) {
-  SplitPlan plan;
-  const int64_t qvecs = group_qvecs(s);
-  plan.n_qchunks = (qvecs + g.qvecs_per_cta - 1) / g.qvecs_per_cta;
-  const int64_t tile = std::max(1, g.key_tile);
-  const int64_t tiles = std::max<int64_t>(1, (s.n_kv + tile - 1) / tile);
-  const int64_t base = s.n_seq * s.n_head_kv * plan.n_qchunks;
-  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
-  const int64_t max_splits = std::clamp<int64_t>(tiles / kMinTilesPerSplit, 1, kMaxSplits);
+/// The busy fraction of `resident` CTA slots over a launch of `ctas` CTAs: under one wave, the share of the
+/// slots used; from one wave on, the waves over the whole waves the launch takes (its last wave's emptiness).
+inline double wave_fill(int64_t ctas, int64_t resident) {
+  const double waves = static_cast<double>(ctas) / static_cast<double>(resident);
+  if (waves < 1.0) return waves;
+  return waves / static_cast<double>((ctas + resident - 1) / resident);
+}
 
+// A split count whose launch keeps this share of the CTA slots busy is taken: more splits only add prologues and
+// combine rows (the v3 runs: q8_0 131K ran faster at 33 splits than at 66, batch 16 x 32K q4_0 at 3 than at more).
+// Not lower: at 90% the f16 131K route took 30 splits (240 of 264 slots) and ran 3% slower than at 33 (v4 run).
+inline constexpr double kGoodWaveFill = 0.95;
+
+/// Chooses among split counts offered in increasing order: the first whose fill reaches kGoodWaveFill, else the
+/// fullest (the fewest splits among equals).
+struct WaveChoice {
   int64_t best = 1;
-  double best_score = -1.0;
-  for (int64_t n = 1; n <= max_splits; ++n) {
-    const double waves = static_cast<double>(base * n) / static_cast<double>(resident);
-    const double full_waves = waves < 1.0 ? 1.0 : static_cast<double>((base * n + resident - 1) / resident);
-    const double fill = waves / full_waves;  // busy fraction of the CTA slots over the launch
-    // Launches under 80% of a wave leave SMs idle however evenly they finish: rank them below every fuller one.
-    const double score = waves >= 0.8 ? 1.0 + fill : waves;
-    if (score > best_score + 1e-9) {
-      best_score = score;
+  double best_fill = -1.0;
+  bool good = false;
+  void offer(int64_t n, double fill) {
+    if (good) return;
+    if (fill >= kGoodWaveFill) {
+      best = n;
+      good = true;
+    } else if (fill > best_fill + 1e-9) {
+      best_fill = fill;
       best = n;
     }
-    if (base * n >= 8 * resident) break;  // beyond eight waves the last wave's fill hardly matters
   }
-  const int64_t tiles_per_split = (tiles + best - 1) / best;
-  plan.keys_per_split = tiles_per_split * tile;
-  plan.n_splits = (tiles + tiles_per_split - 1) / tiles_per_split;
+};
+
+/// The split counts the whole-wave rule tries for `base` CTAs per split: 1 .. the first count reaching kMaxWaves.
+inline int64_t whole_wave_search_end(int64_t base, int64_t resident) {
+  return std::max<int64_t>(1, (kMaxWaves * resident + base - 1) / base);
+}
+
+/// Splits of `tiles` tiles among at most `n` splits: whole tiles per split, recounted so that none is empty.
+inline int64_t splits_of_whole_tiles(int64_t tiles, int64_t n) {
+  const int64_t tiles_per_split = (tiles + n - 1) / n;
+  return (tiles + tiles_per_split - 1) / tiles_per_split;
+}
+
+/// The whole-wave split count for `tiles` tiles and `base` CTAs per split on `resident` CTA slots, among the
+/// counts that whole tiles make exactly (no empty split), at most min(tiles / kMinTilesPerSplit, cap).
+inline int64_t whole_wave_count(int64_t tiles, int64_t base, int64_t resident, int64_t cap) {
+  const int64_t last = std::min(std::max<int64_t>(1, tiles / kMinTilesPerSplit), cap);
+  WaveChoice choice;
+  for (int64_t n = 1; n <= last; ++n) {
+    if (splits_of_whole_tiles(tiles, n) == n) choice.offer(n, wave_fill(base * n, resident));
+    if (choice.good) break;
+  }
+  return choice.best;
+}
+
+/// The split count that fills the GPU in whole waves, for `n_items` (sequence, KV head) pairs whose query vectors
+/// number `qvecs` each, over n_kv keys: the fewest splits whose launch keeps kGoodWaveFill of the resident CTA
+/// slots busy (wave_fill()), else the fullest launch, since every split costs a prologue and a partial row in the
+/// combine. No split shorter than kMinTilesPerSplit tiles, at most max_splits, at most kMaxWaves waves.
+inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, const KernelGeometry& g,
+                                  int sm_count, int64_t max_splits = kMaxSplits) {
+  SplitPlan plan;
+  plan.n_qchunks = std::max<int64_t>(1, (qvecs + g.qvecs_per_cta - 1) / g.qvecs_per_cta);
+  const int64_t tile = std::max(1, g.key_tile);
+  const int64_t tiles = std::max<int64_t>(1, (n_kv + tile - 1) / tile);
+  const int64_t base = std::max<int64_t>(1, n_items * plan.n_qchunks);
+  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
+  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident));
+  plan.n_splits = whole_wave_count(tiles, base, resident, cap);
+  plan.keys_per_split = (tiles + plan.n_splits - 1) / plan.n_splits * tile;
   return plan;
+}
+
+/// plan_whole_waves() for a problem shape (every sequence as long as n_kv).
+inline SplitPlan plan_splits(const AttentionShape& s, const KernelGeometry& g, int sm_count) {
+  return plan_whole_waves(s.n_seq * s.n_head_kv, group_qvecs(s), s.n_kv, g, sm_count);
+}
+
+/// The largest plan_whole_waves().n_splits over every n_kv in [0, max_n_kv] (exact; not monotone in n_kv). Whole
+/// tiles make every count n exactly once t > n (n - 1) tiles (t / n - t / (n + 1) >= 1), so past
+/// max(kMinTilesPerSplit x G, G (G - 1)) tiles the count stays at G, the first count up to the cap whose fill is
+/// good (or, without one, past the cap's bound it stays at the fullest): the walk over tile counts stops there.
+inline int64_t max_whole_wave_splits(int64_t n_items, int64_t n_qchunks, int64_t max_n_kv, const KernelGeometry& g,
+                                     int sm_count, int64_t max_splits = kMaxSplits) {
+  if (max_n_kv <= 0) return 1;
+  const int64_t tile = std::max(1, g.key_tile);
+  const int64_t max_tiles = (max_n_kv + tile - 1) / tile;
+  const int64_t base = std::max<int64_t>(1, n_items * std::max<int64_t>(1, n_qchunks));
+  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
+  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident));
+  int64_t settled = cap;  // the count every large enough tile count gets
+  for (int64_t n = 1; n <= cap; ++n) {
+    if (wave_fill(base * n, resident) >= kGoodWaveFill) {
+      settled = n;
+      break;
+    }
+  }
+  const int64_t t_end = std::min(max_tiles, std::max(kMinTilesPerSplit * settled, settled * settled));
+  int64_t reached = 1;
+  for (int64_t t = 1; t <= t_end; ++t) reached = std::max(reached, whole_wave_count(t, base, resident, cap));
+  return reached;
 }
 
 /// Where the partial results of a split launch go: per split and output row (row = (s * n_head_q + h) * n_q + i),

@@ -1,0 +1,146 @@
+// The CUDA decode rows' split rule (KvSplit::whole_waves): the planner sizes a decode launch from the SM count,
+// the instance's resident CTAs per SM and the sequence lengths, and plan_workspace()'s bound covers every count it
+// can choose. Pure planning: no device needed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "backend/cuda/split_plan.h"
+#include "kvflash/route.h"
+#include "plan/kernel_table.h"
+#include "plan/launch.h"
+#include "plan/router.h"
+#include "plan/shape_problem.h"
+
+namespace kvflash::plan {
+namespace {
+
+/// The nominal H100 (132 SMs, 227 KiB of shared memory per block), fixed so that the figures do not follow a device.
+BackendCaps h100() {
+  BackendCaps caps = caps_for(BackendKind::cuda);
+  caps.sm_count = 132;
+  caps.shared_mem_per_block = 227 * 1024;
+  return caps;
+}
+
+AttentionProblem decode_problem(KvType type, int64_t n_seq, int64_t n_q, int64_t n_kv) {
+  ShapeProblemSpec s;
+  s.shape = {n_seq, n_q, n_kv, /*n_head_q=*/32, /*n_head_kv=*/8, 128, 128};
+  s.k_type = type;
+  s.v_type = type;
+  return shape_only_problem(s);
+}
+
+/// Share of the GPU's CTA slots a decode route's launch keeps busy (cuda::wave_fill of its CTAs).
+double route_fill(const Route& r, const AttentionProblem& p, const BackendCaps& caps) {
+  const cuda::DecodeGeometry g = cuda::decode_geometry(p.k.type, p.shape.d_k, p.v.type, p.shape.d_v);
+  const int64_t qchunks = (p.shape.n_head_q / p.shape.n_head_kv * p.shape.n_q + g.qvecs_per_cta - 1) /
+                          g.qvecs_per_cta;
+  const int64_t ctas = p.shape.n_seq * p.shape.n_head_kv * qchunks * r.n_splits;
+  return cuda::wave_fill(ctas, int64_t{caps.sm_count} * cuda::resident_ctas_per_sm(g, caps.shared_mem_per_block));
+}
+
+TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
+  // f16 d 128: 3 stages of 35 KB rows, ~110 KB per CTA: two per SM. q4_0: ~49 KB, four (the register bound).
+  const cuda::DecodeGeometry f16 = cuda::decode_geometry(KvType::f16, 128, KvType::f16, 128);
+  const cuda::DecodeGeometry q4 = cuda::decode_geometry(KvType::q4_0, 128, KvType::q4_0, 128);
+  EXPECT_EQ(cuda::resident_ctas_per_sm(f16, 227 * 1024), 2);
+  EXPECT_EQ(cuda::resident_ctas_per_sm(q4, 227 * 1024), 4);
+  // A device with a third of the shared memory fits one f16 CTA, and never reports zero.
+  EXPECT_EQ(cuda::resident_ctas_per_sm(f16, 100 * 1024), 1);
+  EXPECT_EQ(cuda::resident_ctas_per_sm(f16, 1024), 1);
+  // Wide instances (d_v > 128) carry 16 or 32 query vectors per CTA.
+  EXPECT_FALSE(cuda::decode_geometry(KvType::f16, 256, KvType::f16, 256).narrow);
+  EXPECT_EQ(cuda::decode_geometry(KvType::f16, 256, KvType::f16, 256).qvecs_per_cta, 32);
+  EXPECT_EQ(cuda::decode_geometry(KvType::f16, 576, KvType::f16, 512).qvecs_per_cta, 16);
+}
+
+TEST(WholeWaveSplits, LongDecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
+  // kGoodWaveFill (95%) where whole tiles make such a count; q8_0 at 32768 keys (3 CTAs per SM, 396 slots) gets
+  // 47 splits (95%-): 48 would leave a split empty.
+  const BackendCaps caps = h100();
+  for (KvType type : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
+    for (int64_t n_kv : {4096, 32768, 131072}) {
+      const AttentionProblem p = decode_problem(type, 1, 1, n_kv);
+      auto r = plan_route(p, caps);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      ASSERT_EQ(kernel_spec(r->kernel).kv_split, KvSplit::whole_waves) << kv_traits(type).name;
+      if (n_kv >= 32768) {
+        EXPECT_GE(route_fill(*r, p, caps), 0.9) << kv_traits(type).name << " n_kv " << n_kv;
+      } else {
+        // 64 tiles cannot fill 264+ slots at two tiles per split or more: the most splits the rule allows.
+        EXPECT_EQ(r->n_splits, 4096 / 64 / cuda::kMinTilesPerSplit) << kv_traits(type).name;
+      }
+      EXPECT_EQ(r->keys_per_split % 64, 0);
+      EXPECT_GE(r->n_splits * r->keys_per_split, n_kv);
+      EXPECT_LT((r->n_splits - 1) * r->keys_per_split, n_kv) << "no empty split";
+    }
+  }
+}
+
+TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
+  const BackendCaps caps = h100();
+  // f16, 131072 keys: 2048 tiles; 32 splits of 64 tiles = 256 CTAs of 264 slots (97%), the fewest above 95%.
+  auto r = plan_route(decode_problem(KvType::f16, 1, 1, 131072), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 32);
+  EXPECT_EQ(r->keys_per_split, 64 * 64);
+  // q4_0 fits 4 CTAs per SM (528 slots): 63 splits of 33 tiles = 504 CTAs (95.5%).
+  r = plan_route(decode_problem(KvType::q4_0, 1, 1, 131072), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 63);
+  EXPECT_EQ(r->keys_per_split, 33 * 64);
+  // 16 sequences x 8 KV heads = 128 CTAs per split: f16 takes 2 splits (256 of 264), q4_0 4 (512 of 528).
+  r = plan_route(decode_problem(KvType::f16, 16, 1, 32768), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 2);
+  r = plan_route(decode_problem(KvType::q4_0, 16, 1, 32768), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 4);
+  // Four query rows: 16 query vectors = 2 chunks of 8 per KV head, so half the splits of one row.
+  r = plan_route(decode_problem(KvType::f16, 1, 4, 32768), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 16);
+  // 256 sequences already fill the GPU: one split, no combine.
+  r = plan_route(decode_problem(KvType::f16, 256, 1, 4096), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 1);
+  EXPECT_EQ(r->workspace_bytes, 0);
+}
+
+TEST(WholeWaveSplits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
+  // The count depends on n_kv only through the tile count: every tile boundary is visited.
+  for (KernelId id : {KernelId::cuda_decode_f16, KernelId::cuda_decode_q4_0}) {
+    const KernelSpec& spec = kernel_spec(id);
+    const KvType type = id == KernelId::cuda_decode_f16 ? KvType::f16 : KvType::q4_0;
+    for (int sm : {1, 7, 132}) {
+      BackendCaps caps = h100();
+      caps.sm_count = sm;
+      for (int64_t n_seq : {1, 3}) {
+        for (int64_t heads : {1, 8}) {
+          for (int64_t group_qvecs : {1, 16}) {
+            const SplitInstance inst{type, type, 128, 128, group_qvecs};
+            for (int64_t capacity : {0, 1, 64, 65, 200, 5000, 70000}) {
+              int64_t reached = 1;
+              for (int64_t t = 0; t * 64 < capacity + 64; ++t) {
+                const int64_t n_kv = std::min(t * 64, capacity);
+                const SplitPlan s = choose_splits(spec, caps, n_seq, heads, n_kv, inst);
+                reached = std::max(reached, s.n_splits);
+                if (n_kv > 0) {
+                  EXPECT_GE(s.n_splits * s.keys_per_split, n_kv);
+                  EXPECT_LT((s.n_splits - 1) * s.keys_per_split, n_kv);
+                }
+              }
+              EXPECT_EQ(reached, max_splits_up_to(spec, caps, n_seq, heads, capacity, inst))
+                  << spec.name << " sm " << sm << " n_seq " << n_seq << " heads " << heads << " qvecs "
+                  << group_qvecs << " capacity " << capacity;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvflash::plan
