@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "backend/cpu/int8_dot.h"
 #include "backend/cpu/kernel_job.h"
 #include "backend/cpu/row_dequant.h"
 #include "backend/cpu/score_variant.h"
@@ -125,9 +124,8 @@ struct KeyTile {
 
 // How a task reads K (or V) rows: dequantized into its scratch tile, or in place (f32 / f16 / bf16 rows whose
 // length is a whole number of vectors). In place pays one conversion per row block of 4 query rows, the tile one
-// per key: past 8 rows (two blocks) the tile wins. q8_0 / q4_0 K rows are read in place by integer dot products
-// with Q quantized to int8 (int8_dot.h).
-enum class RowSource { tile, f32, f16, bf16, q8_0_int, q4_0_int };
+// per key: past 8 rows (two blocks) the tile wins.
+enum class RowSource { tile, f32, f16, bf16 };
 constexpr int64_t kMaxRowsInPlace = 8;
 
 RowSource row_source(KvType type, int64_t stored_dim, int64_t n_rows) {
@@ -144,26 +142,12 @@ RowSource row_source(KvType type, int64_t stored_dim, int64_t n_rows) {
   }
 }
 
-// The integer path pays per (row, key, block) a sign, two widening adds, a conversion and a scale (int8_dot.h),
-// where a dequantized tile pays 4 FMAs per row plus a dequantization shared by all rows of the task. Measured on
-// Zen 2 (AVX2, no VNNI) at 32K keys, one thread's CPU time: 4 rows (a decode step, GQA 4) q8_0 19.5 ms vs 20.3 ms
-// through the tile, q4_0 16.9 vs 17.9 ms; 16 rows 50 ms vs 43-45 ms. So it serves tasks of at most 4 rows.
-constexpr int64_t kMaxRowsInt = 4;
-
-RowSource k_row_source(KvType type, int64_t stored_dim, int64_t n_rows) {
-  if (n_rows <= kMaxRowsInt && type == KvType::q8_0) return RowSource::q8_0_int;
-  if (n_rows <= kMaxRowsInt && type == KvType::q4_0) return RowSource::q4_0_int;
-  return row_source(type, stored_dim, n_rows);
-}
-
 // What walk_keys needs of a task.
 struct TaskView {
   const KernelJob* job;
   int64_t seq, kv_head, n_rows, keys_begin, keys_end;
   const RowPlace* places;
   const float* q;
-  const int8_t* q_i8;     // integer K sources: Q rows quantized per block, and their scales
-  const float* q_scale;
   float* scores;
   float* alpha;
   float* acc;
@@ -174,8 +158,7 @@ struct TaskView {
 
 // The key loop of a task: a tile of K rows located (and dequantized, for a tile source), scored against every row,
 // the softmax updated, the V rows located (dequantized) and accumulated; the next tile is prefetched meanwhile.
-// KInt names the block type of an integer K source (q8_0 / q4_0), f32 otherwise.
-template <class KElems, class VElems, bool KTile, bool VTile, KvType KInt = KvType::f32>
+template <class KElems, class VElems, bool KTile, bool VTile>
 void walk_keys(const TaskView& t) {
   const KernelJob& job = *t.job;
   const AttentionProblem& p = *job.problem;
@@ -218,15 +201,7 @@ void walk_keys(const TaskView& t) {
     for (int i = 0; i < n_keys; ++i) {
       k_rows[i] = KTile ? static_cast<const void*>(t.k_tile + i * job.dk_pad) : k_base + tile.k_offsets[i];
     }
-    if constexpr (KInt == KvType::q8_0) {
-      tile_scores_int<format::BlockQ8_0>(t.q_i8, t.q_scale, job.dk_stored / kIntBlock, t.n_rows, k_rows, n_keys,
-                                         t.scores);
-    } else if constexpr (KInt == KvType::q4_0) {
-      tile_scores_int<format::BlockQ4_0>(t.q_i8, t.q_scale, job.dk_stored / kIntBlock, t.n_rows, k_rows, n_keys,
-                                         t.scores);
-    } else {
-      tile_scores<KElems>(t.q, job.dk_pad, t.n_rows, k_rows, n_keys, k_dim, t.scores);
-    }
+    tile_scores<KElems>(t.q, job.dk_pad, t.n_rows, k_rows, n_keys, k_dim, t.scores);
     for (int64_t r = 0; r < t.n_rows; ++r) {
       float* s = t.scores + r * kKeyTile;
       variant.apply(s, t.places[r], key0, n_keys);
@@ -244,17 +219,17 @@ void walk_keys(const TaskView& t) {
   }
 }
 
-template <class KElems, bool KTile, KvType KInt = KvType::f32>
+template <class KElems, bool KTile>
 void walk_keys_v(const TaskView& t, RowSource v) {
   switch (v) {
+    case RowSource::tile:
+      return walk_keys<KElems, FloatElems, KTile, true>(t);
     case RowSource::f32:
-      return walk_keys<KElems, FloatElems, KTile, false, KInt>(t);
+      return walk_keys<KElems, FloatElems, KTile, false>(t);
     case RowSource::f16:
-      return walk_keys<KElems, HalfElems, KTile, false, KInt>(t);
+      return walk_keys<KElems, HalfElems, KTile, false>(t);
     case RowSource::bf16:
-      return walk_keys<KElems, BfloatElems, KTile, false, KInt>(t);
-    default:  // tile (integer sources are K-only)
-      return walk_keys<KElems, FloatElems, KTile, true, KInt>(t);
+      return walk_keys<KElems, BfloatElems, KTile, false>(t);
   }
 }
 
@@ -268,10 +243,6 @@ void walk_keys_any(const TaskView& t, RowSource k, RowSource v) {
       return walk_keys_v<HalfElems, false>(t, v);
     case RowSource::bf16:
       return walk_keys_v<BfloatElems, false>(t, v);
-    case RowSource::q8_0_int:
-      return walk_keys_v<FloatElems, false, KvType::q8_0>(t, v);
-    case RowSource::q4_0_int:
-      return walk_keys_v<FloatElems, false, KvType::q4_0>(t, v);
   }
 }
 
@@ -323,12 +294,7 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
     row_acc[job.dv_pad + 1] = 0.0f;  // l
   }
 
-  const RowSource k_source = k_row_source(p.k.type, job.dk_stored, n_rows);
-  int8_t* q_i8 = reinterpret_cast<int8_t*>(scratch + lay.q_i8);
-  float* q_scale = scratch + lay.q_scale;
-  if (k_source == RowSource::q8_0_int || k_source == RowSource::q4_0_int) {
-    quantize_q_rows(q, job.dk_pad, n_rows, job.dk_stored / kIntBlock, q_i8, q_scale);
-  }
+  const RowSource k_source = row_source(p.k.type, job.dk_stored, n_rows);
   const RowSource v_source = row_source(p.v.type, job.dv_stored, n_rows);
   TaskView view{&job,
                 seq,
@@ -338,8 +304,6 @@ void attend_task(const KernelJob& job, int64_t task, int slot) {
                 keys_end,
                 places,
                 q,
-                q_i8,
-                q_scale,
                 scratch + lay.scores,
                 scratch + lay.alpha,
                 acc,

@@ -64,8 +64,6 @@ ScratchLayout scratch_layout(const Dims& d) {
   };
   L.places = region(d.row_tile_cap * kRowPlaceFloats);
   L.q = region(d.row_tile_cap * d.dk_pad);
-  L.q_i8 = region(d.row_tile_cap * d.dk_pad / 4);
-  L.q_scale = region(d.row_tile_cap * ((d.dk_pad + 31) / 32));
   L.scores = region(d.row_tile_cap * kKeyTile);
   L.alpha = region(d.row_tile_cap);
   L.acc = region(d.row_tile_cap * d.acc_row);

@@ -39,8 +39,6 @@ static_assert(sizeof(RowPlace) <= kRowPlaceFloats * sizeof(float));
 struct ScratchLayout {
   int64_t places = 0;  // [row_tile] RowPlace
   int64_t q = 0;       // [row_tile][dk_pad]   Q rows, scaled, padded, rotated for turbo K
-  int64_t q_i8 = 0;    // [row_tile][dk_pad]   int8 Q rows for q8_0 / q4_0 K (int8_dot.h), dk_pad / 4 floats a row
-  int64_t q_scale = 0; // [row_tile][dk_pad / 32] their block scales
   int64_t scores = 0;  // [row_tile][kKeyTile] scores, then probabilities
   int64_t alpha = 0;   // [row_tile]           rescale factor of each running accumulator for the current tile
   int64_t acc = 0;     // [row_tile][acc_row]  accumulator, then m and l
