@@ -3,7 +3,7 @@
 attention figures of issue 4 (same shape: 32 query / 8 KV heads, head dim 128), in bench/README.md's format.
 
 Usage: python3 bench/cpu_decode_vs_ggml.py [path/to/kvflash [extra kvflash bench flags...]]
-       (default: build/bin/kvflash; e.g. `build/bin/kvflash --page-rows 256` for larger cache pages)
+       (default: build/bin/kvflash; e.g. `build/bin/kvflash --page-rows 16` for vLLM-sized cache pages)
 Runs: kvflash bench -d 32768 -ctk f16,q8_0,q4_0,turbo3 -q 1,4 -n 16 -p 0 -r 3 --backend cpu -o json
 plus bench/fma_peak.cpp (one core's float32 FMA rate) for the arithmetic floor of the 4-row step.
 """

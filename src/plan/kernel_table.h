@@ -93,7 +93,7 @@ enum class KvSplit : uint8_t {
 /// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
 enum class Scratch : uint8_t {
   none,
-  kv_tile_dequant,  // float32 [kv_tile, stored_dim(d_k) + stored_dim(d_v) + 1]: one dequantized K/V tile + scores
+  kv_tile_dequant,  // float32 [kv_tile, widest stored_dim(d_k) + widest stored_dim(d_v) + 1]: a K/V tile + scores
   cpu_tiles,        // cpu::scratch_floats_per_worker(): Q rows, K/V tiles, scores and accumulators of a task
 };
 

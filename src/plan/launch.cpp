@@ -85,11 +85,20 @@ SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t
   return {ceil_div(n_kv, keys_per_split), keys_per_split};
 }
 
+// The longest dequantized row any KV type stores for a head dim (turbo pads to its 128-value block). Scratch for
+// dequantized rows is sized by it, not by the call's types, so that a quantized cache never plans more workspace
+// than f16 for the same shape (seed 000's invariant; cpu::scratch_floats_per_worker does the same).
+static int64_t widest_stored_dim(int64_t dim) {
+  int64_t widest = dim;
+  for (const KvTraits& t : all_kv_types()) widest = std::max(widest, stored_dim(t.type, dim));
+  return widest;
+}
+
 int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType v_type, int64_t d_k, int64_t d_v) {
   switch (spec.scratch) {
     case Scratch::none: return 0;
     case Scratch::kv_tile_dequant:
-      return product({int64_t{spec.kv_tile}, stored_dim(k_type, d_k) + stored_dim(v_type, d_v) + 1});
+      return product({int64_t{spec.kv_tile}, widest_stored_dim(d_k) + widest_stored_dim(d_v) + 1});
     case Scratch::cpu_tiles: return cpu::scratch_floats_per_worker(k_type, v_type, d_k, d_v);
   }
   return 0;

@@ -24,11 +24,16 @@
 // - Sizes: every element count and byte extent a backend may compute is checked for int64 overflow; the message
 //   names the fields of the product.
 // kv_len values are data too (possibly in device memory); backends that can read them check 0 <= kv_len <= n_kv.
+// Success allocates nothing (attend() validates on every call and the fast backends promise no allocation): names
+// travel as string_views and literals, and a message is built only when a check fails.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
+#include <span>
 #include <string>
-#include <vector>
+#include <string_view>
 
 #include "kvflash/attention_problem.h"
 #include "problem/checked_math.h"
@@ -47,25 +52,45 @@ std::string num(double x) {
   return buf;
 }
 
+/// Concatenation for failure messages.
+std::string cat(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view part : parts) out += part;
+  return out;
+}
+
+/// A field name made of a view ("k") and a suffix (".stride.row"): concatenated only for a message.
+struct FieldName {
+  std::string_view view;
+  std::string_view suffix;
+  std::string str() const { return cat({view, suffix}); }
+};
+
 struct NamedValue {
-  std::string name;
+  FieldName name;
   int64_t value;
 };
 
-std::string list_values(const std::vector<NamedValue>& values) {
+std::string list_values(std::span<const NamedValue> values) {
   std::string out;
-  for (const NamedValue& v : values) out += (out.empty() ? "" : ", ") + v.name + " = " + num(v.value);
+  for (const NamedValue& v : values) out += cat({out.empty() ? "" : ", ", v.name.str(), " = ", num(v.value)});
   return out;
 }
 
 /// The product of `factors`, or an error naming them all when it overflows int64.
-Status checked_product(const std::string& what, const std::vector<NamedValue>& factors, int64_t* out) {
+Status checked_product(FieldName what, std::initializer_list<NamedValue> factors, int64_t* out) {
   int64_t acc = 1;
-  std::string expr;
   for (const NamedValue& f : factors) {
-    expr += (expr.empty() ? "" : " * ") + f.name;
     const auto next = checked_mul(acc, f.value);
-    if (!next) return invalid_argument(what + ": " + expr + " overflows int64 (" + list_values(factors) + ")");
+    if (!next) {
+      std::string expr;
+      for (const NamedValue& g : factors) {
+        expr += cat({expr.empty() ? "" : " * ", g.name.str()});
+        if (&g == &f) break;
+      }
+      return invalid_argument(cat({what.str(), ": ", expr, " overflows int64 (",
+                                   list_values(std::span(factors.begin(), factors.size())), ")"}));
+    }
     acc = *next;
   }
   *out = acc;
@@ -74,23 +99,23 @@ Status checked_product(const std::string& what, const std::vector<NamedValue>& f
 
 /// One axis of a strided view: `extent` indices `stride` bytes apart.
 struct Axis {
-  std::string stride_name;  // "k.stride.row"
-  std::string extent_name;  // "n_kv"
+  FieldName stride_name;  // "k" ".stride.row"
+  FieldName extent_name;  // "" "n_kv"
   int64_t extent;
   int64_t stride;
 };
 
 /// Bytes from the first byte of the view to one past its last byte: sum (extent - 1) * stride + row_bytes.
-Status view_span(const std::string& view, const std::vector<Axis>& axes, int64_t row_bytes, int64_t* out) {
+Status view_span(FieldName view, std::span<const Axis> axes, int64_t row_bytes, int64_t* out) {
   int64_t span = row_bytes;
   for (const Axis& a : axes) {
     if (a.extent <= 1) continue;
     const auto term = checked_mul(a.extent - 1, a.stride);
     const auto next = term ? checked_add(span, *term) : std::nullopt;
     if (!next) {
-      return invalid_argument(view + " spans more than int64 bytes: (" + a.extent_name + " - 1) * " + a.stride_name +
-                              " with " + a.extent_name + " = " + num(a.extent) + ", " + a.stride_name + " = " +
-                              num(a.stride));
+      const std::string extent = a.extent_name.str(), stride = a.stride_name.str();
+      return invalid_argument(cat({view.str(), " spans more than int64 bytes: (", extent, " - 1) * ", stride,
+                                   " with ", extent, " = ", num(a.extent), ", ", stride, " = ", num(a.stride)}));
     }
     span = *next;
   }
@@ -101,46 +126,68 @@ Status view_span(const std::string& view, const std::vector<Axis>& axes, int64_t
 /// The non-overlap rule of the header comment: each stride (ascending) covers everything inside it. Axes come
 /// innermost first (row, head, seq), so that among equal strides the outer axis is the one named.
 /// Call after view_span() succeeded for the same axes, so no partial span overflows.
-Status check_no_overlap(const std::string& view, std::vector<Axis> axes, int64_t row_bytes) {
-  std::erase_if(axes, [](const Axis& a) { return a.extent <= 1; });
-  std::stable_sort(axes.begin(), axes.end(), [](const Axis& a, const Axis& b) { return a.stride < b.stride; });
+Status check_no_overlap(std::string_view view, std::span<const Axis> all_axes, int64_t row_bytes) {
+  std::array<Axis, 3> axes;
+  size_t n = 0;
+  for (const Axis& a : all_axes) {
+    if (a.extent <= 1) continue;
+    size_t at = n++;  // insertion sort by stride, stable: equal strides keep their order
+    while (at > 0 && axes[at - 1].stride > a.stride) {
+      axes[at] = axes[at - 1];
+      --at;
+    }
+    axes[at] = a;
+  }
   int64_t span = row_bytes;
-  std::string inside = "one row";
-  for (const Axis& a : axes) {
+  for (size_t i = 0; i < n; ++i) {
+    const Axis& a = axes[i];
     if (a.stride < span) {
-      return invalid_argument(a.stride_name + " = " + num(a.stride) + " is smaller than the " + num(span) +
-                              " bytes spanned by " + inside + ": rows of " + view + " would overlap");
+      std::string inside = "one row";
+      if (i > 0) {
+        const Axis& b = axes[i - 1];
+        inside = cat({"the ", b.extent_name.str(), " axis (", b.extent_name.str(), " = ", num(b.extent), ", ",
+                      b.stride_name.str(), " = ", num(b.stride), ")"});
+      }
+      return invalid_argument(cat({a.stride_name.str(), " = ", num(a.stride), " is smaller than the ", num(span),
+                                   " bytes spanned by ", inside, ": rows of ", view, " would overlap"}));
     }
     span += (a.extent - 1) * a.stride;
-    inside = "the " + a.extent_name + " axis (" + a.extent_name + " = " + num(a.extent) + ", " + a.stride_name +
-             " = " + num(a.stride) + ")";
   }
   return Status::Ok();
 }
 
-Status check_pointer(const std::string& name, const void* p, bool needed, int64_t align) {
+Status check_pointer(FieldName name, const void* p, bool needed, int64_t align) {
   if (p == nullptr) {
-    return needed ? invalid_argument(name + " is null but the tensor it names is not empty") : Status::Ok();
+    return needed ? invalid_argument(cat({name.str(), " is null but the tensor it names is not empty"}))
+                  : Status::Ok();
   }
   const auto address = reinterpret_cast<uintptr_t>(p);
   if (address % static_cast<uintptr_t>(align) != 0) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(address));
-    return invalid_argument(name + " = " + buf + " is not aligned to " + num(align) + " bytes");
+    return invalid_argument(cat({name.str(), " = ", buf, " is not aligned to ", num(align), " bytes"}));
   }
   return Status::Ok();
 }
 
-/// Strides >= 0 and multiples of `unit` bytes; `unit_what` says where the unit comes from.
-Status check_strides(const std::string& view, const Strides& s, int64_t unit, const std::string& unit_what,
-                     bool check_seq = true) {
-  const std::pair<const char*, int64_t> fields[] = {{"seq", s.seq}, {"head", s.head}, {"row", s.row}};
+/// What a stride must be a multiple of, for the message: "the float size", "q8_0's block bytes".
+struct StrideUnit {
+  int64_t bytes;
+  std::string_view owner;  // "" or a type name
+  std::string_view what;   // "the float size" or "'s block bytes"
+  std::string str() const { return cat({owner, what}); }
+};
+
+/// Strides >= 0 and multiples of `unit` bytes.
+Status check_strides(std::string_view view, const Strides& s, StrideUnit unit, bool check_seq = true) {
+  const std::pair<std::string_view, int64_t> fields[] = {{".stride.seq", s.seq}, {".stride.head", s.head},
+                                                         {".stride.row", s.row}};
   for (const auto& [axis, value] : fields) {
-    if (!check_seq && std::string_view(axis) == "seq") continue;
-    const std::string name = view + ".stride." + axis;
-    if (value < 0) return invalid_argument(name + " = " + num(value) + " is negative");
-    if (value % unit != 0) {
-      return invalid_argument(name + " = " + num(value) + " is not a multiple of " + unit_what + " " + num(unit));
+    if (!check_seq && axis == ".stride.seq") continue;
+    if (value < 0) return invalid_argument(cat({view, axis, " = ", num(value), " is negative"}));
+    if (value % unit.bytes != 0) {
+      return invalid_argument(
+          cat({view, axis, " = ", num(value), " is not a multiple of ", unit.str(), " ", num(unit.bytes)}));
     }
   }
   return Status::Ok();
@@ -188,91 +235,91 @@ Status check_options(const AttentionOptions& o) {
     return invalid_argument("options.alibi_max_bias = " + num(o.alibi_max_bias) + " must be finite and >= 0");
   }
   if (o.window < 0) return invalid_argument("options.window = " + num(o.window) + " must be >= 0");
-  return check_pointer("options.sinks", o.sinks, false, 4);
+  return check_pointer({"options.sinks", ""}, o.sinks, false, 4);
 }
 
 /// Element counts backends compute for dense copies and workspaces.
 Status check_logical_sizes(const AttentionShape& s) {
   int64_t unused = 0;
-  const NamedValue seq{"n_seq", s.n_seq}, hq{"n_head_q", s.n_head_q}, hkv{"n_head_kv", s.n_head_kv},
-      nq{"n_q", s.n_q}, nkv{"n_kv", s.n_kv}, dk{"d_k", s.d_k}, dv{"d_v", s.d_v};
-  KVFLASH_RETURN_IF_ERROR(checked_product("q elements", {seq, hq, nq, dk}, &unused));
-  KVFLASH_RETURN_IF_ERROR(checked_product("o elements", {seq, hq, nq, dv}, &unused));
-  KVFLASH_RETURN_IF_ERROR(checked_product("k elements", {seq, hkv, nkv, dk}, &unused));
-  KVFLASH_RETURN_IF_ERROR(checked_product("v elements", {seq, hkv, nkv, dv}, &unused));
-  KVFLASH_RETURN_IF_ERROR(checked_product("scores", {seq, hq, nq, nkv}, &unused));
+  const NamedValue seq{{"", "n_seq"}, s.n_seq}, hq{{"", "n_head_q"}, s.n_head_q}, hkv{{"", "n_head_kv"}, s.n_head_kv},
+      nq{{"", "n_q"}, s.n_q}, nkv{{"", "n_kv"}, s.n_kv}, dk{{"", "d_k"}, s.d_k}, dv{{"", "d_v"}, s.d_v};
+  KVFLASH_RETURN_IF_ERROR(checked_product({"q elements", ""}, {seq, hq, nq, dk}, &unused));
+  KVFLASH_RETURN_IF_ERROR(checked_product({"o elements", ""}, {seq, hq, nq, dv}, &unused));
+  KVFLASH_RETURN_IF_ERROR(checked_product({"k elements", ""}, {seq, hkv, nkv, dk}, &unused));
+  KVFLASH_RETURN_IF_ERROR(checked_product({"v elements", ""}, {seq, hkv, nkv, dv}, &unused));
+  KVFLASH_RETURN_IF_ERROR(checked_product({"scores", ""}, {seq, hq, nq, nkv}, &unused));
   return Status::Ok();
 }
 
-Status check_float_view(const std::string& view, const void* data, const Strides& stride, const AttentionShape& s,
+Status check_float_view(std::string_view view, const void* data, const Strides& stride, const AttentionShape& s,
                         int64_t dim, bool writable) {
-  KVFLASH_RETURN_IF_ERROR(check_pointer(view + ".data", data, true, 4));
-  KVFLASH_RETURN_IF_ERROR(check_strides(view, stride, 4, "the float size"));
-  const std::vector<Axis> axes = {{view + ".stride.row", "n_q", s.n_q, stride.row},
-                                  {view + ".stride.head", "n_head_q", s.n_head_q, stride.head},
-                                  {view + ".stride.seq", "n_seq", s.n_seq, stride.seq}};
+  KVFLASH_RETURN_IF_ERROR(check_pointer({view, ".data"}, data, true, 4));
+  KVFLASH_RETURN_IF_ERROR(check_strides(view, stride, {4, "", "the float size"}));
+  const Axis axes[] = {{{view, ".stride.row"}, {"", "n_q"}, s.n_q, stride.row},
+                       {{view, ".stride.head"}, {"", "n_head_q"}, s.n_head_q, stride.head},
+                       {{view, ".stride.seq"}, {"", "n_seq"}, s.n_seq, stride.seq}};
   int64_t span = 0;
-  KVFLASH_RETURN_IF_ERROR(view_span(view, axes, dim * 4, &span));
+  KVFLASH_RETURN_IF_ERROR(view_span({view, ""}, axes, dim * 4, &span));
   return writable ? check_no_overlap(view, axes, dim * 4) : Status::Ok();
 }
 
-Status check_kv_view(const std::string& view, const KvView& kv, const AttentionShape& s, int64_t dim) {
+Status check_kv_view(std::string_view view, const KvView& kv, const AttentionShape& s, int64_t dim) {
   const KvTraits& tr = kv_traits(kv.type);
   const int64_t row = head_row_bytes(kv.type, dim);
-  const int64_t unit = tr.block_bytes;
-  const std::string unit_what = tr.quantized ? std::string(tr.name) + "'s block bytes" : std::string(tr.name) +
-                                                                                            "'s element bytes";
+  const StrideUnit unit{tr.block_bytes, tr.name, tr.quantized ? "'s block bytes" : "'s element bytes"};
   const bool paged = kv.paging.pages != nullptr;
-  KVFLASH_RETURN_IF_ERROR(check_pointer(view + ".data", kv.data, s.n_kv > 0, tr.align_bytes));
-  KVFLASH_RETURN_IF_ERROR(check_strides(view, kv.stride, unit, unit_what, /*check_seq=*/!paged));
+  KVFLASH_RETURN_IF_ERROR(check_pointer({view, ".data"}, kv.data, s.n_kv > 0, tr.align_bytes));
+  KVFLASH_RETURN_IF_ERROR(check_strides(view, kv.stride, unit, /*check_seq=*/!paged));
   if (!paged) {
-    const std::vector<Axis> axes = {{view + ".stride.row", "n_kv", s.n_kv, kv.stride.row},
-                                    {view + ".stride.head", "n_head_kv", s.n_head_kv, kv.stride.head},
-                                    {view + ".stride.seq", "n_seq", s.n_seq, kv.stride.seq}};
+    const Axis axes[] = {{{view, ".stride.row"}, {"", "n_kv"}, s.n_kv, kv.stride.row},
+                         {{view, ".stride.head"}, {"", "n_head_kv"}, s.n_head_kv, kv.stride.head},
+                         {{view, ".stride.seq"}, {"", "n_seq"}, s.n_seq, kv.stride.seq}};
     int64_t span = 0;
-    KVFLASH_RETURN_IF_ERROR(view_span(view, axes, row, &span));
+    KVFLASH_RETURN_IF_ERROR(view_span({view, ""}, axes, row, &span));
     return s.n_kv > 0 ? check_no_overlap(view, axes, row) : Status::Ok();
   }
 
   const PageTable& pt = kv.paging;
-  const std::string pn = view + ".paging.";
-  KVFLASH_RETURN_IF_ERROR(check_pointer(pn + "pages", pt.pages, false, 4));
-  if (pt.page_rows < 1) return invalid_argument(pn + "page_rows = " + num(pt.page_rows) + " must be >= 1");
+  const auto pn = [view](std::string_view field) { return cat({view, ".paging.", field}); };
+  KVFLASH_RETURN_IF_ERROR(check_pointer({view, ".paging.pages"}, pt.pages, false, 4));
+  if (pt.page_rows < 1) return invalid_argument(cat({pn("page_rows = "), num(pt.page_rows), " must be >= 1"}));
   if (pt.pages_per_seq < 0) {
-    return invalid_argument(pn + "pages_per_seq = " + num(pt.pages_per_seq) + " must be >= 0");
+    return invalid_argument(cat({pn("pages_per_seq = "), num(pt.pages_per_seq), " must be >= 0"}));
   }
   int64_t rows_addressable = 0, table_entries = 0;
   KVFLASH_RETURN_IF_ERROR(checked_product(
-      view + " page table rows", {{pn + "pages_per_seq", pt.pages_per_seq}, {pn + "page_rows", pt.page_rows}},
+      {view, " page table rows"},
+      {{{view, ".paging.pages_per_seq"}, pt.pages_per_seq}, {{view, ".paging.page_rows"}, pt.page_rows}},
       &rows_addressable));
   if (rows_addressable < s.n_kv) {
-    return invalid_argument(pn + "pages_per_seq * " + pn + "page_rows = " + num(pt.pages_per_seq) + " * " +
-                            num(pt.page_rows) + " = " + num(rows_addressable) + " is less than n_kv = " + num(s.n_kv));
+    return invalid_argument(cat({pn("pages_per_seq * "), pn("page_rows = "), num(pt.pages_per_seq), " * ",
+                                 num(pt.page_rows), " = ", num(rows_addressable), " is less than n_kv = ",
+                                 num(s.n_kv)}));
   }
-  KVFLASH_RETURN_IF_ERROR(checked_product(view + " page table entries",
-                                          {{"n_seq", s.n_seq}, {pn + "pages_per_seq", pt.pages_per_seq}},
+  KVFLASH_RETURN_IF_ERROR(checked_product({view, " page table entries"},
+                                          {{{"", "n_seq"}, s.n_seq}, {{view, ".paging.pages_per_seq"}, pt.pages_per_seq}},
                                           &table_entries));
-  if (pt.page_bytes < 0) return invalid_argument(pn + "page_bytes = " + num(pt.page_bytes) + " is negative");
-  if (pt.page_bytes % unit != 0) {
-    return invalid_argument(pn + "page_bytes = " + num(pt.page_bytes) + " is not a multiple of " + unit_what + " " +
-                            num(unit));
+  if (pt.page_bytes < 0) return invalid_argument(cat({pn("page_bytes = "), num(pt.page_bytes), " is negative"}));
+  if (pt.page_bytes % unit.bytes != 0) {
+    return invalid_argument(cat({pn("page_bytes = "), num(pt.page_bytes), " is not a multiple of ", unit.str(), " ",
+                                 num(unit.bytes)}));
   }
   if (s.n_kv == 0) return Status::Ok();
-  const std::vector<Axis> axes = {{view + ".stride.row", pn + "page_rows", std::min(pt.page_rows, s.n_kv),
-                                   kv.stride.row},
-                                  {view + ".stride.head", "n_head_kv", s.n_head_kv, kv.stride.head}};
+  const Axis axes[] = {{{view, ".stride.row"}, {view, ".paging.page_rows"}, std::min(pt.page_rows, s.n_kv),
+                        kv.stride.row},
+                       {{view, ".stride.head"}, {"", "n_head_kv"}, s.n_head_kv, kv.stride.head}};
   int64_t page_span = 0;
-  KVFLASH_RETURN_IF_ERROR(view_span(view + "'s page", axes, row, &page_span));
+  KVFLASH_RETURN_IF_ERROR(view_span({view, "'s page"}, axes, row, &page_span));
   KVFLASH_RETURN_IF_ERROR(check_no_overlap(view, axes, row));
   if (page_span > pt.page_bytes) {
-    return invalid_argument(pn + "page_bytes = " + num(pt.page_bytes) + " is smaller than the " + num(page_span) +
-                            " bytes one page's rows span: pages of " + view + " would overlap");
+    return invalid_argument(cat({pn("page_bytes = "), num(pt.page_bytes), " is smaller than the ", num(page_span),
+                                 " bytes one page's rows span: pages of ", view, " would overlap"}));
   }
   // A page number is any int32 the table holds; its byte offset must not overflow.
   const auto last_page = checked_mul(INT32_MAX, pt.page_bytes);
   if (!last_page || !checked_add(*last_page, page_span)) {
-    return invalid_argument(pn + "page_bytes = " + num(pt.page_bytes) +
-                            " is too large: page 2^31 - 1 would lie beyond int64 bytes");
+    return invalid_argument(cat({pn("page_bytes = "), num(pt.page_bytes),
+                                 " is too large: page 2^31 - 1 would lie beyond int64 bytes"}));
   }
   return Status::Ok();
 }
@@ -283,16 +330,15 @@ Status check_mask(const MaskView& m, const AttentionShape& s) {
     return invalid_argument("mask.type = " + num(int64_t{static_cast<int>(m.type)}) + " is not a MaskType (0 f32, 1 f16)");
   }
   const int64_t elem = m.type == MaskType::f32 ? 4 : 2;
-  KVFLASH_RETURN_IF_ERROR(check_pointer("mask.data", m.data, true, elem));
-  KVFLASH_RETURN_IF_ERROR(check_strides("mask", m.stride, elem, m.type == MaskType::f32 ? "f32's size" : "f16's size"));
+  KVFLASH_RETURN_IF_ERROR(check_pointer({"mask.data", ""}, m.data, true, elem));
+  KVFLASH_RETURN_IF_ERROR(check_strides("mask", m.stride, {elem, m.type == MaskType::f32 ? "f32" : "f16", "'s size"}));
   int64_t row_bytes = 0, span = 0;
-  KVFLASH_RETURN_IF_ERROR(checked_product("mask row bytes", {{"n_kv", s.n_kv}, {"mask element bytes", elem}},
-                                          &row_bytes));
-  return view_span("mask",
-                   {{"mask.stride.seq", "n_seq", s.n_seq, m.stride.seq},
-                    {"mask.stride.head", "n_head_q", s.n_head_q, m.stride.head},
-                    {"mask.stride.row", "n_q", s.n_q, m.stride.row}},
-                   row_bytes, &span);
+  KVFLASH_RETURN_IF_ERROR(checked_product({"mask row bytes", ""},
+                                          {{{"", "n_kv"}, s.n_kv}, {{"", "mask element bytes"}, elem}}, &row_bytes));
+  const Axis axes[] = {{{"", "mask.stride.seq"}, {"", "n_seq"}, s.n_seq, m.stride.seq},
+                       {{"", "mask.stride.head"}, {"", "n_head_q"}, s.n_head_q, m.stride.head},
+                       {{"", "mask.stride.row"}, {"", "n_q"}, s.n_q, m.stride.row}};
+  return view_span({"mask", ""}, axes, row_bytes, &span);
 }
 
 }  // namespace
@@ -309,7 +355,7 @@ Status validate(const AttentionProblem& p) {
   KVFLASH_RETURN_IF_ERROR(check_kv_view("v", p.v, s, s.d_v));
   KVFLASH_RETURN_IF_ERROR(check_mask(p.mask, s));
   KVFLASH_RETURN_IF_ERROR(check_float_view("o", p.o.data, p.o.stride, s, s.d_v, /*writable=*/true));
-  return check_pointer("kv_len", p.kv_len, false, 4);
+  return check_pointer({"kv_len", ""}, p.kv_len, false, 4);
 }
 
 }  // namespace kvflash

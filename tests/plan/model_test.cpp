@@ -107,24 +107,29 @@ TEST(PlanInvariant, QuantizedNeverPlansMoreThanF16) {
   for (std::string_view name : model_preset_names()) {
     const ModelShape m = *model_preset(name);
     for (const auto& [b, rows] : tables) {
-      for (int64_t batch : {1, 4}) {
-        for (int64_t ctx : {1, 100, 1024, 4096, 32768, 131072}) {
-          plan::DeploymentInputs in;
-          in.model = m;
-          in.context = ctx;
-          in.n_seq = batch;
-          in.caps = caps_for(b);
-          in.table = rows;
-          auto f16 = plan::plan_deployment(in);
-          ASSERT_TRUE(f16.ok()) << f16.status().message();
-          for (const KvTraits& t : all_kv_types()) {
-            if (!t.quantized) continue;
-            in.k_type = in.v_type = t.type;
-            auto q = plan::plan_deployment(in);
-            ASSERT_TRUE(q.ok()) << name << " " << t.name << ": " << q.status().message();
-            EXPECT_LE(q->total_bytes, f16->total_bytes) << name << " " << t.name << " ctx " << ctx << " batch "
-                                                        << batch << " on " << backend_name(b);
-            EXPECT_LT(q->kv_bytes, f16->kv_bytes) << name << " " << t.name;
+      // Per-worker scratch scales with the threads: pinned, so that the check does not depend on this machine's
+      // core count (with 2 cores a padding-dependent scratch went unnoticed; with 16 it broke the invariant).
+      for (int threads : {1, 16, 128}) {
+        for (int64_t batch : {1, 4}) {
+          for (int64_t ctx : {1, 100, 1024, 4096, 32768, 131072}) {
+            plan::DeploymentInputs in;
+            in.model = m;
+            in.context = ctx;
+            in.n_seq = batch;
+            in.caps = caps_for(b);
+            in.caps.threads = threads;
+            in.table = rows;
+            auto f16 = plan::plan_deployment(in);
+            ASSERT_TRUE(f16.ok()) << f16.status().message();
+            for (const KvTraits& t : all_kv_types()) {
+              if (!t.quantized) continue;
+              in.k_type = in.v_type = t.type;
+              auto q = plan::plan_deployment(in);
+              ASSERT_TRUE(q.ok()) << name << " " << t.name << ": " << q.status().message();
+              EXPECT_LE(q->total_bytes, f16->total_bytes) << name << " " << t.name << " ctx " << ctx << " batch "
+                                                          << batch << " threads " << threads << " on " << backend_name(b);
+              EXPECT_LT(q->kv_bytes, f16->kv_bytes) << name << " " << t.name;
+            }
           }
         }
       }

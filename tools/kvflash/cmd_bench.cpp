@@ -51,7 +51,10 @@ struct BenchConfig {
   StepPlan plan;
   BackendKind backend = BackendKind::cpu;
   int threads = 0;
-  int64_t page_rows = 16;
+  // 256-token pages: a (head, page) run of 18-64 KiB instead of 1-4 KiB, so the hardware prefetcher and the TLB do
+  // not restart every 16 keys; the cpu decode step at 32K is 10-20% faster than with 16 (bench/README.md).
+  // --page-rows 16 gives vLLM's block size (KvCacheConfig's default).
+  int64_t page_rows = 256;
   std::string output = "md";
   std::string report;
 };
@@ -187,7 +190,7 @@ StatusOr<BenchConfig> parse_config(const Args& args) {
   if (*threads < 0 || *threads > 1024)
     return invalid_argument("-t " + std::to_string(*threads) + " is outside [0, 1024]");
   c.threads = static_cast<int>(*threads);
-  StatusOr<int64_t> page_rows = args.get_int("page-rows", 16);
+  StatusOr<int64_t> page_rows = args.get_int("page-rows", 256);
   if (!page_rows.ok()) return page_rows.status();
   if (*page_rows < 1 || *page_rows > 65536) {
     return invalid_argument("--page-rows " + std::to_string(*page_rows) + " is outside [1, 65536]");
@@ -242,7 +245,7 @@ int cmd_bench(int argc, char** argv) {
       .value("reps", "repetitions (default 3)", {"-r"})
       .value("backend", "cpu, ref or cuda (default: cuda when available, else cpu)")
       .value("threads", "host threads of the cpu backend (default 0: all)", {"-t"})
-      .value("page-rows", "tokens per page of the KV cache (default 16)")
+      .value("page-rows", "tokens per page of the KV cache (default 256; 16 is vLLM's block size)")
       .value("output", "md, json or csv (default md)", {"-o"})
       .value("report", "also write a self-contained HTML report with SVG charts to this file");
   if (Status s = args.parse(argc, argv, 1); !s.ok()) return usage_error(kCommand, s);
