@@ -148,11 +148,13 @@ Result run_case(const Case& c, cudaStream_t stream, int iters) {
 int main(int argc, char** argv) {
   const char* json_path = nullptr;
   int iters = 20;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only \"TYPE DEPTH\"]\n", argv[0]);
       return 2;
     }
   }
@@ -167,9 +169,10 @@ int main(int argc, char** argv) {
   for (int64_t depth : {int64_t{0}, int64_t{32768}, int64_t{131072}}) {
     for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
       const Case c{t, depth, 512, 32, 8, 128};
+      const std::string name(kv_traits(t).name);
+      if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
       const Result r = run_case(c, stream, iters);
       const double tflops = causal_flops(c) / (r.us * 1e6);
-      const std::string name(kv_traits(t).name);
       std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
                   r.route.c_str());
       std::fflush(stdout);

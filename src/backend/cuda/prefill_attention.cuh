@@ -201,8 +201,14 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
   // The warp's last position: a tile starting after it is hidden from all of the warp's rows by causal masking.
   const int64_t warp_last_pos =
       warp_rows > 0 ? w.len - p.shape.n_q + w.row_of(16 * warp + warp_rows - 1) : INT64_MIN;
-  const bool plain = p.mask.data == nullptr && !p.options.causal && p.options.window == 0 &&
-                     p.options.softcap == 0.0 && p.options.alibi_max_bias == 0.0;
+  // Without a mask, window, softcap or ALiBi a score needs at most the causal test, done here on positions in
+  // registers; the ScoreVariant (in shared memory) serves every other combination.
+  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
+                           p.options.alibi_max_bias == 0.0;
+  const bool causal = p.options.causal;
+  const int64_t pos_base = w.len - p.shape.n_q;
+  const int64_t pos0 = pos_base + w.row_of(r0), pos1 = pos_base + w.row_of(r1);
+  const int64_t warp_first_pos = pos_base + w.row_of(16 * warp);
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l: this thread's part of the row sums
   float acc[Cfg::kVUnits][4][4];
 #pragma unroll
@@ -243,7 +249,21 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
 
       // Options, masking of keys past the range, and the online softmax of rows r0 (elements 0, 1) and r1 (2, 3).
       const bool tail = tile_key0 + T > keys.key_end;
-      if (!plain || tail || !valid0 || !valid1) {
+      if (causal_only) {
+        // Tiles wholly below the diagonal of every row of the warp (most of them at depth) need no test at all.
+        const bool clean = !tail && valid0 && valid1 && (!causal || tile_key0 + T - 1 <= warp_first_pos);
+        if (!clean) {
+          const int64_t limit0 = valid0 ? (causal ? std::min(pos0 + 1, keys.key_end) : keys.key_end) : INT64_MIN;
+          const int64_t limit1 = valid1 ? (causal ? std::min(pos1 + 1, keys.key_end) : keys.key_end) : INT64_MIN;
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int64_t key = tile_key0 + 8 * nt + 2 * t + (e % 2);
+              if (key >= (e < 2 ? limit0 : limit1)) sc[nt][e] = -INFINITY;
+            }
+        }
+      } else {
 #pragma unroll
         for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
 #pragma unroll
@@ -252,7 +272,7 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
             const bool row_valid = e < 2 ? valid0 : valid1;
             if (!row_valid || key >= keys.key_end) {
               sc[nt][e] = -INFINITY;
-            } else if (!plain) {
+            } else {
               sc[nt][e] = variants[e < 2 ? r0 : r1](sc[nt][e], key);
             }
           }
