@@ -4,6 +4,7 @@
 #   2. kvflash_gpu_tests (every CUDA path against the reference oracle);
 #   3. compute-sanitizer memcheck and racecheck on a small sweep of those tests;
 #   4. the decode benchmark, torch SDPA (flash and cuDNN) on the same shapes, the copy bandwidth, one table.
+#   (prefill) the prefill benchmark (TFLOP/s) and torch SDPA flash / cuDNN on the same f16 shapes.
 # 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases.
 # Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
 # ("build test sanitize bench profile" by default). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
@@ -19,10 +20,10 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 BUILD=${KVFLASH_BUILD_DIR:-build-gpu}
 JOBS=${KVFLASH_JOBS:-16}
-PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench profile}
+PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench prefill profile}
 # Tests small enough to run under the sanitizers in a minute or two, covering the decode kernel (splits, layouts,
 # pages, empty rows), the generic kernel and the combine.
-SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts"}
+SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts:CudaPrefill.RowsThatSeeNoKeyOutputZeros"}
 status=0
 
 log() { echo "== $(date +%T) $*"; }
@@ -60,6 +61,9 @@ if phase build; then
     nvcc -std=c++20 -O3 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Iinclude -Isrc \
       -I"$BUILD/include" bench/cuda_decode_bench.cu "$BUILD/src/libkvflash.a" -o "$BUILD/kvflash_cuda_bench" \
       >>"$OUT/build.log" 2>&1 || fail "benchmark build (see build.log)"
+    nvcc -std=c++20 -O3 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Iinclude -Isrc \
+      -I"$BUILD/include" bench/cuda_prefill_bench.cu "$BUILD/src/libkvflash.a" -o "$BUILD/kvflash_cuda_prefill_bench" \
+      >>"$OUT/build.log" 2>&1 || fail "prefill benchmark build (see build.log)"
   else
     tail -40 "$OUT/build.log"
     if [ -x prebuilt/kvflash_gpu_tests ]; then
@@ -102,6 +106,14 @@ if phase bench; then
     grep -v -E "UserWarning|F.scaled_dot_product_attention" || fail "torch SDPA comparison"
   log "table"
   python3 bench/gpu_table.py "$OUT/kvflash_bench.jsonl" "$OUT/torch_sdpa.jsonl" | tee "$OUT/table.md"
+fi
+
+if phase prefill; then
+  log "prefill benchmark"
+  timeout 180 "$BUILD/kvflash_cuda_prefill_bench" --json "$OUT/kvflash_prefill.jsonl" 2>&1 || fail "prefill benchmark"
+  log "torch SDPA prefill"
+  PYTHONUNBUFFERED=1 timeout 120 python3 bench/sdpa_compare.py --prefill --json "$OUT/torch_sdpa_prefill.jsonl" 2>&1 |
+    grep -v -E "UserWarning|F.scaled_dot_product_attention" || fail "torch SDPA prefill"
 fi
 
 if phase profile; then

@@ -44,6 +44,11 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo3,
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
+  cuda_prefill_f16,
+  cuda_prefill_q8_0,
+  cuda_prefill_q4_0,
+  cuda_prefill_turbo3,
+  cuda_prefill_turbo4,
 };
 
 namespace plan {
@@ -103,6 +108,7 @@ enum class CostModel : uint8_t {
   cpu_tiles,     // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
   cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
   cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
+  cuda_prefill,  // tensor-core prefill: K/V once per 64 query vectors, MMAs; parallel only over query tiles
 };
 
 struct KernelSpec {
@@ -133,6 +139,10 @@ struct KernelSpec {
 inline constexpr HeadDimPair kCudaDecodeDims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}, {576, 512}};
 inline constexpr HeadDimPair kCudaDecodeTurboDims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}};
 inline constexpr HeadDimPair kCudaDecodeMixDims[] = {{128, 128}, {256, 256}, {512, 512}};
+// Head-dim pairs of the CUDA prefill instances. 512 and MLA's 576/512 are left to the generic kernel: a warp owns
+// 16 query vectors x d_v accumulators in registers, and 16 x 512 f32 is 256 registers per thread before the scores.
+inline constexpr HeadDimPair kCudaPrefillDims[] = {{64, 64}, {128, 128}, {256, 256}};
+inline constexpr HeadDimPair kCudaPrefillQuantDims[] = {{128, 128}, {256, 256}};
 
 // ---- The table -------------------------------------------------------------------------------------------------
 inline constexpr KernelSpec kKernels[] = {
@@ -177,6 +187,26 @@ inline constexpr KernelSpec kKernels[] = {
      type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
+    // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
+    // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 64
+    // query vectors, no split and no workspace. Same-type pairs people run, at the head dims that pay (each
+    // instance costs CI compile time); every other pair and head dim stays on cuda.generic.
+    {KernelId::cuda_prefill_f16, "cuda.prefill.f16", BackendKind::cuda, false, type_bit(KvType::f16),
+     type_bit(KvType::f16), kCudaPrefillDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
+     /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill, "launch_prefill",
+     "backend/cuda/prefill_attention.cuh"},
+    {KernelId::cuda_prefill_q8_0, "cuda.prefill.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
+     type_bit(KvType::q8_0), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
+     CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+    {KernelId::cuda_prefill_q4_0, "cuda.prefill.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
+     type_bit(KvType::q4_0), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
+     CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+    {KernelId::cuda_prefill_turbo3, "cuda.prefill.turbo3", BackendKind::cuda, false, type_bit(KvType::turbo3),
+     type_bit(KvType::turbo3), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false,
+     Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+    {KernelId::cuda_prefill_turbo4, "cuda.prefill.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
+     type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false,
+     Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
 

@@ -1,0 +1,190 @@
+// Prefill benchmark of the CUDA backend: 512 new tokens at depth 0, 32768 and 131072 (32 query / 8 KV heads, head
+// dim 128, causal bottom-right), per cache type. Median time of one attention call (CUDA events around the call,
+// after warm-up) and TFLOP/s counted as
+//   4 * d * n_head_q * sum over query rows i of the keys row i sees  (= kv_len - n_q + i + 1 under bottom-right
+//   causal masking): one multiply-add (2 FLOPs) per (row, key, dim) for each of QK^T and PV.
+// torch SDPA (bench/sdpa_compare.py --prefill) counts the same way on the same f16 shapes.
+//
+// Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
+// case on stdout and, with --json FILE, one JSON object per line.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kvflash/attention.h"
+#include "kvflash/attention_problem.h"
+#include "kvflash/quantize.h"
+#include "kvflash/route.h"
+
+using namespace kvflash;
+
+namespace {
+
+#define CHECK_CUDA(call)                                                                         \
+  do {                                                                                           \
+    cudaError_t e_ = (call);                                                                     \
+    if (e_ != cudaSuccess) {                                                                     \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                              \
+    }                                                                                            \
+  } while (0)
+
+void check(const Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
+    std::exit(1);
+  }
+}
+
+struct Case {
+  KvType type;
+  int64_t depth, n_q, n_head_q, n_head_kv, d;
+};
+
+float median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0f : v[v.size() / 2];
+}
+
+/// Bottom-right causal: row i of n_q over n_kv keys sees n_kv - n_q + i + 1 of them.
+double causal_flops(const Case& c) {
+  const double n_kv = static_cast<double>(c.depth + c.n_q), n_q = static_cast<double>(c.n_q);
+  const double visible = n_q * (n_kv - n_q) + n_q * (n_q + 1) / 2;
+  return 4.0 * static_cast<double>(c.d) * static_cast<double>(c.n_head_q) * visible;
+}
+
+/// `rows` random rows of `dim` values with outlier channels, quantized to `t`, tiled to `total_rows` on the device.
+void* make_cache(KvType t, int64_t dim, int64_t total_rows, uint64_t seed) {
+  const int64_t rows = 4096, stored = stored_dim(t, dim), rb = row_bytes(t, stored);
+  std::vector<uint8_t> pool(static_cast<size_t>(rows * rb));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> row(static_cast<size_t>(stored), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < dim; ++c) row[c] = normal(rng) * (c % 32 == static_cast<int64_t>(seed % 32) ? 12.0f : 1.0f);
+    check(quantize_row(t, row.data(), stored, pool.data() + r * rb), "quantize_row");
+  }
+  const size_t bytes = static_cast<size_t>(total_rows * rb);
+  void *cache = nullptr, *dpool = nullptr;
+  CHECK_CUDA(cudaMalloc(&cache, bytes));
+  CHECK_CUDA(cudaMalloc(&dpool, pool.size()));
+  CHECK_CUDA(cudaMemcpy(dpool, pool.data(), pool.size(), cudaMemcpyHostToDevice));
+  for (size_t off = 0; off < bytes; off += pool.size()) {
+    CHECK_CUDA(cudaMemcpy(static_cast<uint8_t*>(cache) + off, dpool, std::min(pool.size(), bytes - off),
+                          cudaMemcpyDeviceToDevice));
+  }
+  CHECK_CUDA(cudaFree(dpool));
+  return cache;
+}
+
+struct Result {
+  float us = 0;
+  std::string route;
+};
+
+Result run_case(const Case& c, cudaStream_t stream, int iters) {
+  const int64_t n_kv = c.depth + c.n_q, dks = stored_dim(c.type, c.d);
+  const int64_t rb = row_bytes(c.type, dks);
+  AttentionProblem p;
+  p.shape = AttentionShape{1, c.n_q, n_kv, c.n_head_q, c.n_head_kv, c.d, c.d};
+  p.options.causal = true;
+  const int64_t q_elems = c.n_head_q * c.n_q * c.d;
+  std::vector<float> q_host(static_cast<size_t>(q_elems));
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& x : q_host) x = normal(rng);
+  float *q = nullptr, *o = nullptr;
+  CHECK_CUDA(cudaMalloc(&q, q_elems * sizeof(float)));
+  CHECK_CUDA(cudaMalloc(&o, q_elems * sizeof(float)));
+  CHECK_CUDA(cudaMemcpy(q, q_host.data(), q_elems * sizeof(float), cudaMemcpyHostToDevice));
+  p.q = {q, {c.n_head_q * c.n_q * c.d * 4, c.n_q * c.d * 4, c.d * 4}};
+  p.o = {o, {c.n_head_q * c.n_q * c.d * 4, c.n_q * c.d * 4, c.d * 4}};
+  p.k.type = p.v.type = c.type;
+  p.k.stride = p.v.stride = {c.n_head_kv * n_kv * rb, n_kv * rb, rb};
+  p.k.data = make_cache(c.type, c.d, c.n_head_kv * n_kv, 11);
+  p.v.data = make_cache(c.type, c.d, c.n_head_kv * n_kv, 12);
+  StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
+  check(route.status(), "plan_route");
+  void* workspace = nullptr;
+  if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
+  auto call = [&] {
+    check(attend(p, *route, workspace, static_cast<size_t>(route->workspace_bytes), stream), "attend");
+  };
+  for (int i = 0; i < 5; ++i) call();
+  std::vector<cudaEvent_t> ev(2 * iters);
+  for (auto& e : ev) CHECK_CUDA(cudaEventCreate(&e));
+  for (int i = 0; i < iters; ++i) {
+    CHECK_CUDA(cudaEventRecord(ev[2 * i], stream));
+    call();
+    CHECK_CUDA(cudaEventRecord(ev[2 * i + 1], stream));
+  }
+  CHECK_CUDA(cudaStreamSynchronize(stream));
+  std::vector<float> us(iters);
+  for (int i = 0; i < iters; ++i) {
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+    us[i] = ms * 1000.0f;
+  }
+  for (auto& e : ev) CHECK_CUDA(cudaEventDestroy(e));
+  Result r;
+  r.us = median(us);
+  r.route = std::string(kernel_name(route->kernel));
+  CHECK_CUDA(cudaFree(const_cast<void*>(p.k.data)));
+  CHECK_CUDA(cudaFree(const_cast<void*>(p.v.data)));
+  CHECK_CUDA(cudaFree(q));
+  CHECK_CUDA(cudaFree(o));
+  if (workspace != nullptr) CHECK_CUDA(cudaFree(workspace));
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* json_path = nullptr;
+  int iters = 20;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
+    else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only \"TYPE DEPTH\"]\n", argv[0]);
+      return 2;
+    }
+  }
+  cudaStream_t stream = nullptr;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device %s, %d SMs; prefill n_q 512, 32/8 heads, d 128, causal bottom-right\n", prop.name,
+              prop.multiProcessorCount);
+  FILE* json = json_path != nullptr ? std::fopen(json_path, "w") : nullptr;
+  std::printf("%-8s %8s %12s %10s  %s\n", "type", "depth", "us", "TFLOP/s", "route");
+  for (int64_t depth : {int64_t{0}, int64_t{32768}, int64_t{131072}}) {
+    for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
+      const Case c{t, depth, 512, 32, 8, 128};
+      const std::string name(kv_traits(t).name);
+      if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
+      const Result r = run_case(c, stream, iters);
+      const double tflops = causal_flops(c) / (r.us * 1e6);
+      std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
+                  r.route.c_str());
+      std::fflush(stdout);
+      if (json != nullptr) {
+        std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": 512, \"us\": %.2f, \"tflops\": %.2f, "
+                     "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
+                     r.route.c_str());
+        std::fflush(json);
+      }
+    }
+  }
+  if (json != nullptr) std::fclose(json);
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  return 0;
+}
