@@ -118,7 +118,7 @@ TEST(DeviceCacheConfig, CreateTakesThePlannedBucketsAndAOnePageStagingBuffer) {
   RecordingAllocator allocator;
   StatusOr<KvCache> cache = KvCache::create(device_config(), &allocator);
   ASSERT_TRUE(cache.ok()) << cache.status().message();
-  const KvCacheLayout& l = cache->layout();
+  const KvCacheLayout l = cache->layout();  // a copy: the cache is moved from below
   EXPECT_EQ(cache->residence(), KvResidence::cuda);
   EXPECT_EQ(allocator.bucket_bytes("kv.cache"), l.arena_bytes);
   // [max_sequences, max_pages_per_seq] page indices + [max_sequences] lengths, int32.
