@@ -110,7 +110,7 @@ struct KvCacheLayout {
 class KvCache {
  public:
   /// Validates `config` (the message names the field and its value) and allocates all storage. out_of_memory
-  /// when the host allocation fails. A device cache (residence cuda) takes its arena, page-table buffer from
+  /// when the host allocation fails. A device cache (residence cuda) takes its arena and page-table buffer from
   /// `allocator` (which must outlive the cache): invalid_argument without one, unsupported in a build without
   /// CUDA, the allocator's out_of_memory (bucket and bytes) when the device is full. A host cache ignores it.
   static StatusOr<KvCache> create(const KvCacheConfig& config, DeviceAllocator* allocator = nullptr);

@@ -167,6 +167,8 @@ TEST(DeviceKvCache, AppendForkWriteTruncateAndCheckpointsLeaveTheHostCachesBytes
   }
 }
 
+#if defined(KVFLASH_HAVE_CUDA)  // the device buffers below use the CUDA runtime; without it the test skips
+
 // Dense [n_seq, n_head, rows, d] float32 strides in bytes.
 Strides dense(int64_t n_head, int64_t rows, int64_t d) {
   const int64_t row = d * static_cast<int64_t>(sizeof(float));
@@ -252,6 +254,12 @@ TEST(DeviceKvCache, CudaAttentionOverTheDeviceCacheMatchesTheReferenceOverTheHos
     }
   }
 }
+
+#else
+
+TEST(DeviceKvCache, CudaAttentionOverTheDeviceCacheMatchesTheReferenceOverTheHostCache) { KVFLASH_REQUIRE_GPU(); }
+
+#endif  // KVFLASH_HAVE_CUDA
 
 }  // namespace
 }  // namespace kvflash
