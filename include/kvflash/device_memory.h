@@ -4,9 +4,10 @@
 // Two strategies, picked by DeviceAllocatorConfig::strategy, behind one interface:
 //  - stream_ordered: cudaMallocAsync / cudaFreeAsync on a dedicated cudaMemPool_t with a release threshold; trim_to()
 //    calls cudaMemPoolTrimTo.
-//  - vmm: one reserved virtual range (cuMemAddressReserve) that grows and shrinks by mapping physical chunks
-//    (cuMemCreate + cuMemMap) at its end; driver entry points are resolved at run time, so the library never links
-//    libcuda and loads on machines without a driver.
+//  - vmm: one reserved virtual range (cuMemAddressReserve); each allocation maps a physical chunk of its own
+//    (cuMemCreate + cuMemMap, rounded up to the driver's granularity) into the first gap of the range, and a free
+//    unmaps and releases it at once, so nothing freed stays mapped. Driver entry points are resolved at run time,
+//    so the library never links libcuda and loads on machines without a driver.
 // Out of memory is a Status (out_of_memory) naming the bucket and the bytes asked; before failing, the allocator
 // releases cached-but-free memory (only as much as the request lacks) and retries once.
 //
@@ -36,7 +37,10 @@ struct DeviceAllocatorStats {
   int64_t allocation_calls = 0;   // successful allocate() calls since create()
   int64_t live_bytes = 0;         // bytes handed out and not yet freed
   int64_t peak_live_bytes = 0;    // highest live_bytes since create() or reset_peak()
-  int64_t reserved_bytes = 0;     // bytes the strategy holds from the driver (live + cached)
+  int64_t reserved_bytes = 0;     // bytes the strategy holds from the driver (live + cached + rounding);
+                                  // stream_ordered: the pool's cudaMemPoolAttrReservedMemCurrent
+  int64_t used_bytes = 0;         // of those, bytes backing live allocations (stream_ordered: the pool's
+                                  // cudaMemPoolAttrUsedMemCurrent; vmm: the mapped chunks)
 };
 
 class DeviceAllocator {
@@ -50,14 +54,18 @@ class DeviceAllocator {
   /// (a cudaStream_t; nullptr: the default stream). Aligned to 256 bytes. out_of_memory names the bucket and bytes.
   virtual StatusOr<void*> allocate(std::string_view bucket, MemoryKind kind, int64_t bytes,
                                    void* stream = nullptr) = 0;
-  /// Returns memory from allocate(); invalid_argument for a pointer this allocator did not hand out.
+  /// Returns memory from allocate(), ordered on `stream` (stream_ordered: cudaFreeAsync; vmm: waits for `stream`,
+  /// then unmaps). invalid_argument for a pointer this allocator did not hand out.
   virtual Status deallocate(void* ptr, void* stream = nullptr) = 0;
   /// Releases cached-but-free memory until at most `keep_bytes` beyond the live bytes stay reserved.
   virtual Status trim_to(int64_t keep_bytes) = 0;
   /// Buckets of every live allocation (equal names summed) plus the device's total and free memory now.
   virtual StatusOr<MemoryReport> report() const = 0;
+  /// Counters and byte totals now (see DeviceAllocatorStats).
   virtual DeviceAllocatorStats stats() const = 0;
+  /// Starts a new peak: peak_live_bytes becomes live_bytes.
   virtual void reset_peak() = 0;
+  /// The strategy this allocator was created with.
   virtual DeviceAllocStrategy strategy() const = 0;
 };
 
@@ -74,7 +82,9 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { reset(); }
 
+  /// The device pointer (nullptr when empty).
   void* data() const { return ptr_; }
+  /// The bytes asked for (0 when empty).
   int64_t bytes() const { return bytes_; }
   /// Frees now (on the stream it was allocated on).
   void reset();

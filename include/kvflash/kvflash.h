@@ -65,6 +65,7 @@ typedef struct kvflash_route kvflash_route;                 /* a planned kernel,
 typedef struct kvflash_cache kvflash_cache;                 /* a paged KV cache */
 typedef struct kvflash_model kvflash_model;                 /* a model's attention shapes (preset or GGUF) */
 typedef struct kvflash_memory_report kvflash_memory_report; /* bytes per named bucket */
+typedef struct kvflash_device_allocator kvflash_device_allocator; /* device memory in named buckets */
 
 /* ======================================================================================================
  * Library and errors
@@ -404,6 +405,42 @@ size_t kvflash_memory_report_to_string(const kvflash_memory_report *report, char
 kvflash_memory_report *kvflash_plan_memory(const kvflash_model *model, int k_type, int v_type, int64_t context,
                                            int64_t n_seq, int64_t ubatch, int backend, int64_t other_bytes,
                                            int64_t budget_bytes);
+
+/* ======================================================================================================
+ * Device memory (kvflash/device_memory.h)
+ *
+ * An allocator of one CUDA device whose every allocation belongs to a named bucket of its memory report. Two
+ * strategies: a stream-ordered pool of its own (cudaMallocAsync; freed bytes beyond the release threshold go back
+ * to the driver) or a reserved virtual range mapped chunk by chunk (VMM; nothing is kept after a free). Running
+ * out of memory is KVFLASH_ERROR_OUT_OF_MEMORY whose message names the bucket and the bytes asked.
+ * ====================================================================================================== */
+
+enum { KVFLASH_DEVICE_ALLOC_STREAM_ORDERED = 0, KVFLASH_DEVICE_ALLOC_VMM = 1 };
+
+/** An allocator on CUDA device `device` with strategy KVFLASH_DEVICE_ALLOC_*; release_threshold_bytes (>= 0) is
+ *  what a stream-ordered pool may keep cached after frees (ignored by vmm). NULL on error: without CUDA in the
+ *  build or without a device the error is KVFLASH_ERROR_UNSUPPORTED. */
+kvflash_device_allocator *kvflash_device_allocator_create(int device, int strategy, int64_t release_threshold_bytes);
+
+/** Frees the allocator and, with it, every allocation still live. NULL is ignored. */
+void kvflash_device_allocator_destroy(kvflash_device_allocator *allocator);
+
+/** bytes (> 0) of device memory for `bucket` (kind KVFLASH_MEMORY_*), ordered on `stream` (a cudaStream_t; NULL:
+ *  the default stream), 256-byte aligned, into *out. Returns 0 or an error code (*out untouched on error). */
+int kvflash_device_alloc(kvflash_device_allocator *allocator, const char *bucket, int kind, int64_t bytes,
+                         void *stream, void **out);
+
+/** Frees memory from kvflash_device_alloc, ordered on `stream`. Returns 0 or an error code (a pointer this
+ *  allocator did not hand out is KVFLASH_ERROR_INVALID_ARGUMENT). */
+int kvflash_device_free(kvflash_device_allocator *allocator, void *ptr, void *stream);
+
+/** Gives cached-but-free memory back to the driver until at most keep_bytes beyond the live bytes stay reserved.
+ *  Returns 0 or an error code. */
+int kvflash_device_allocator_trim(kvflash_device_allocator *allocator, int64_t keep_bytes);
+
+/** A report of the allocator's live buckets (plus what its strategy caches or rounds up, in buckets of their own)
+ *  and the device's total and free bytes now; free it with kvflash_memory_report_destroy. NULL on error. */
+kvflash_memory_report *kvflash_device_allocator_report(const kvflash_device_allocator *allocator);
 
 /* ======================================================================================================
  * Paged KV cache (kvflash/kv_cache.h)

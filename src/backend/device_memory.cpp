@@ -1,6 +1,10 @@
-// The parts of device_memory.h that need no CUDA: DeviceBuffer, and DeviceAllocator::create() for builds without
-// CUDA (with CUDA it lives in backend/cuda/device_allocator.cpp).
+// The parts of device_memory.h that need no CUDA: DeviceBuffer, and DeviceAllocator::create()'s checks of its
+// config before the build's device code (backend/cuda/device_allocator.cpp, or the stub) takes over.
 #include "kvflash/device_memory.h"
+
+#include <string>
+
+#include "backend/device_allocator_factory.h"
 
 namespace kvflash {
 
@@ -43,10 +47,20 @@ void DeviceBuffer::reset() {
   stream_ = nullptr;
 }
 
-#if !defined(KVFLASH_HAVE_CUDA)
-StatusOr<std::unique_ptr<DeviceAllocator>> DeviceAllocator::create(const DeviceAllocatorConfig&) {
-  return unsupported("device allocator: this kvflash was built without CUDA (KVFLASH_CUDA=OFF or no nvcc found)");
+StatusOr<std::unique_ptr<DeviceAllocator>> DeviceAllocator::create(const DeviceAllocatorConfig& config) {
+  if (config.release_threshold_bytes < 0) {
+    return invalid_argument("DeviceAllocatorConfig.release_threshold_bytes = " +
+                            std::to_string(config.release_threshold_bytes) + " must be >= 0");
+  }
+  if (config.vmm_reserve_bytes < 0) {
+    return invalid_argument("DeviceAllocatorConfig.vmm_reserve_bytes = " + std::to_string(config.vmm_reserve_bytes) +
+                            " must be >= 0");
+  }
+  if (config.strategy != DeviceAllocStrategy::stream_ordered && config.strategy != DeviceAllocStrategy::vmm) {
+    return invalid_argument("DeviceAllocatorConfig.strategy = " + std::to_string(static_cast<int>(config.strategy)) +
+                            " is not a DeviceAllocStrategy");
+  }
+  return detail::create_device_allocator(config);
 }
-#endif
 
 }  // namespace kvflash

@@ -1,13 +1,19 @@
-// C API: memory reports, and the memory plan of a deployment as one.
+// C API: memory reports, the memory plan of a deployment as one, and the device allocator (whose report is one).
+#include <memory>
 #include <string>
 
 #include "capi/capi_internal.h"
+#include "kvflash/device_memory.h"
 #include "kvflash/kv_cache.h"
 #include "kvflash/memory_report.h"
 #include "plan/deployment.h"
 
 struct kvflash_memory_report {
   kvflash::MemoryReport report;
+};
+
+struct kvflash_device_allocator {
+  std::unique_ptr<kvflash::DeviceAllocator> allocator;
 };
 
 // kvflash_cache is defined in capi_cache.cpp; this file only reads the cache through its accessor functions.
@@ -18,6 +24,8 @@ static_assert(KVFLASH_MEMORY_KV_CACHE == static_cast<int>(MemoryKind::kv_cache))
 static_assert(KVFLASH_MEMORY_WORKSPACE == static_cast<int>(MemoryKind::workspace));
 static_assert(KVFLASH_MEMORY_STAGING == static_cast<int>(MemoryKind::staging));
 static_assert(KVFLASH_MEMORY_OTHER == static_cast<int>(MemoryKind::other));
+static_assert(KVFLASH_DEVICE_ALLOC_STREAM_ORDERED == static_cast<int>(DeviceAllocStrategy::stream_ordered));
+static_assert(KVFLASH_DEVICE_ALLOC_VMM == static_cast<int>(DeviceAllocStrategy::vmm));
 
 namespace {
 
@@ -163,6 +171,74 @@ kvflash_memory_report* kvflash_plan_memory(const kvflash_model* model, int k_typ
     auto plan = plan::plan_deployment(in);
     if (!plan.ok()) return capi::fail(plan.status());
     out = new_report(plan::deployment_report(*plan, budget_bytes));
+    return KVFLASH_OK;
+  });
+  return out;
+}
+
+kvflash_device_allocator* kvflash_device_allocator_create(int device, int strategy, int64_t release_threshold_bytes) {
+  static constexpr const char* kFunction = "kvflash_device_allocator_create";
+  kvflash_device_allocator* out = nullptr;
+  capi::guarded(kFunction, [&]() -> int {
+    if (strategy != KVFLASH_DEVICE_ALLOC_STREAM_ORDERED && strategy != KVFLASH_DEVICE_ALLOC_VMM) {
+      return capi::fail(invalid_argument(std::string(kFunction) + ": strategy = " + std::to_string(strategy) +
+                                         " is not a KVFLASH_DEVICE_ALLOC_* value (0..1)"));
+    }
+    DeviceAllocatorConfig config;
+    config.device = device;
+    config.strategy = static_cast<DeviceAllocStrategy>(strategy);
+    config.release_threshold_bytes = release_threshold_bytes;
+    auto allocator = DeviceAllocator::create(config);
+    if (!allocator.ok()) return capi::fail(allocator.status());
+    out = new kvflash_device_allocator{std::move(*allocator)};
+    return KVFLASH_OK;
+  });
+  return out;
+}
+
+void kvflash_device_allocator_destroy(kvflash_device_allocator* allocator) { delete allocator; }
+
+int kvflash_device_alloc(kvflash_device_allocator* allocator, const char* bucket, int kind, int64_t bytes,
+                         void* stream, void** out) {
+  static constexpr const char* kFunction = "kvflash_device_alloc";
+  if (allocator == nullptr) return capi::null_argument(kFunction, "allocator");
+  if (bucket == nullptr) return capi::null_argument(kFunction, "bucket");
+  if (out == nullptr) return capi::null_argument(kFunction, "out");
+  return capi::guarded(kFunction, [&]() -> int {
+    if (!is_kind(kind)) {
+      return capi::fail(invalid_argument(std::string(kFunction) + ": kind = " + std::to_string(kind) +
+                                         " is not a KVFLASH_MEMORY_* kind (0..3)"));
+    }
+    auto ptr = allocator->allocator->allocate(bucket, static_cast<MemoryKind>(kind), bytes, stream);
+    if (!ptr.ok()) return capi::fail(ptr.status());
+    *out = *ptr;
+    return KVFLASH_OK;
+  });
+}
+
+int kvflash_device_free(kvflash_device_allocator* allocator, void* ptr, void* stream) {
+  static constexpr const char* kFunction = "kvflash_device_free";
+  if (allocator == nullptr) return capi::null_argument(kFunction, "allocator");
+  return capi::guarded(kFunction, [&]() -> int { return capi::to_c(allocator->allocator->deallocate(ptr, stream)); });
+}
+
+int kvflash_device_allocator_trim(kvflash_device_allocator* allocator, int64_t keep_bytes) {
+  static constexpr const char* kFunction = "kvflash_device_allocator_trim";
+  if (allocator == nullptr) return capi::null_argument(kFunction, "allocator");
+  return capi::guarded(kFunction, [&]() -> int { return capi::to_c(allocator->allocator->trim_to(keep_bytes)); });
+}
+
+kvflash_memory_report* kvflash_device_allocator_report(const kvflash_device_allocator* allocator) {
+  static constexpr const char* kFunction = "kvflash_device_allocator_report";
+  if (allocator == nullptr) {
+    capi::null_argument(kFunction, "allocator");
+    return nullptr;
+  }
+  kvflash_memory_report* out = nullptr;
+  capi::guarded(kFunction, [&]() -> int {
+    auto report = allocator->allocator->report();
+    if (!report.ok()) return capi::fail(report.status());
+    out = new_report(std::move(*report));
     return KVFLASH_OK;
   });
   return out;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <string>
 
 #include "kvflash/backend.h"
 #include "kvflash/device_memory.h"
@@ -24,6 +25,15 @@ TEST(DeviceAllocatorConfig, NegativeSizesAreRejectedByName) {
   EXPECT_NE(a.status().message().find("vmm_reserve_bytes = -5"), std::string::npos) << a.status().message();
 }
 
+TEST(DeviceAllocatorConfig, AnUnknownStrategyIsRejectedByName) {
+  DeviceAllocatorConfig config;
+  config.strategy = static_cast<DeviceAllocStrategy>(9);
+  auto a = DeviceAllocator::create(config);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), StatusCode::invalid_argument);
+  EXPECT_NE(a.status().message().find("strategy = 9"), std::string::npos) << a.status().message();
+}
+
 TEST(DeviceAllocatorConfig, WithoutADeviceCreateIsUnsupported) {
   if (backend_available(BackendKind::cuda)) GTEST_SKIP() << "a CUDA device is present (tests/gpu covers it)";
   for (DeviceAllocStrategy strategy : {DeviceAllocStrategy::stream_ordered, DeviceAllocStrategy::vmm}) {
@@ -36,10 +46,14 @@ TEST(DeviceAllocatorConfig, WithoutADeviceCreateIsUnsupported) {
   }
 }
 
-// Host memory behind the interface, to check DeviceBuffer's ownership rules.
+// Host memory behind the interface, to check DeviceBuffer's ownership rules; `budget` bytes at most live.
 class FakeAllocator final : public DeviceAllocator {
  public:
-  StatusOr<void*> allocate(std::string_view, MemoryKind, int64_t bytes, void*) override {
+  explicit FakeAllocator(int64_t budget = int64_t{1} << 20) : budget_(budget) {}
+  StatusOr<void*> allocate(std::string_view bucket, MemoryKind, int64_t bytes, void*) override {
+    if (live_bytes() + bytes > budget_) {
+      return out_of_memory("fake: bucket '" + std::string(bucket) + "' asked " + std::to_string(bytes));
+    }
     void* p = ::operator new(static_cast<size_t>(bytes));
     live_[p] = bytes;
     ++calls_;
@@ -53,13 +67,19 @@ class FakeAllocator final : public DeviceAllocator {
   }
   Status trim_to(int64_t) override { return Status::Ok(); }
   StatusOr<MemoryReport> report() const override { return MemoryReport{}; }
-  DeviceAllocatorStats stats() const override { return {calls_, 0, 0, 0}; }
+  DeviceAllocatorStats stats() const override { return {calls_, 0, 0, 0, 0}; }
   void reset_peak() override {}
   DeviceAllocStrategy strategy() const override { return DeviceAllocStrategy::stream_ordered; }
   int64_t frees() const { return frees_; }
   size_t live() const { return live_.size(); }
+  int64_t live_bytes() const {
+    int64_t sum = 0;
+    for (const auto& [ptr, bytes] : live_) sum += bytes;
+    return sum;
+  }
 
  private:
+  int64_t budget_;
   std::map<void*, int64_t> live_;
   int64_t calls_ = 0, frees_ = 0;
 };
@@ -85,6 +105,23 @@ TEST(DeviceBuffer, MovesOwnershipAndFreesExactlyOnce) {
   }
   EXPECT_EQ(alloc.frees(), 2);
   EXPECT_EQ(alloc.live(), 0u);
+}
+
+TEST(DeviceBuffer, AFailedAllocationIsTheAllocatorsStatusAndHoldsNothing) {
+  FakeAllocator alloc(100);
+  auto held = DeviceBuffer::allocate(alloc, "kv", MemoryKind::kv_cache, 64);
+  ASSERT_TRUE(held.ok());
+  auto refused = DeviceBuffer::allocate(alloc, "workspace", MemoryKind::workspace, 64);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::out_of_memory);
+  EXPECT_NE(refused.status().message().find("'workspace' asked 64"), std::string::npos) << refused.status().message();
+  EXPECT_EQ(alloc.live(), 1u);
+  held->reset();
+  EXPECT_EQ(held->data(), nullptr);
+  EXPECT_EQ(held->bytes(), 0);
+  EXPECT_EQ(alloc.live(), 0u);
+  held->reset();  // a second reset frees nothing more
+  EXPECT_EQ(alloc.frees(), 1);
 }
 
 }  // namespace

@@ -35,12 +35,13 @@ void AllocationLedger::add_buckets(MemoryReport& report) const {
   }
 }
 
-DeviceAllocatorStats AllocationLedger::stats(int64_t reserved_bytes) const {
+DeviceAllocatorStats AllocationLedger::stats(int64_t reserved_bytes, int64_t used_bytes) const {
   DeviceAllocatorStats s;
   s.allocation_calls = allocation_calls_;
   s.live_bytes = live_bytes_;
   s.peak_live_bytes = peak_live_bytes_;
   s.reserved_bytes = reserved_bytes;
+  s.used_bytes = used_bytes;
   return s;
 }
 

@@ -29,7 +29,7 @@ class AllocationLedger {
 
   /// One bucket per distinct name with live bytes (a bucket whose allocations were all freed disappears).
   void add_buckets(MemoryReport& report) const;
-  DeviceAllocatorStats stats(int64_t reserved_bytes) const;
+  DeviceAllocatorStats stats(int64_t reserved_bytes, int64_t used_bytes) const;
   void reset_peak() { peak_live_bytes_ = live_bytes_; }
   int64_t live_bytes() const { return live_bytes_; }
   int64_t mapped_bytes() const { return mapped_bytes_; }

@@ -1,4 +1,4 @@
-// DeviceAllocator::create() with CUDA, and the stream-ordered strategy: cudaMallocFromPoolAsync on a pool of our
+// The device half of DeviceAllocator::create() with CUDA, and the stream-ordered strategy: cudaMallocFromPoolAsync on a pool of our
 // own, so the memory it caches is ours to count and to trim, and never mixed with the default pool of the caller.
 #include <cuda_runtime.h>
 
@@ -10,14 +10,15 @@
 #include "backend/cuda/device.h"
 #include "backend/cuda/device_allocator_vmm.h"
 #include "backend/cuda/scoped_device.h"
+#include "backend/device_allocator_factory.h"
 
 namespace kvflash {
 namespace cuda {
 namespace {
 
-// Allocations are 256-byte aligned by both cudaMallocAsync and our VMM suballocation; the kernels' widest
-// vector loads (and TMA) need far less.
-constexpr int64_t kAlignment = 256;
+// Margin on top of a shortfall when trimming before a retry: the driver's bookkeeping for the new mapping comes
+// out of the same free bytes (its page tables for a whole H100 are well under 1 MiB).
+constexpr int64_t kTrimSlack = int64_t{32} << 20;
 
 class StreamOrderedAllocator final : public DeviceAllocator {
  public:
@@ -60,10 +61,10 @@ class StreamOrderedAllocator final : public DeviceAllocator {
     cudaError_t err = cudaMallocFromPoolAsync(&ptr, static_cast<size_t>(bytes), pool_, s);
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
-      // Release only what the request lacks from what the pool caches, then try once more.
+      // Release only what the request lacks (plus the slack) from what the pool caches, then try once more.
       size_t free_now = 0, total = 0;
       (void)cudaMemGetInfo(&free_now, &total);
-      const int64_t lacking = bytes - static_cast<int64_t>(free_now);
+      const int64_t lacking = bytes + kTrimSlack - static_cast<int64_t>(free_now);
       const int64_t reserved = reserved_bytes();
       const int64_t keep = std::max<int64_t>(ledger_.mapped_bytes(), reserved - std::max<int64_t>(lacking, 0));
       (void)cudaDeviceSynchronize();
@@ -117,7 +118,8 @@ class StreamOrderedAllocator final : public DeviceAllocator {
     r.device_total = static_cast<int64_t>(total);
     r.device_free = static_cast<int64_t>(free_now);
     ledger_.add_buckets(r);
-    // Memory the pool caches after frees is ours too: without its own bucket it would read as "unaccounted".
+    // Memory the pool caches after frees (and its rounding of live allocations) is ours too: without a bucket of its
+    // own it would read as "unaccounted".
     const int64_t cached = reserved_bytes() - ledger_.mapped_bytes();
     if (cached > 0) r.add("allocator.cached", MemoryKind::other, cached);
     return r;
@@ -125,7 +127,7 @@ class StreamOrderedAllocator final : public DeviceAllocator {
 
   DeviceAllocatorStats stats() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return ledger_.stats(reserved_bytes());
+    return ledger_.stats(reserved_bytes(), pool_attribute(cudaMemPoolAttrUsedMemCurrent, ledger_.mapped_bytes()));
   }
   void reset_peak() override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -137,12 +139,16 @@ class StreamOrderedAllocator final : public DeviceAllocator {
   StreamOrderedAllocator(int device, cudaMemPool_t pool) : device_(device), pool_(pool) {}
 
   int64_t reserved_bytes() const {
-    uint64_t reserved = 0;
-    if (cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemCurrent, &reserved) != cudaSuccess) {
+    return pool_attribute(cudaMemPoolAttrReservedMemCurrent, ledger_.mapped_bytes());
+  }
+  // A pool attribute in bytes; `fallback` (the ledger's view) if the runtime cannot say.
+  int64_t pool_attribute(cudaMemPoolAttr attr, int64_t fallback) const {
+    uint64_t value = 0;
+    if (cudaMemPoolGetAttribute(pool_, attr, &value) != cudaSuccess) {
       (void)cudaGetLastError();
-      return ledger_.mapped_bytes();
+      return fallback;
     }
-    return static_cast<int64_t>(reserved);
+    return static_cast<int64_t>(value);
   }
 
   int device_;
@@ -154,27 +160,18 @@ class StreamOrderedAllocator final : public DeviceAllocator {
 }  // namespace
 }  // namespace cuda
 
-StatusOr<std::unique_ptr<DeviceAllocator>> DeviceAllocator::create(const DeviceAllocatorConfig& config) {
-  if (config.release_threshold_bytes < 0) {
-    return invalid_argument("DeviceAllocatorConfig.release_threshold_bytes = " +
-                            std::to_string(config.release_threshold_bytes) + " must be >= 0");
-  }
-  if (config.vmm_reserve_bytes < 0) {
-    return invalid_argument("DeviceAllocatorConfig.vmm_reserve_bytes = " + std::to_string(config.vmm_reserve_bytes) +
-                            " must be >= 0");
-  }
+namespace detail {
+
+StatusOr<std::unique_ptr<DeviceAllocator>> create_device_allocator(const DeviceAllocatorConfig& config) {
   const int devices = cuda::device_count();
   if (devices == 0) return unsupported("device allocator: no CUDA device (the runtime sees none)");
   if (config.device < 0 || config.device >= devices) {
     return invalid_argument("DeviceAllocatorConfig.device = " + std::to_string(config.device) +
                             " is not a CUDA device (this machine has " + std::to_string(devices) + ")");
   }
-  switch (config.strategy) {
-    case DeviceAllocStrategy::stream_ordered: return cuda::StreamOrderedAllocator::create(config);
-    case DeviceAllocStrategy::vmm: return cuda::create_vmm_allocator(config);
-  }
-  return invalid_argument("DeviceAllocatorConfig.strategy = " + std::to_string(static_cast<int>(config.strategy)) +
-                          " is not a DeviceAllocStrategy");
+  if (config.strategy == DeviceAllocStrategy::vmm) return cuda::create_vmm_allocator(config);
+  return cuda::StreamOrderedAllocator::create(config);
 }
 
+}  // namespace detail
 }  // namespace kvflash

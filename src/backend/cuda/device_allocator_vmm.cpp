@@ -153,14 +153,16 @@ class VmmAllocator final : public DeviceAllocator {
 
   Status deallocate(void* ptr, void* stream) override {
     std::lock_guard<std::mutex> lock(mu_);
-    AllocationLedger::Entry entry;
-    if (!ledger_.take(ptr, &entry)) {
+    if (!ledger_.owns(ptr)) {
       return invalid_argument("device deallocate: pointer " + pointer_text(ptr) + " was not allocated here");
     }
     ScopedDevice guard(device_);
     KVFLASH_RETURN_IF_ERROR(guard.status());
-    // Unmapping is immediate, unlike cudaFreeAsync: work queued on the stream may still read the chunk.
+    // Unmapping is immediate, unlike cudaFreeAsync: work queued on the stream may still read the chunk. (A failed
+    // wait leaves the allocation live, so the caller may try again.)
     KVFLASH_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+    AllocationLedger::Entry entry;
+    (void)ledger_.take(ptr, &entry);
     const int64_t offset = static_cast<int64_t>(reinterpret_cast<CUdeviceptr>(ptr) - base_);
     auto it = chunks_.find(offset);
     if (it == chunks_.end()) return backend_error("device deallocate (vmm): no chunk at offset " + std::to_string(offset));
@@ -194,7 +196,7 @@ class VmmAllocator final : public DeviceAllocator {
 
   DeviceAllocatorStats stats() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return ledger_.stats(ledger_.mapped_bytes());
+    return ledger_.stats(ledger_.mapped_bytes(), ledger_.mapped_bytes());
   }
   void reset_peak() override {
     std::lock_guard<std::mutex> lock(mu_);
