@@ -1,7 +1,8 @@
 // KvCache: a fixed-capacity paged KV cache. Sequences own page tables into one arena of pages; append quantizes
 // on write; fork shares prefix pages copy-on-write; checkpoints serialize one sequence.
 //
-// Storage (see KvCacheLayout): one host arena, allocated by create() and never resized. For each layer it holds a
+// Storage (see KvCacheLayout): one arena, allocated by create() and never resized, in host memory or (residence
+// cuda) in device memory from a DeviceAllocator (bucket "kv.cache", MemoryKind::kv_cache). For each layer it holds a
 // K pool and a V pool of n_pages packed pages; page p of a pool holds page_rows tokens of every KV head as
 // [head][row in page] rows of head_row_bytes(type, d) bytes. A page index names the same tokens in every layer's
 // K and V pool, so one page table per sequence serves all layers, and a layer's K (or V) pool is exactly an
@@ -10,7 +11,15 @@
 // Nothing allocates after create() on a success path: page tables, free lists and refcounts are fixed-size.
 // (Error Statuses allocate their message; checkpoint to a std::vector and the file calls allocate or use stdio.)
 // Not thread-safe: one thread mutates a cache at a time (an engine's scheduler owns it); const calls may run
-// concurrently with each other.
+// concurrently with each other, except checkpoint calls on a device cache (they share its host staging buffer).
+//
+// A device cache (KvCacheConfig::residence = cuda) keeps the same API and layout. Quantize-on-write runs on the host
+// into a staging buffer sized once at create() (one page of K and V of one layer), then each page's rows go to the
+// device in one 2-D copy; copy-on-write copies pages device to device; checkpoints copy through the staging buffer.
+// k_view()/v_view() return device pointers and want a page table in device memory: fill_batch_device() fills one
+// the cache owns (bucket "kv.page_table"). k_row()/v_row() return host spans and are unsupported on a device
+// cache: copy_k_row()/copy_v_row() copy a row into a caller span on either residence. Every copy is synchronous
+// on the default stream except fill_batch_device()'s upload, which is ordered on the caller's stream.
 #pragma once
 
 #include <cstddef>
@@ -21,6 +30,7 @@
 #include <vector>
 
 #include "kvflash/attention_problem.h"
+#include "kvflash/device_memory.h"
 #include "kvflash/host_device.h"
 #include "kvflash/kv_type.h"
 #include "kvflash/status.h"
@@ -35,6 +45,12 @@ class PayloadSource;
 /// A sequence's slot in the cache, in [0, max_sequences). Ids of removed sequences are reused.
 using SeqId = int32_t;
 
+/// Where a cache's arena lives.
+enum class KvResidence : uint8_t {
+  host,  // host memory (operator new)
+  cuda,  // device memory of a DeviceAllocator given to create(); needs CUDA in the build
+};
+
 struct KvCacheConfig {
   int64_t n_layers = 1;
   int64_t n_head_kv = 1;
@@ -47,6 +63,16 @@ struct KvCacheConfig {
   int64_t capacity_tokens = 0;      // alternative to n_pages: rounded up to whole pages
   int64_t max_sequences = 1;        // live sequences at once (forks and restores count)
   int64_t max_seq_tokens = 0;       // longest sequence, sets the page-table width; 0: the whole capacity
+  KvResidence residence = KvResidence::host;
+};
+
+/// Page tables of a batch in device memory, filled by KvCache::fill_batch_device(): what k_view()/v_view() and an
+/// AttentionProblem's kv_len take for a device cache.
+struct DeviceBatch {
+  const int32_t* page_table = nullptr;  // device [n_seq, pages_per_seq]
+  const int32_t* kv_len = nullptr;      // device [n_seq]
+  int64_t pages_per_seq = 0;
+  int64_t n_kv = 0;                     // the longest length (AttentionShape::n_kv)
 };
 
 /// Where every byte lives in the arena: pure index math, shared by a host cache and (later) a device-resident one.
@@ -84,8 +110,10 @@ struct KvCacheLayout {
 class KvCache {
  public:
   /// Validates `config` (the message names the field and its value) and allocates all storage. out_of_memory
-  /// when the host allocation fails.
-  static StatusOr<KvCache> create(const KvCacheConfig& config);
+  /// when the host allocation fails. A device cache (residence cuda) takes its arena and page-table buffer from
+  /// `allocator` (which must outlive the cache): invalid_argument without one, unsupported in a build without
+  /// CUDA, the allocator's out_of_memory (bucket and bytes) when the device is full. A host cache ignores it.
+  static StatusOr<KvCache> create(const KvCacheConfig& config, DeviceAllocator* allocator = nullptr);
 
   KvCache(KvCache&&) noexcept;
   KvCache& operator=(KvCache&&) noexcept;
@@ -133,12 +161,21 @@ class KvCache {
   int64_t sequences_free() const { return n_free_seqs_; }
   /// Pages a page table needs per sequence to address max_seq_tokens tokens.
   int64_t max_pages_per_seq() const { return max_pages_per_seq_; }
-  /// Host bytes this cache owns: the arena plus the fixed-size page tables, refcounts and free lists.
+  /// Bytes this cache owns: the arena plus the fixed-size page tables, refcounts, free lists and (device cache)
+  /// the host staging buffer, the host batch table and the device page-table buffer.
   int64_t bytes() const;
+  /// Where the arena lives.
+  KvResidence residence() const { return config_.residence; }
+  /// Host bytes of the staging buffer quantize-on-write and checkpoints go through (0 for a host cache).
+  int64_t staging_bytes() const { return static_cast<int64_t>(staging_.size()); }
 
-  /// The stored bytes of one K (V) row (head_row_bytes long) of token `pos` < length(seq).
+  /// The stored bytes of one K (V) row (head_row_bytes long) of token `pos` < length(seq). Host caches only:
+  /// unsupported on a device cache (use copy_k_row()).
   StatusOr<std::span<const std::byte>> k_row(SeqId seq, int64_t layer, int64_t pos, int64_t head) const;
   StatusOr<std::span<const std::byte>> v_row(SeqId seq, int64_t layer, int64_t pos, int64_t head) const;
+  /// Copies the stored bytes of one K (V) row into `out` (exactly layout().k_row_bytes long), on either residence.
+  Status copy_k_row(SeqId seq, int64_t layer, int64_t pos, int64_t head, std::span<std::byte> out) const;
+  Status copy_v_row(SeqId seq, int64_t layer, int64_t pos, int64_t head, std::span<std::byte> out) const;
 
   // ---- attention over a batch of sequences ----
 
@@ -148,7 +185,14 @@ class KvCache {
   /// The table stays valid until the next mutating call on one of these sequences.
   StatusOr<int64_t> fill_batch(std::span<const SeqId> seqs, int64_t pages_per_seq, std::span<int32_t> page_table,
                                std::span<int32_t> kv_len) const;
-  /// The paged view of one layer's K (V) pool through a page table that fill_batch() filled.
+  /// Device cache: fill_batch() into a host table the cache owns, uploaded into its device page-table buffer on
+  /// `stream` (a cudaStream_t; nullptr: the default stream) with pages_per_seq = max_pages_per_seq(). The tables
+  /// stay valid until the next fill_batch_device(); kernels reading them must be ordered after the upload (same
+  /// stream) and a later call must not overwrite them while a kernel still reads them (same stream again).
+  /// unsupported on a host cache; invalid_argument for more than max_sequences sequences.
+  StatusOr<DeviceBatch> fill_batch_device(std::span<const SeqId> seqs, void* stream = nullptr);
+  /// The paged view of one layer's K (V) pool through a page table that fill_batch() filled (device cache:
+  /// fill_batch_device()'s page_table; the view's data is then a device pointer).
   StatusOr<KvView> k_view(int64_t layer, const int32_t* page_table, int64_t pages_per_seq) const;
   StatusOr<KvView> v_view(int64_t layer, const int32_t* page_table, int64_t pages_per_seq) const;
 
@@ -177,7 +221,25 @@ class KvCache {
   struct ArenaDeleter {
     void operator()(std::byte* p) const;
   };
+  /// One layer's K and V page: where to read it from or write it to on the host.
+  struct PageImage {
+    std::byte* k = nullptr;
+    std::byte* v = nullptr;
+  };
   KvCache() = default;
+
+  bool on_device() const { return config_.residence == KvResidence::cuda; }
+  // Device cache: the allocations and host buffers create() adds for residence cuda (kv_cache_device.cpp).
+  Status create_device_storage(DeviceAllocator* allocator, int64_t table_entries);
+  // The page's bytes on the host: the arena itself for a host cache, else downloaded into the staging buffer.
+  StatusOr<PageImage> read_page(int64_t layer, int32_t page) const;
+  // Where to put a page's bytes before store_page(): the arena for a host cache, else the staging buffer.
+  PageImage page_to_write(int64_t layer, int32_t page);
+  // Uploads what page_to_write() handed out (a no-op for a host cache).
+  Status store_page(int64_t layer, int32_t page);
+  // Uploads rows [row0, row1) of every head of a page from the staging buffer (device cache).
+  Status store_rows(int64_t layer, int32_t page, int64_t row0, int64_t row1);
+  Status copy_row(bool is_k, SeqId seq, int64_t layer, int64_t pos, int64_t head, std::span<std::byte> out) const;
 
   // batch_index >= 0 names the argument seqs[batch_index] instead of seq in the message.
   Status check_seq(SeqId seq, int64_t batch_index = -1) const;
@@ -194,7 +256,7 @@ class KvCache {
   void release_seq(SeqId seq);
   int32_t take_page();
   void release_page(int32_t page);
-  void copy_page(int32_t dst, int32_t src);
+  Status copy_page(int32_t dst, int32_t src);
   /// Gives seq a private copy of every page holding a position in [first, last] that another sequence shares.
   Status make_private(SeqId seq, int64_t first, int64_t last);
   Status quantize_rows(int64_t layer, const int32_t* pages, int64_t first, const float* k, const float* v,
@@ -206,7 +268,12 @@ class KvCache {
   KvCacheConfig config_;
   KvCacheLayout layout_;
   int64_t max_pages_per_seq_ = 0;
-  std::unique_ptr<std::byte[], ArenaDeleter> arena_;
+  std::unique_ptr<std::byte[], ArenaDeleter> host_arena_;
+  DeviceBuffer device_arena_;
+  std::byte* arena_ = nullptr;                   // host_arena_ or device_arena_'s memory
+  mutable std::vector<std::byte> staging_;       // device cache: [k_page_bytes + v_page_bytes]
+  std::vector<int32_t> batch_table_;             // device cache: host image of device_tables_
+  DeviceBuffer device_tables_;                   // device cache: [max_sequences, max_pages_per_seq] + kv_len
   std::vector<int32_t> refcount_;      // [n_pages]: sequences whose page table holds the page
   std::vector<int32_t> free_pages_;    // stack; the first n_free_pages_ entries are free
   int64_t n_free_pages_ = 0;

@@ -183,13 +183,15 @@ Status KvCache::write_checkpoint(SeqId seq, PayloadSink& sink) const {
       const int64_t valid = std::min(layout_.page_rows, length - j * layout_.page_rows);
       const int64_t unused = layout_.page_rows - valid;
       for (int64_t l = 0; l < layout_.n_layers; ++l) {
+        StatusOr<PageImage> image = read_page(l, pages[j]);
+        if (!image.ok()) return image.status();
         for (int64_t h = 0; h < layout_.n_head_kv; ++h) {
-          KVFLASH_RETURN_IF_ERROR(out.put(arena_.get() + layout_.k_row_offset(l, pages[j], h, 0),
+          KVFLASH_RETURN_IF_ERROR(out.put(image->k + h * layout_.page_rows * layout_.k_row_bytes,
                                           valid * layout_.k_row_bytes));
           if (unused > 0) KVFLASH_RETURN_IF_ERROR(out.put(nullptr, unused * layout_.k_row_bytes));
         }
         for (int64_t h = 0; h < layout_.n_head_kv; ++h) {
-          KVFLASH_RETURN_IF_ERROR(out.put(arena_.get() + layout_.v_row_offset(l, pages[j], h, 0),
+          KVFLASH_RETURN_IF_ERROR(out.put(image->v + h * layout_.page_rows * layout_.v_row_bytes,
                                           valid * layout_.v_row_bytes));
           if (unused > 0) KVFLASH_RETURN_IF_ERROR(out.put(nullptr, unused * layout_.v_row_bytes));
         }
@@ -346,12 +348,12 @@ StatusOr<SeqId> KvCache::read_checkpoint(PayloadSource& source) {
   Status s = source.seek_payload();
   for (int64_t j = 0; j < n_pages && s.ok(); ++j) {
     for (int64_t l = 0; l < layout_.n_layers && s.ok(); ++l) {
-      std::byte* k = arena_.get() + layout_.k_row_offset(l, pages[j], 0, 0);
-      std::byte* v = arena_.get() + layout_.v_row_offset(l, pages[j], 0, 0);
-      s = source.read(k, layout_.k_page_bytes);
-      if (s.ok()) s = source.read(v, layout_.v_page_bytes);
-      again.update(k, static_cast<size_t>(layout_.k_page_bytes));
-      again.update(v, static_cast<size_t>(layout_.v_page_bytes));
+      const PageImage image = page_to_write(l, pages[j]);
+      s = source.read(image.k, layout_.k_page_bytes);
+      if (s.ok()) s = source.read(image.v, layout_.v_page_bytes);
+      again.update(image.k, static_cast<size_t>(layout_.k_page_bytes));
+      again.update(image.v, static_cast<size_t>(layout_.v_page_bytes));
+      if (s.ok()) s = store_page(l, pages[j]);
     }
   }
   if (s.ok() && again.finish() != h.checksum) {

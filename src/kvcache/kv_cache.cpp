@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kvcache/device_transfer.h"
 #include "kvflash/quantize.h"
 
 namespace kvflash {
@@ -121,7 +122,12 @@ KvCache& KvCache::operator=(KvCache&& other) noexcept {
   config_ = std::exchange(other.config_, KvCacheConfig{});
   layout_ = std::exchange(other.layout_, KvCacheLayout{});
   max_pages_per_seq_ = std::exchange(other.max_pages_per_seq_, 0);
-  arena_ = std::move(other.arena_);
+  host_arena_ = std::move(other.host_arena_);
+  device_arena_ = std::move(other.device_arena_);
+  arena_ = std::exchange(other.arena_, nullptr);
+  staging_ = std::exchange(other.staging_, {});
+  batch_table_ = std::exchange(other.batch_table_, {});
+  device_tables_ = std::move(other.device_tables_);
   refcount_ = std::exchange(other.refcount_, {});
   free_pages_ = std::exchange(other.free_pages_, {});
   n_free_pages_ = std::exchange(other.n_free_pages_, 0);
@@ -134,7 +140,7 @@ KvCache& KvCache::operator=(KvCache&& other) noexcept {
 
 KvCache::~KvCache() = default;
 
-StatusOr<KvCache> KvCache::create(const KvCacheConfig& config) {
+StatusOr<KvCache> KvCache::create(const KvCacheConfig& config, DeviceAllocator* allocator) {
   KvCache cache;
   cache.config_ = config;
   KVFLASH_RETURN_IF_ERROR(resolve_config(&cache.config_));
@@ -147,8 +153,13 @@ StatusOr<KvCache> KvCache::create(const KvCacheConfig& config) {
                             str(cache.max_pages_per_seq_) + " pages per sequence overflows int64");
   }
   const int64_t arena_bytes = cache.layout_.arena_bytes;
-  cache.arena_.reset(static_cast<std::byte*>(::operator new[](
-      static_cast<size_t>(arena_bytes), std::align_val_t(KvCacheLayout::kPoolAlign), std::nothrow)));
+  if (cache.on_device()) {
+    KVFLASH_RETURN_IF_ERROR(cache.create_device_storage(allocator, table_entries));
+  } else {
+    cache.host_arena_.reset(static_cast<std::byte*>(::operator new[](
+        static_cast<size_t>(arena_bytes), std::align_val_t(KvCacheLayout::kPoolAlign), std::nothrow)));
+    cache.arena_ = cache.host_arena_.get();
+  }
   if (cache.arena_ == nullptr) {
     return out_of_memory("kv cache: could not allocate the " + str(arena_bytes) + "-byte arena (" +
                          str(c.n_pages) + " pages of " + str(cache.layout_.k_page_bytes + cache.layout_.v_page_bytes) +
@@ -177,7 +188,8 @@ int64_t KvCache::bytes() const {
     return static_cast<int64_t>(v.capacity() * sizeof(typename std::decay_t<decltype(v)>::value_type));
   };
   return layout_.arena_bytes + vec_bytes(refcount_) + vec_bytes(free_pages_) + vec_bytes(page_tables_) +
-         vec_bytes(seqs_) + vec_bytes(free_seqs_);
+         vec_bytes(seqs_) + vec_bytes(free_seqs_) + vec_bytes(staging_) + vec_bytes(batch_table_) +
+         device_tables_.bytes();
 }
 
 // ---- bookkeeping ----
@@ -234,13 +246,21 @@ void KvCache::release_page(int32_t page) {
   if (--refcount_[page] == 0) free_pages_[n_free_pages_++] = page;
 }
 
-void KvCache::copy_page(int32_t dst, int32_t src) {
+Status KvCache::copy_page(int32_t dst, int32_t src) {
   for (int64_t l = 0; l < layout_.n_layers; ++l) {
-    std::memcpy(arena_.get() + layout_.k_row_offset(l, dst, 0, 0), arena_.get() + layout_.k_row_offset(l, src, 0, 0),
-                static_cast<size_t>(layout_.k_page_bytes));
-    std::memcpy(arena_.get() + layout_.v_row_offset(l, dst, 0, 0), arena_.get() + layout_.v_row_offset(l, src, 0, 0),
-                static_cast<size_t>(layout_.v_page_bytes));
+    std::byte* k_dst = arena_ + layout_.k_row_offset(l, dst, 0, 0);
+    const std::byte* k_src = arena_ + layout_.k_row_offset(l, src, 0, 0);
+    std::byte* v_dst = arena_ + layout_.v_row_offset(l, dst, 0, 0);
+    const std::byte* v_src = arena_ + layout_.v_row_offset(l, src, 0, 0);
+    if (on_device()) {
+      KVFLASH_RETURN_IF_ERROR(kvcache::copy_on_device(k_dst, k_src, layout_.k_page_bytes));
+      KVFLASH_RETURN_IF_ERROR(kvcache::copy_on_device(v_dst, v_src, layout_.v_page_bytes));
+    } else {
+      std::memcpy(k_dst, k_src, static_cast<size_t>(layout_.k_page_bytes));
+      std::memcpy(v_dst, v_src, static_cast<size_t>(layout_.v_page_bytes));
+    }
   }
+  return Status::Ok();
 }
 
 Status KvCache::make_private(SeqId seq, int64_t first, int64_t last) {
@@ -252,7 +272,10 @@ Status KvCache::make_private(SeqId seq, int64_t first, int64_t last) {
   for (int64_t j = first_page; j <= last_page; ++j) {
     if (refcount_[pages[j]] <= 1) continue;
     const int32_t copy = take_page();
-    copy_page(copy, pages[j]);
+    if (Status s = copy_page(copy, pages[j]); !s.ok()) {
+      release_page(copy);
+      return s;
+    }
     release_page(pages[j]);
     pages[j] = copy;
   }
@@ -366,16 +389,28 @@ Status KvCache::quantize_rows(int64_t layer, const int32_t* pages, int64_t first
     std::fill(padded.begin() + d, padded.begin() + stored, 0.0f);
     return quantize_row(type, padded.data(), stored, dst);
   };
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const int64_t pos = first + t;
-    const int64_t page = pages[pos / layout_.page_rows], row = pos % layout_.page_rows;
-    for (int64_t h = 0; h < c.n_head_kv; ++h) {
-      const int64_t src_row = t * c.n_head_kv + h;
-      KVFLASH_RETURN_IF_ERROR(quantize(c.k_type, k + src_row * c.d_k, c.d_k, k_stored,
-                                       arena_.get() + layout_.k_row_offset(layer, page, h, row)));
-      KVFLASH_RETURN_IF_ERROR(quantize(c.v_type, v + src_row * c.d_v, c.d_v, v_stored,
-                                       arena_.get() + layout_.v_row_offset(layer, page, h, row)));
+  // A device cache quantizes one page's run of rows into the staging buffer, laid out as the page is (so the
+  // offsets below are page-relative), then uploads the run; a host cache writes into the arena directly.
+  const int64_t page_rows = layout_.page_rows;
+  for (int64_t t0 = 0; t0 < n_tokens;) {
+    const int64_t pos0 = first + t0;
+    const int32_t page = pages[pos0 / page_rows];
+    const int64_t row0 = pos0 % page_rows, row1 = std::min(page_rows, row0 + (n_tokens - t0));
+    std::byte* k_page = on_device() ? staging_.data() : arena_ + layout_.k_row_offset(layer, page, 0, 0);
+    std::byte* v_page = on_device() ? staging_.data() + layout_.k_page_bytes
+                                    : arena_ + layout_.v_row_offset(layer, page, 0, 0);
+    for (int64_t row = row0; row < row1; ++row) {
+      const int64_t t = t0 + (row - row0);
+      for (int64_t h = 0; h < c.n_head_kv; ++h) {
+        const int64_t src_row = t * c.n_head_kv + h;
+        KVFLASH_RETURN_IF_ERROR(quantize(c.k_type, k + src_row * c.d_k, c.d_k, k_stored,
+                                         k_page + (h * page_rows + row) * layout_.k_row_bytes));
+        KVFLASH_RETURN_IF_ERROR(quantize(c.v_type, v + src_row * c.d_v, c.d_v, v_stored,
+                                         v_page + (h * page_rows + row) * layout_.v_row_bytes));
+      }
     }
+    if (on_device()) KVFLASH_RETURN_IF_ERROR(store_rows(layer, page, row0, row1));
+    t0 += row1 - row0;
   }
   return Status::Ok();
 }
@@ -410,6 +445,9 @@ Status KvCache::append(SeqId seq, std::span<const float> k, std::span<const floa
 // ---- reading ----
 
 StatusOr<std::span<const std::byte>> KvCache::k_row(SeqId seq, int64_t layer, int64_t pos, int64_t head) const {
+  if (on_device()) {
+    return unsupported("k_row: this kv cache lives in device memory; copy_k_row() copies a row to the host");
+  }
   KVFLASH_RETURN_IF_ERROR(check_seq(seq));
   KVFLASH_RETURN_IF_ERROR(check_layer(layer));
   if (pos < 0 || pos >= seqs_[seq].length || head < 0 || head >= config_.n_head_kv) {
@@ -417,11 +455,14 @@ StatusOr<std::span<const std::byte>> KvCache::k_row(SeqId seq, int64_t layer, in
                             str(seqs_[seq].length) + " x n_head_kv " + str(config_.n_head_kv));
   }
   const int64_t page = table(seq)[pos / layout_.page_rows];
-  return std::span<const std::byte>(arena_.get() + layout_.k_row_offset(layer, page, head, pos % layout_.page_rows),
+  return std::span<const std::byte>(arena_ + layout_.k_row_offset(layer, page, head, pos % layout_.page_rows),
                                     static_cast<size_t>(layout_.k_row_bytes));
 }
 
 StatusOr<std::span<const std::byte>> KvCache::v_row(SeqId seq, int64_t layer, int64_t pos, int64_t head) const {
+  if (on_device()) {
+    return unsupported("v_row: this kv cache lives in device memory; copy_v_row() copies a row to the host");
+  }
   KVFLASH_RETURN_IF_ERROR(check_seq(seq));
   KVFLASH_RETURN_IF_ERROR(check_layer(layer));
   if (pos < 0 || pos >= seqs_[seq].length || head < 0 || head >= config_.n_head_kv) {
@@ -429,7 +470,7 @@ StatusOr<std::span<const std::byte>> KvCache::v_row(SeqId seq, int64_t layer, in
                             str(seqs_[seq].length) + " x n_head_kv " + str(config_.n_head_kv));
   }
   const int64_t page = table(seq)[pos / layout_.page_rows];
-  return std::span<const std::byte>(arena_.get() + layout_.v_row_offset(layer, page, head, pos % layout_.page_rows),
+  return std::span<const std::byte>(arena_ + layout_.v_row_offset(layer, page, head, pos % layout_.page_rows),
                                     static_cast<size_t>(layout_.v_row_bytes));
 }
 
@@ -475,7 +516,7 @@ StatusOr<KvView> KvCache::k_view(int64_t layer, const int32_t* page_table, int64
   }
   KvView view;
   view.type = config_.k_type;
-  view.data = arena_.get() + layout_.k_pool_offset(layer);
+  view.data = arena_ + layout_.k_pool_offset(layer);
   view.stride = Strides{0, layout_.page_rows * layout_.k_row_bytes, layout_.k_row_bytes};
   view.paging = PageTable{page_table, pages_per_seq, layout_.page_rows, layout_.k_page_bytes};
   return view;
@@ -489,7 +530,7 @@ StatusOr<KvView> KvCache::v_view(int64_t layer, const int32_t* page_table, int64
   }
   KvView view;
   view.type = config_.v_type;
-  view.data = arena_.get() + layout_.v_pool_offset(layer);
+  view.data = arena_ + layout_.v_pool_offset(layer);
   view.stride = Strides{0, layout_.page_rows * layout_.v_row_bytes, layout_.v_row_bytes};
   view.paging = PageTable{page_table, pages_per_seq, layout_.page_rows, layout_.v_page_bytes};
   return view;

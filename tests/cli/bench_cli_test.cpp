@@ -122,8 +122,44 @@ TEST(BenchCli, UsageErrorsAreOneLine) {
   if (!backend_available(BackendKind::cuda)) {
     const CliResult r = box.run({"bench", "--backend", "cuda"});
     EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.stderr_lines(), 1) << r.err;
     EXPECT_NE(r.err.find("not available"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
   }
+}
+
+double json_number(const std::string& object, const std::string& key) {
+  const std::string needle = "\"" + key + "\": ";
+  const size_t at = object.find(needle);
+  return at == std::string::npos ? -1.0 : std::stod(object.substr(at + needle.size()));
+}
+
+// The device path end to end: a device-resident cache per depth, event-timed steps, the copy bandwidth, TFLOP/s
+// on prefill rows and the allocator's peak bytes on every row.
+TEST(BenchCli, CudaBackendSmokeRun) {
+  if (!backend_available(BackendKind::cuda)) GTEST_SKIP() << "skipped: no CUDA device";
+  CliSandbox box;
+  const CliResult r = box.run({"bench", "--backend", "cuda", "-d", "0,300", "-ctk", "f16,q4_0", "-n", "2", "-q", "1",
+                               "-p", "64", "-r", "2", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> rows = json_objects(r.out);
+  ASSERT_EQ(rows.size(), 8u) << r.out;  // 2 types x 2 depths x (decode + prefill)
+  for (const std::string& row : rows) {
+    EXPECT_EQ(json_string(row, "backend"), "cuda");
+    EXPECT_GT(json_number(row, "us_median"), 0.0) << row;
+    EXPECT_GT(json_number(row, "kv_gbps"), 0.0) << row;
+    EXPECT_GT(json_number(row, "read_bw_gbps"), 0.0) << row;
+    EXPECT_GT(json_number(row, "kv_cache_bytes"), 0.0) << row;
+    EXPECT_GE(json_number(row, "peak_bytes"), json_number(row, "kv_cache_bytes")) << row;
+    if (json_string(row, "kind") == "prefill") {
+      EXPECT_GT(json_number(row, "tflops"), 0.0) << row;
+    }
+  }
+  const CliResult md = box.run({"bench", "--backend", "cuda", "-d", "0", "-ctk", "q8_0", "-n", "1", "-q", "1", "-p",
+                                "32", "-r", "1"});
+  ASSERT_EQ(md.exit_code, 0) << md.err;
+  EXPECT_NE(md.out.find("% copy bw | TFLOP/s | peak |"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("device copy bandwidth"), std::string::npos) << md.out;
 }
 
 }  // namespace

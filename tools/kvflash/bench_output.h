@@ -15,6 +15,7 @@ struct BenchRunInfo {
   std::string model;    // preset or GGUF name, with its heads and dims
   std::string machine;  // CPU model, threads, ISA
   double read_bw_gbps = 0;
+  std::string bandwidth_name = "read bandwidth";  // what read_bw_gbps is (cuda: the device copy bandwidth)
   int threads = 0;
   std::string load;  // /proc/loadavg at the start and at the end: other work on the machine skews timings
 };
@@ -22,7 +23,7 @@ struct BenchRunInfo {
 std::string bench_markdown(const BenchRunInfo& info, const std::vector<BenchRow>& rows);
 
 /// One JSON array of row objects; every row has backend, ktype, vtype, kind, depth, n_q, n_seq, us_median, us_min,
-/// us_max, tokens_per_s, kv_gbps, peak_bytes, and more.
+/// us_max, tokens_per_s, kv_gbps, peak_bytes, tflops, and more.
 std::string bench_json(const std::vector<BenchRow>& rows);
 
 /// A header line and one line per row, the JSON fields in the same order.

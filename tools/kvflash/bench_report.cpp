@@ -180,13 +180,13 @@ std::string bench_html(const BenchRunInfo& info, const std::vector<BenchRow>& ro
       "td:nth-child(-n+5){text-align:left}code{background:#f3f3f3;padding:2px 4px}</style></head><body>\n";
   html += "<h1>kvflash bench</h1>\n<p><code>" + escape(info.command) + "</code></p>\n";
   html += "<p>model: " + escape(info.model) + "<br>machine: " + escape(info.machine) +
-          "<br>measured read bandwidth: " + num("%.1f", info.read_bw_gbps) + " GB/s (" + std::to_string(info.threads) +
-          " threads)<br>load average (1/5/15 min) at start and end: " + escape(info.load) + "</p>\n";
+          "<br>measured " + info.bandwidth_name + ": " + num("%.1f", info.read_bw_gbps) + " GB/s (" +
+          std::to_string(info.threads) + " threads)<br>load average (1/5/15 min) at start and end: " + escape(info.load) + "</p>\n";
   const std::string width = "single-sequence decode, " + std::to_string(decode_rows) + " query row" +
                             (decode_rows == 1 ? "" : "s") + " per step";
   html += line_chart("Decode throughput (" + width + ")", "tokens/s", x, throughput.list());
   html += line_chart("KV bytes read per second (" + width + ")", "GB/s", x, bandwidth.list(), info.read_bw_gbps,
-                     "measured read bandwidth");
+                     "measured " + info.bandwidth_name);
   html += line_chart("Time per decode step (x N: N query rows per step)", "ms", x, step_time.list());
   html += line_chart("Memory: KV cache + workspace", "MiB", x, memory.list());
   html +=

@@ -10,9 +10,11 @@
 #include <memory>
 #include <thread>
 
+#include "kvcache/device_transfer.h"
 #include "kvflash/attention.h"
 #include "kvflash/kv_cache.h"
 #include "kvflash/route.h"
+#include "kvflash/workspace.h"
 
 namespace kvflash::cli {
 
@@ -55,6 +57,23 @@ class RandomRows {
   uint64_t state_;
 };
 
+// K/V bytes one step reads: each stored row of every visible key once (no V term when V is a view of K).
+int64_t kv_bytes_read(const LayerShape& layer, bool v_is_view_of_k, KvType k, KvType v,
+                      const std::vector<int32_t>& kv_len) {
+  int64_t keys = 0;
+  for (int32_t len : kv_len) keys += len;
+  const int64_t k_row = head_row_bytes(k, layer.d_k);
+  const int64_t v_row = v_is_view_of_k ? 0 : head_row_bytes(v, layer.d_v);
+  return keys * layer.n_head_kv * (k_row + v_row);
+}
+
+// Attention FLOP of a step whose n_q rows are the last of each sequence.
+double flop_of(const LayerShape& layer, int64_t n_q, const std::vector<int32_t>& kv_len) {
+  double flop = 0;
+  for (int32_t len : kv_len) flop += step_flop(layer, len - n_q, n_q, 1);
+  return flop;
+}
+
 // A workspace buffer that grows (between timed calls) to what the largest route asks for.
 class Workspace {
  public:
@@ -75,7 +94,53 @@ class Workspace {
   int64_t size_ = 0;
 };
 
-// Everything one cache case needs while it is measured.
+// The cache of a case: one layer, room for the depth plus the largest step of the plan.
+KvCacheConfig cache_config(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c, const StepPlan& plan,
+                           KvResidence residence) {
+  int64_t extra = 1;
+  for (int64_t rows : plan.decode_rows) extra = std::max(extra, rows * (plan.decode_steps + 1));
+  for (int64_t chunk : plan.prefill_chunks) extra = std::max(extra, chunk);
+  KvCacheConfig config;
+  config.n_layers = 1;
+  config.n_head_kv = layer.n_head_kv;
+  config.d_k = layer.d_k;
+  config.d_v = layer.d_v;
+  config.k_type = c.k_type;
+  config.v_type = v_is_view_of_k ? c.k_type : c.v_type;
+  config.page_rows = c.page_rows;
+  config.max_sequences = c.n_seq;
+  config.max_seq_tokens = c.depth + extra;
+  config.capacity_tokens = c.n_seq * (c.depth + extra);
+  config.residence = residence;
+  return config;
+}
+
+// Appends n_tokens tokens of random K/V to every sequence (in chunks, through KvCache::append).
+Status append_random(KvCache& cache, const std::vector<SeqId>& seqs, const LayerShape& layer, int64_t n_tokens,
+                     RandomRows& rows, std::vector<float>& k_rows, std::vector<float>& v_rows) {
+  constexpr int64_t kChunk = 1024;
+  for (SeqId seq : seqs) {
+    for (int64_t done = 0; done < n_tokens; done += kChunk) {
+      const int64_t n = std::min(kChunk, n_tokens - done);
+      k_rows.resize(static_cast<size_t>(n * layer.n_head_kv * layer.d_k));
+      v_rows.resize(static_cast<size_t>(n * layer.n_head_kv * layer.d_v));
+      rows.fill(k_rows, layer.d_k);
+      rows.fill(v_rows, layer.d_v);
+      KVFLASH_RETURN_IF_ERROR(cache.append(seq, k_rows, v_rows, n));
+    }
+  }
+  return Status::Ok();
+}
+
+// One timed step.
+struct Sample {
+  double seconds;
+  double cpu_seconds;  // the calling thread's (0 for cuda: the host only launches)
+  int64_t kv_bytes;
+  double flop;
+};
+
+// Everything one cache case needs while it is measured on a host backend.
 class CaseRunner {
  public:
   CaseRunner(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c, BackendKind backend, int threads)
@@ -85,21 +150,7 @@ class CaseRunner {
   }
 
   Status build(const StepPlan& plan) {
-    int64_t extra = 1;
-    for (int64_t rows : plan.decode_rows) extra = std::max(extra, rows * (plan.decode_steps + 1));
-    for (int64_t chunk : plan.prefill_chunks) extra = std::max(extra, chunk);
-    KvCacheConfig config;
-    config.n_layers = 1;
-    config.n_head_kv = layer_.n_head_kv;
-    config.d_k = layer_.d_k;
-    config.d_v = layer_.d_v;
-    config.k_type = case_.k_type;
-    config.v_type = v_view_ ? case_.k_type : case_.v_type;
-    config.page_rows = case_.page_rows;
-    config.max_sequences = case_.n_seq;
-    config.max_seq_tokens = case_.depth + extra;
-    config.capacity_tokens = case_.n_seq * (case_.depth + extra);
-    StatusOr<KvCache> cache = KvCache::create(config);
+    StatusOr<KvCache> cache = KvCache::create(cache_config(layer_, v_view_, case_, plan, KvResidence::host));
     if (!cache.ok()) return cache.status();
     cache_ = std::make_unique<KvCache>(std::move(*cache));
     for (int64_t s = 0; s < case_.n_seq; ++s) {
@@ -112,21 +163,9 @@ class CaseRunner {
     return append(case_.depth);
   }
 
-  // Appends n_tokens tokens of random K/V to every sequence (in chunks, through KvCache::append).
-  Status append(int64_t n_tokens) {
-    constexpr int64_t kChunk = 1024;
-    for (SeqId seq : seqs_) {
-      for (int64_t done = 0; done < n_tokens; done += kChunk) {
-        const int64_t n = std::min(kChunk, n_tokens - done);
-        k_rows_.resize(static_cast<size_t>(n * layer_.n_head_kv * layer_.d_k));
-        v_rows_.resize(static_cast<size_t>(n * layer_.n_head_kv * layer_.d_v));
-        rows_.fill(k_rows_, layer_.d_k);
-        rows_.fill(v_rows_, layer_.d_v);
-        KVFLASH_RETURN_IF_ERROR(cache_->append(seq, k_rows_, v_rows_, n));
-      }
-    }
-    return Status::Ok();
-  }
+  Status append(int64_t n_tokens) { return append_random(*cache_, seqs_, layer_, n_tokens, rows_, k_rows_, v_rows_); }
+  // The host runner draws Q once per width: its timings do not depend on the values.
+  Status new_queries(int64_t) { return Status::Ok(); }
 
   Status truncate_to_depth() {
     for (SeqId seq : seqs_) KVFLASH_RETURN_IF_ERROR(cache_->truncate(seq, case_.depth));
@@ -134,11 +173,6 @@ class CaseRunner {
   }
 
   // One timed step over the whole cache with n_q new query rows per sequence (already appended).
-  struct Sample {
-    double seconds;
-    double cpu_seconds;  // the calling thread's
-    int64_t kv_bytes;
-  };
   StatusOr<Sample> step(int64_t n_q) {
     StatusOr<int64_t> n_kv = cache_->fill_batch(seqs_, cache_->max_pages_per_seq(), table_, kv_len_);
     if (!n_kv.ok()) return n_kv.status();
@@ -173,15 +207,13 @@ class CaseRunner {
     const double seconds = seconds_since(start);
     const double cpu_seconds = thread_cpu_seconds() - cpu_start;
     if (!s.ok()) return s;
-    int64_t keys = 0;
-    for (int32_t len : kv_len_) keys += len;
-    const int64_t k_row = head_row_bytes(p.k.type, shape.d_k);
-    const int64_t v_row = v_view_ ? 0 : head_row_bytes(p.v.type, shape.d_v);
-    return Sample{seconds, cpu_seconds, keys * shape.n_head_kv * (k_row + v_row)};
+    return Sample{seconds, cpu_seconds, kv_bytes_read(layer_, v_view_, p.k.type, p.v.type, kv_len_),
+                  flop_of(layer_, n_q, kv_len_)};
   }
 
   int64_t cache_bytes() const { return cache_->bytes(); }
   int64_t workspace_bytes() const { return workspace_.size(); }
+  int64_t peak_bytes() const { return cache_bytes() + workspace_bytes(); }
   const std::string& kernel() const { return kernel_; }
   int64_t n_splits() const { return n_splits_; }
   int workers() const { return workers_; }
@@ -202,14 +234,160 @@ class CaseRunner {
   int workers_ = 0;
 };
 
-BenchRow summarize(const std::vector<CaseRunner::Sample>& samples, const CacheCase& c, BackendKind backend,
-                   const char* kind, int64_t n_q, double read_bw_gbps, const CaseRunner& runner) {
+// Everything one cache case needs on the cuda backend: a device-resident cache, and Q, O and the workspace from
+// the same allocator, so its peak covers every device byte of the case. Steps are timed with CUDA events.
+class DeviceCaseRunner {
+ public:
+  DeviceCaseRunner(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c, DeviceAllocator& allocator)
+      : layer_(layer), v_view_(v_is_view_of_k), case_(c), allocator_(allocator), rows_(1234 + c.depth) {
+    caps_ = caps_for(BackendKind::cuda);
+  }
+
+  Status build(const StepPlan& plan) {
+    allocator_.reset_peak();
+    const KvCacheConfig config = cache_config(layer_, v_view_, case_, plan, KvResidence::cuda);
+    StatusOr<KvCache> cache = KvCache::create(config, &allocator_);
+    if (!cache.ok()) return cache.status();
+    cache_ = std::make_unique<KvCache>(std::move(*cache));
+    for (int64_t s = 0; s < case_.n_seq; ++s) {
+      StatusOr<SeqId> seq = cache_->add_sequence();
+      if (!seq.ok()) return seq.status();
+      seqs_.push_back(*seq);
+    }
+    int64_t max_rows = 1;
+    for (int64_t rows : plan.decode_rows) max_rows = std::max(max_rows, rows);
+    for (int64_t chunk : plan.prefill_chunks) max_rows = std::max(max_rows, chunk);
+    // The workspace every step uses, sized once for the largest step over what this cache can hold (seed 003).
+    WorkspaceLimits limits;
+    limits.max_sequences = case_.n_seq;
+    limits.max_query_rows = case_.n_seq * max_rows;
+    limits.kv_capacity_tokens = config.max_seq_tokens;
+    limits.model.name = "bench";
+    limits.model.layers = {layer_};
+    limits.model.v_is_view_of_k = v_view_;
+    limits.k_type = config.k_type;
+    limits.v_type = config.v_type;
+    limits.caps = caps_;
+    StatusOr<WorkspacePlan> ws = plan_workspace(limits);
+    if (!ws.ok()) return ws.status();
+    if (ws->total_bytes > 0) {
+      StatusOr<DeviceBuffer> buffer =
+          DeviceBuffer::allocate(allocator_, "workspace", MemoryKind::workspace, ws->total_bytes);
+      if (!buffer.ok()) return buffer.status();
+      workspace_ = std::move(*buffer);
+    }
+    const int64_t q_floats = case_.n_seq * layer_.n_head_q * max_rows * layer_.d_k;
+    const int64_t o_floats = case_.n_seq * layer_.n_head_q * max_rows * layer_.d_v;
+    StatusOr<DeviceBuffer> q = DeviceBuffer::allocate(allocator_, "bench.q", MemoryKind::other, q_floats * 4);
+    if (!q.ok()) return q.status();
+    q_ = std::move(*q);
+    StatusOr<DeviceBuffer> o = DeviceBuffer::allocate(allocator_, "bench.o", MemoryKind::other, o_floats * 4);
+    if (!o.ok()) return o.status();
+    o_ = std::move(*o);
+    StatusOr<kvcache::DeviceEventTimer> timer = kvcache::DeviceEventTimer::create();
+    if (!timer.ok()) return timer.status();
+    timer_ = std::make_unique<kvcache::DeviceEventTimer>(std::move(*timer));
+    KVFLASH_RETURN_IF_ERROR(append(case_.depth));
+    allocations_after_build_ = allocator_.stats().allocation_calls;
+    return Status::Ok();
+  }
+
+  Status append(int64_t n_tokens) { return append_random(*cache_, seqs_, layer_, n_tokens, rows_, k_rows_, v_rows_); }
+  Status truncate_to_depth() {
+    for (SeqId seq : seqs_) KVFLASH_RETURN_IF_ERROR(cache_->truncate(seq, case_.depth));
+    return Status::Ok();
+  }
+
+  // Fresh random Q for n_q rows per sequence, uploaded (untimed) before each repetition set.
+  Status new_queries(int64_t n_q) {
+    q_host_.resize(static_cast<size_t>(case_.n_seq * layer_.n_head_q * n_q * layer_.d_k));
+    rows_.fill(q_host_, layer_.d_k);
+    return kvcache::copy_to_device(q_.data(), q_host_.data(), static_cast<int64_t>(q_host_.size()) * 4);
+  }
+
+  StatusOr<Sample> step(int64_t n_q) {
+    StatusOr<DeviceBatch> batch = cache_->fill_batch_device(seqs_);
+    if (!batch.ok()) return batch.status();
+    StatusOr<KvView> k = cache_->k_view(0, batch->page_table, batch->pages_per_seq);
+    if (!k.ok()) return k.status();
+    StatusOr<KvView> v = v_view_ ? k : cache_->v_view(0, batch->page_table, batch->pages_per_seq);
+    if (!v.ok()) return v.status();
+    const AttentionShape shape{case_.n_seq, n_q, batch->n_kv, layer_.n_head_q, layer_.n_head_kv, layer_.d_k,
+                               layer_.d_v};
+    AttentionProblem p;
+    p.shape = shape;
+    p.q = {static_cast<const float*>(q_.data()),
+           {shape.n_head_q * n_q * shape.d_k * 4, n_q * shape.d_k * 4, shape.d_k * 4}};
+    p.o = {static_cast<float*>(o_.data()), {shape.n_head_q * n_q * shape.d_v * 4, n_q * shape.d_v * 4, shape.d_v * 4}};
+    p.k = *k;
+    p.v = *v;
+    p.options.causal = true;
+    p.kv_len = batch->kv_len;
+    StatusOr<Route> route = plan_route(p, caps_);
+    if (!route.ok()) return route.status();
+    if (route->workspace_bytes > workspace_.bytes()) {
+      return Status(StatusCode::internal, "bench: route " + std::string(kernel_name(route->kernel)) + " asks for " +
+                            std::to_string(route->workspace_bytes) + " workspace bytes; plan_workspace() planned " +
+                            std::to_string(workspace_.bytes()));
+    }
+    kernel_ = std::string(kernel_name(route->kernel));
+    n_splits_ = route->n_splits;
+    KVFLASH_RETURN_IF_ERROR(timer_->start());
+    KVFLASH_RETURN_IF_ERROR(attend(p, *route, workspace_.data(), static_cast<size_t>(workspace_.bytes())));
+    KVFLASH_RETURN_IF_ERROR(timer_->stop());
+    StatusOr<double> us = timer_->elapsed_us();
+    if (!us.ok()) return us.status();
+    // The lengths, for the byte and FLOP counts, as fill_batch() gives them on the host.
+    kv_len_.resize(seqs_.size());
+    for (size_t i = 0; i < seqs_.size(); ++i) kv_len_[i] = static_cast<int32_t>(*cache_->length(seqs_[i]));
+    return Sample{*us * 1e-6, 0.0, kv_bytes_read(layer_, v_view_, p.k.type, p.v.type, kv_len_),
+                  flop_of(layer_, n_q, kv_len_)};
+  }
+
+  int64_t cache_bytes() const { return bucket_bytes(MemoryKind::kv_cache); }
+  int64_t workspace_bytes() const { return workspace_.bytes(); }
+  int64_t peak_bytes() const { return allocator_.stats().peak_live_bytes; }
+  // Device allocations since the cache and buffers were built: attention steps must not add any.
+  int64_t allocations_in_steps() const { return allocator_.stats().allocation_calls - allocations_after_build_; }
+  int64_t staging_bytes() const { return cache_->staging_bytes(); }
+  const std::string& kernel() const { return kernel_; }
+  int64_t n_splits() const { return n_splits_; }
+  int workers() const { return 0; }
+
+ private:
+  int64_t bucket_bytes(MemoryKind kind) const {
+    StatusOr<MemoryReport> report = allocator_.report();
+    return report.ok() ? report->bytes(kind) : 0;
+  }
+
+  LayerShape layer_;
+  bool v_view_;
+  CacheCase case_;
+  DeviceAllocator& allocator_;
+  BackendCaps caps_;
+  RandomRows rows_;
+  std::unique_ptr<KvCache> cache_;
+  std::vector<SeqId> seqs_;
+  std::vector<int32_t> kv_len_;
+  std::vector<float> k_rows_, v_rows_, q_host_;
+  DeviceBuffer workspace_, q_, o_;
+  std::unique_ptr<kvcache::DeviceEventTimer> timer_;
+  std::string kernel_;
+  int64_t n_splits_ = 0;
+  int64_t allocations_after_build_ = 0;
+};
+
+// Runner: CaseRunner or DeviceCaseRunner (same Sample and accessors).
+template <typename Runner>
+BenchRow summarize(const std::vector<Sample>& samples, const CacheCase& c, BackendKind backend, const char* kind,
+                   int64_t n_q, double read_bw_gbps, const Runner& runner) {
   std::vector<double> us, cpu_us;
-  double bytes = 0;
+  double bytes = 0, flop = 0;
   for (const auto& s : samples) {
     us.push_back(s.seconds * 1e6);
     cpu_us.push_back(s.cpu_seconds * 1e6);
     bytes += static_cast<double>(s.kv_bytes);
+    flop += s.flop;
   }
   std::sort(us.begin(), us.end());
   std::sort(cpu_us.begin(), cpu_us.end());
@@ -232,9 +410,10 @@ BenchRow summarize(const std::vector<CaseRunner::Sample>& samples, const CacheCa
   r.kv_gbps = static_cast<double>(r.kv_bytes) / (r.us_median * 1e-6) / 1e9;
   r.read_bw_gbps = read_bw_gbps;
   r.pct_read_bw = read_bw_gbps > 0 ? 100.0 * r.kv_gbps / read_bw_gbps : 0.0;
+  r.tflops = flop / static_cast<double>(n) / (r.us_median * 1e-6) / 1e12;
   r.kv_cache_bytes = runner.cache_bytes();
   r.workspace_bytes = runner.workspace_bytes();
-  r.peak_bytes = r.kv_cache_bytes + r.workspace_bytes;
+  r.peak_bytes = runner.peak_bytes();
   r.rss_peak_bytes = rss_peak_bytes();
   r.kernel = runner.kernel();
   r.n_splits = runner.n_splits();
@@ -247,12 +426,10 @@ std::string case_name(const CacheCase& c) {
          std::to_string(c.depth) + (c.n_seq > 1 ? " x" + std::to_string(c.n_seq) + " seqs" : "");
 }
 
-}  // namespace
-
-StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
-                                            const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
-                                            const ProgressFn& progress) {
-  CaseRunner runner(layer, v_is_view_of_k, c, backend, threads);
+// Builds the runner's cache, then times every step kind of the plan.
+template <typename Runner>
+StatusOr<std::vector<BenchRow>> run_case(Runner& runner, const CacheCase& c, const StepPlan& plan,
+                                         BackendKind backend, double read_bw_gbps, const ProgressFn& progress) {
   Clock::time_point start = Clock::now();
   progress(case_name(c) + ": building the cache");
   KVFLASH_RETURN_IF_ERROR(runner.build(plan));
@@ -262,15 +439,17 @@ StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_v
   std::vector<BenchRow> rows;
   // A step: append its rows to every sequence (through the cache API, untimed), then the timed attention.
   const auto run_steps = [&](int64_t n_q, int64_t steps, const char* kind) -> Status {
+    KVFLASH_RETURN_IF_ERROR(runner.new_queries(n_q));
     KVFLASH_RETURN_IF_ERROR(runner.append(n_q));  // warm-up step: routes, workspace, caches
-    StatusOr<CaseRunner::Sample> warm = runner.step(n_q);
+    StatusOr<Sample> warm = runner.step(n_q);
     if (!warm.ok()) return warm.status();
     KVFLASH_RETURN_IF_ERROR(runner.truncate_to_depth());
-    std::vector<CaseRunner::Sample> samples;
+    std::vector<Sample> samples;
     for (int rep = 0; rep < plan.reps; ++rep) {
+      KVFLASH_RETURN_IF_ERROR(runner.new_queries(n_q));
       for (int64_t s = 0; s < steps; ++s) {
         KVFLASH_RETURN_IF_ERROR(runner.append(n_q));
-        StatusOr<CaseRunner::Sample> sample = runner.step(n_q);
+        StatusOr<Sample> sample = runner.step(n_q);
         if (!sample.ok()) return sample.status();
         samples.push_back(*sample);
       }
@@ -285,6 +464,33 @@ StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_v
   };
   for (int64_t n_q : plan.decode_rows) KVFLASH_RETURN_IF_ERROR(run_steps(n_q, plan.decode_steps, "decode"));
   for (int64_t chunk : plan.prefill_chunks) KVFLASH_RETURN_IF_ERROR(run_steps(chunk, 1, "prefill"));
+  return rows;
+}
+
+}  // namespace
+
+double step_flop(const LayerShape& layer, int64_t depth, int64_t n_q, int64_t n_seq) {
+  // Row i of n_q sees depth + i + 1 keys: sum = n_q * depth + n_q (n_q + 1) / 2 pairs.
+  const double pairs = static_cast<double>(n_q) * static_cast<double>(depth) +
+                       0.5 * static_cast<double>(n_q) * static_cast<double>(n_q + 1);
+  return 2.0 * static_cast<double>(layer.n_head_q) * static_cast<double>(layer.d_k + layer.d_v) * pairs *
+         static_cast<double>(n_seq);
+}
+
+StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
+                                            const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
+                                            const ProgressFn& progress, DeviceAllocator* allocator) {
+  if (backend != BackendKind::cuda) {
+    CaseRunner runner(layer, v_is_view_of_k, c, backend, threads);
+    return run_case(runner, c, plan, backend, read_bw_gbps, progress);
+  }
+  if (allocator == nullptr) return invalid_argument("bench_cache: the cuda backend needs a DeviceAllocator");
+  DeviceCaseRunner runner(layer, v_is_view_of_k, c, *allocator);
+  StatusOr<std::vector<BenchRow>> rows = run_case(runner, c, plan, backend, read_bw_gbps, progress);
+  if (rows.ok() && runner.allocations_in_steps() != 0) {
+    return Status(StatusCode::internal, "bench: " + std::to_string(runner.allocations_in_steps()) +
+                          " device allocations happened during attention steps after create()");
+  }
   return rows;
 }
 

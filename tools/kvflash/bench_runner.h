@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvflash/backend.h"
+#include "kvflash/device_memory.h"
 #include "kvflash/kv_type.h"
 #include "kvflash/model.h"
 #include "kvflash/status.h"
@@ -27,11 +28,14 @@ struct BenchRow {
   double tokens_per_s = 0;      // n_seq * n_q / median
   int64_t kv_bytes = 0;         // K/V bytes one step reads (each stored row of every visible key once)
   double kv_gbps = 0;           // kv_bytes / median
-  double read_bw_gbps = 0;      // the machine's measured read bandwidth (once per run)
+  double read_bw_gbps = 0;      // cpu/ref: the host's measured read bandwidth; cuda: the device copy bandwidth
+                                // (read + write bytes of a device-to-device copy); measured once per run
   double pct_read_bw = 0;       // kv_gbps / read_bw_gbps
-  int64_t kv_cache_bytes = 0;   // the cache's memory report bucket
-  int64_t workspace_bytes = 0;  // the largest workspace a step's route asked for
-  int64_t peak_bytes = 0;       // kv_cache_bytes + workspace_bytes: what the memory report holds for this run
+  double tflops = 0;            // attention FLOP per step / median (README "kvflash bench" gives the formula)
+  int64_t kv_cache_bytes = 0;   // the cache's bytes (cuda: the MemoryReport's kv_cache buckets)
+  int64_t workspace_bytes = 0;  // host: the largest workspace a step's route asked for; cuda: plan_workspace()'s
+  int64_t peak_bytes = 0;       // host: kv_cache_bytes + workspace_bytes; cuda: the allocator's peak live bytes
+                                // over the case (cache, page tables, workspace, staging, the bench's Q and O)
   int64_t rss_peak_bytes = 0;   // the process's peak resident set so far (getrusage)
   std::string kernel;           // the route's kernel
   int64_t n_splits = 0;         // the route's split count at the last timed step
@@ -58,10 +62,16 @@ using ProgressFn = std::function<void(const std::string&)>;
 
 /// Builds the cache of `c` for one attention layer of `layer` (V a view of K when `v_is_view_of_k`), appends
 /// `depth` tokens of random K/V to each sequence through KvCache::append, then times every step of `plan` on
-/// `backend` with `threads` workers (0: all). One row per step kind.
+/// `backend` with `threads` workers (0: all). One row per step kind. For cuda the cache is device-resident, its
+/// arena, page tables, the workspace (sized by plan_workspace(), the same pointer every step) and Q/O come from
+/// `allocator` (required), and steps are timed with CUDA events; `read_bw_gbps` is then the device copy bandwidth.
 StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
                                             const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
-                                            const ProgressFn& progress);
+                                            const ProgressFn& progress, DeviceAllocator* allocator = nullptr);
+
+/// Attention FLOP of one step: 2 (multiply + add) x n_head_q x (d_k + d_v) x the (query row, key) pairs the causal
+/// mask lets through, where query row i of n_q (bottom-right aligned) sees depth + i + 1 keys; times n_seq.
+double step_flop(const LayerShape& layer, int64_t depth, int64_t n_q, int64_t n_seq);
 
 /// The machine's read bandwidth in GB/s: `threads` threads each summing a slice of a 512 MiB buffer, best of three
 /// passes (0 threads: hardware_concurrency()).
