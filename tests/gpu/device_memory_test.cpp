@@ -135,15 +135,20 @@ TEST(DeviceMemory, FreedMemoryGoesBackWhenNotAskedToBeKept) {
   EXPECT_GE(device_free_bytes(), before - 2 * kMiB);  // the driver's own bookkeeping may move by a page
 }
 
+// Holds all but `budget` bytes of the device's free memory, so that a test sees a device of that size; not ok()
+// when less than budget + 1 GiB is free (the test then cannot tell its own limit from someone else's).
+DeviceBytes ballast_leaving(int64_t budget) {
+  const int64_t free_now = device_free_bytes();
+  if (free_now <= budget + kGiB) return DeviceBytes::unavailable();
+  return DeviceBytes(static_cast<size_t>(free_now - budget));
+}
+
 TEST(DeviceMemory, OutOfMemoryReleasesCachedBytesAndRetriesOnce) {
   KVFLASH_REQUIRE_GPU();
   // A pool that may cache everything, 3 GiB of it cached after a free, and a device with ~6 GiB free: a 4 GiB
   // request cannot be met without giving the cached 3 GiB back first.
-  constexpr int64_t kBudget = 6 * kGiB;
-  const int64_t free_now = device_free_bytes();
-  ASSERT_GT(free_now, kBudget + kGiB);
-  DeviceBytes ballast(static_cast<size_t>(free_now - kBudget));
-  ASSERT_TRUE(ballast.ok());
+  DeviceBytes ballast = ballast_leaving(6 * kGiB);
+  ASSERT_TRUE(ballast.ok()) << "the device has less than 7 GiB free";
   auto alloc = make_allocator(DeviceAllocStrategy::stream_ordered, 64 * kGiB);
   ASSERT_NE(alloc, nullptr);
   {
@@ -436,11 +441,8 @@ std::vector<DepthPeak> grow_until_out_of_memory(DeviceAllocStrategy strategy, Kv
 
 TEST(DeviceMemory, QuantizedCacheReachesAtLeastTheDepthOfF16WithLowerPeaks) {
   KVFLASH_REQUIRE_GPU();
-  constexpr int64_t kBudget = 6 * kGiB;
-  const int64_t free_now = device_free_bytes();
-  ASSERT_GT(free_now, kBudget + kGiB);
-  DeviceBytes ballast(static_cast<size_t>(free_now - kBudget));
-  ASSERT_TRUE(ballast.ok());
+  DeviceBytes ballast = ballast_leaving(6 * kGiB);
+  ASSERT_TRUE(ballast.ok()) << "the device has less than 7 GiB free";
   // K+V of one layer: 4 KiB per token in f16, 2176 bytes in q8_0, so 6 GiB hold about 1.5M and 2.9M tokens.
   const std::vector<int64_t> depths = {131072, 524288, 1048576, 1572864, 2097152, 3145728};
   constexpr int64_t kPrefillRows = 512;

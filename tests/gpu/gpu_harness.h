@@ -103,6 +103,12 @@ class DeviceBytes {
   ~DeviceBytes() {
     if (data_ != nullptr) cudaFree(data_);
   }
+  /// A buffer that is not ok() without asking the driver (a failed cudaMalloc would leave its error behind).
+  static DeviceBytes unavailable() {
+    DeviceBytes b;
+    b.ok_ = false;
+    return b;
+  }
   bool ok() const { return ok_; }
   void* data() const { return data_; }
   uint8_t* bytes() const { return static_cast<uint8_t*>(data_); }

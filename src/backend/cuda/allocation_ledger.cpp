@@ -29,10 +29,15 @@ bool AllocationLedger::take(void* ptr, Entry* entry) {
   return true;
 }
 
-void AllocationLedger::add_buckets(MemoryReport& report) const {
+MemoryReport AllocationLedger::report(int device, size_t device_free, size_t device_total) const {
+  MemoryReport r;
+  r.device = "cuda:" + std::to_string(device);
+  r.device_total = static_cast<int64_t>(device_total);
+  r.device_free = static_cast<int64_t>(device_free);
   for (const Bucket& b : buckets_) {
-    if (b.bytes > 0) report.add(b.name, b.kind, b.bytes);
+    if (b.bytes > 0) r.add(b.name, b.kind, b.bytes);
   }
+  return r;
 }
 
 DeviceAllocatorStats AllocationLedger::stats(int64_t reserved_bytes, int64_t used_bytes) const {

@@ -27,8 +27,9 @@ class AllocationLedger {
   bool take(void* ptr, Entry* entry);
   bool owns(void* ptr) const { return live_.count(ptr) != 0; }
 
-  /// One bucket per distinct name with live bytes (a bucket whose allocations were all freed disappears).
-  void add_buckets(MemoryReport& report) const;
+  /// The report of device `device` (free / total bytes as cudaMemGetInfo said) with one bucket per distinct name
+  /// with live bytes (a bucket whose allocations were all freed disappears); the strategy adds what it caches.
+  MemoryReport report(int device, size_t device_free, size_t device_total) const;
   DeviceAllocatorStats stats(int64_t reserved_bytes, int64_t used_bytes) const;
   void reset_peak() { peak_live_bytes_ = live_bytes_; }
   int64_t live_bytes() const { return live_bytes_; }

@@ -112,13 +112,9 @@ class StreamOrderedAllocator final : public DeviceAllocator {
     std::lock_guard<std::mutex> lock(mu_);
     ScopedDevice guard(device_);
     KVFLASH_RETURN_IF_ERROR(guard.status());
-    MemoryReport r;
-    r.device = "cuda:" + std::to_string(device_);
     size_t free_now = 0, total = 0;
     KVFLASH_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_now, &total));
-    r.device_total = static_cast<int64_t>(total);
-    r.device_free = static_cast<int64_t>(free_now);
-    ledger_.add_buckets(r);
+    MemoryReport r = ledger_.report(device_, free_now, total);
     // Memory the pool caches after frees (and its rounding of live allocations) is ours too: without a bucket of its
     // own it would read as "unaccounted".
     const int64_t cached = reserved_bytes() - ledger_.mapped_bytes();

@@ -182,13 +182,9 @@ class VmmAllocator final : public DeviceAllocator {
     std::lock_guard<std::mutex> lock(mu_);
     ScopedDevice guard(device_);
     KVFLASH_RETURN_IF_ERROR(guard.status());
-    MemoryReport r;
-    r.device = "cuda:" + std::to_string(device_);
     size_t free_now = 0, total = 0;
     KVFLASH_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_now, &total));
-    r.device_total = static_cast<int64_t>(total);
-    r.device_free = static_cast<int64_t>(free_now);
-    ledger_.add_buckets(r);
+    MemoryReport r = ledger_.report(device_, free_now, total);
     const int64_t rounding = ledger_.mapped_bytes() - ledger_.live_bytes();
     if (rounding > 0) r.add("allocator.granularity", MemoryKind::other, rounding);
     return r;
