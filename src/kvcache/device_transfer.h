@@ -50,6 +50,39 @@ class DeviceEventTimer {
   void* stop_ = nullptr;
 };
 
+/// Holds a stream until the host opens it (backend/cuda/stream_gate.h says why): close(), enqueue the work to time
+/// (events and launches), open(); the device then runs that work back to back instead of waiting for the host's
+/// launches. A gate that waited longer than its timeout lets the stream go on by itself; timed_out() says so once
+/// the stream has passed it (the timed region then holds host time and must not count).
+class StreamGate {
+ public:
+  static StatusOr<StreamGate> create();
+  StreamGate(StreamGate&&) noexcept;
+  StreamGate& operator=(StreamGate&&) noexcept;
+  ~StreamGate();
+
+  /// Enqueues the gate on `stream` (nullptr: the default stream). The stream's kernels must each have run once
+  /// before (lazy module loading may wait for an idle device, which a closed gate never is).
+  Status close(void* stream = nullptr);
+  /// Opens the gate of the last close().
+  void open();
+  /// Whether the gate of the last close() gave up waiting; valid once the stream has passed it.
+  bool timed_out() const;
+
+ private:
+  StreamGate() = default;
+  void* words_ = nullptr;  // cuda::GateWords in host memory mapped into the device
+  void* device_words_ = nullptr;
+  uint32_t token_ = 0;
+};
+
+/// Reads `buffer` on `stream` (nullptr: the default stream) so that the L2 holds none of the bytes the next launch
+/// reads; the buffer should be at least twice device_l2_bytes().
+Status evict_l2(const DeviceBuffer& buffer, void* stream = nullptr);
+
+/// The current device's L2 size in bytes.
+StatusOr<int64_t> device_l2_bytes();
+
 /// The device's copy bandwidth in GB/s counting read + write bytes (2 x `bytes` per copy): a device-to-device copy
 /// of `bytes` between two buffers of `allocator` (bucket "bench.copy", MemoryKind::other, freed before returning),
 /// median of 10 event-timed copies after 2 warm-up copies.
