@@ -11,7 +11,9 @@
 #   launch; depths 32768,131072 each) into cli_<variant>.md.
 #   (clitests) builds kvflash_tests and runs its BenchCli tests (the CUDA smoke run of the CLI among them).
 #   (standalone) bench/cuda_decode_bench.cu (contiguous caches) with --only PATTERN for each pattern of
-#   KVFLASH_STANDALONE_ONLY (default "kv=32768 kv=131072"), for comparison with the cli rows.
+#   KVFLASH_STANDALONE_ONLY (default "kv=32768 kv=131072"; "causal:PATTERN" adds --causal, the problem options
+#   kvflash bench sets), and bench/cuda_prefill_bench.cu --only for each of KVFLASH_STANDALONE_PREFILL, for
+#   comparison with the cli rows.
 # 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases.
 # Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
 # ("build test sanitize bench prefill cli profile" by default; "clitests" and "standalone" on request). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
@@ -157,9 +159,19 @@ fi
 
 if phase standalone; then
   for pattern in ${KVFLASH_STANDALONE_ONLY:-kv=32768 kv=131072}; do
-    log "decode benchmark --only $pattern"
-    timeout 120 "$BUILD/kvflash_cuda_bench" --only "$pattern" --json "$OUT/standalone_${pattern//[^A-Za-z0-9_]/_}.jsonl" 2>&1 ||
-      fail "kvflash_cuda_bench --only $pattern"
+    flags=()
+    if [[ "$pattern" == causal:* ]]; then
+      pattern=${pattern#causal:}
+      flags=(--causal)
+    fi
+    log "decode benchmark --only $pattern ${flags[*]}"
+    timeout 120 "$BUILD/kvflash_cuda_bench" --only "$pattern" "${flags[@]}" 2>&1 ||
+      fail "kvflash_cuda_bench --only $pattern ${flags[*]}"
+  done
+  for pattern in ${KVFLASH_STANDALONE_PREFILL:-}; do
+    log "prefill benchmark --only $pattern"
+    timeout 120 "$BUILD/kvflash_cuda_prefill_bench" --only "$pattern" 2>&1 ||
+      fail "kvflash_cuda_prefill_bench --only $pattern"
   done
 fi
 

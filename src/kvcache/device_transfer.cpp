@@ -63,6 +63,30 @@ Status copy_to_device_async(void* dst, const void* src, int64_t bytes, void* str
 
 Status synchronize_device() { return cuda_call(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
+Status synchronize_stream(void* stream) {
+  return cuda_call(cudaStreamSynchronize(stream_of(stream)), "cudaStreamSynchronize");
+}
+
+StatusOr<DeviceStream> DeviceStream::create() {
+  DeviceStream s;
+  cudaStream_t stream = nullptr;
+  KVFLASH_RETURN_IF_ERROR(
+      cuda_call(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"));
+  s.stream_ = stream;
+  return s;
+}
+
+DeviceStream::DeviceStream(DeviceStream&& o) noexcept { *this = std::move(o); }
+
+DeviceStream& DeviceStream::operator=(DeviceStream&& o) noexcept {
+  std::swap(stream_, o.stream_);
+  return *this;
+}
+
+DeviceStream::~DeviceStream() {
+  if (stream_ != nullptr) (void)cudaStreamDestroy(stream_of(stream_));
+}
+
 StatusOr<DeviceEventTimer> DeviceEventTimer::create() {
   DeviceEventTimer t;
   cudaEvent_t a = nullptr, b = nullptr;
@@ -190,6 +214,14 @@ Status copy_on_device(void*, const void*, int64_t) { return no_cuda(); }
 Status copy_rows_to_device(void*, int64_t, const void*, int64_t, int64_t, int64_t) { return no_cuda(); }
 Status copy_to_device_async(void*, const void*, int64_t, void*) { return no_cuda(); }
 Status synchronize_device() { return no_cuda(); }
+Status synchronize_stream(void*) { return no_cuda(); }
+StatusOr<DeviceStream> DeviceStream::create() { return no_cuda(); }
+DeviceStream::DeviceStream(DeviceStream&& o) noexcept { *this = std::move(o); }
+DeviceStream& DeviceStream::operator=(DeviceStream&& o) noexcept {
+  std::swap(stream_, o.stream_);
+  return *this;
+}
+DeviceStream::~DeviceStream() = default;
 StatusOr<DeviceEventTimer> DeviceEventTimer::create() { return no_cuda(); }
 DeviceEventTimer::DeviceEventTimer(DeviceEventTimer&& o) noexcept { *this = std::move(o); }
 DeviceEventTimer& DeviceEventTimer::operator=(DeviceEventTimer&& o) noexcept {

@@ -30,6 +30,25 @@ Status copy_to_device_async(void* dst, const void* src, int64_t bytes, void* str
 /// Waits for all work on the current device.
 Status synchronize_device();
 
+/// Waits for all work on `stream` (nullptr: the default stream).
+Status synchronize_stream(void* stream);
+
+/// A CUDA stream of its own, non-blocking: it does not wait for the default stream, where the copies above run, so
+/// work on it that reads what they wrote must come after synchronize_device().
+class DeviceStream {
+ public:
+  static StatusOr<DeviceStream> create();
+  DeviceStream(DeviceStream&&) noexcept;
+  DeviceStream& operator=(DeviceStream&&) noexcept;
+  ~DeviceStream();
+  /// The cudaStream_t.
+  void* get() const { return stream_; }
+
+ private:
+  DeviceStream() = default;
+  void* stream_ = nullptr;
+};
+
 /// Elapsed device time between two points of a stream (CUDA events).
 class DeviceEventTimer {
  public:

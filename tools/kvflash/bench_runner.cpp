@@ -266,6 +266,9 @@ class DeviceCaseRunner {
     StatusOr<kvcache::StreamGate> gate = kvcache::StreamGate::create();
     if (!gate.ok()) return gate.status();
     gate_ = std::make_unique<kvcache::StreamGate>(std::move(*gate));
+    StatusOr<kvcache::DeviceStream> stream = kvcache::DeviceStream::create();
+    if (!stream.ok()) return stream.status();
+    stream_ = std::make_unique<kvcache::DeviceStream>(std::move(*stream));
     const KvCacheConfig config = cache_config(layer_, v_view_, case_, plan, KvResidence::cuda);
     StatusOr<KvCache> cache = KvCache::create(config, &allocator_);
     if (!cache.ok()) return cache.status();
@@ -329,7 +332,11 @@ class DeviceCaseRunner {
   // A warm-up step (timed = false) runs without the gate: it is where CUDA loads the kernels, which must not
   // happen behind a closed gate (StreamGate::close()).
   StatusOr<Sample> step(int64_t n_q, bool timed) {
-    StatusOr<DeviceBatch> batch = cache_->fill_batch_device(seqs_);
+    // The steps run on a stream of their own, as an engine's would (not the legacy default stream, which
+    // serializes with every other stream); the appends and the Q upload before them ran on the default stream.
+    KVFLASH_RETURN_IF_ERROR(kvcache::synchronize_device());
+    void* stream = stream_->get();
+    StatusOr<DeviceBatch> batch = cache_->fill_batch_device(seqs_, stream);
     if (!batch.ok()) return batch.status();
     StatusOr<KvView> k = cache_->k_view(0, batch->page_table, batch->pages_per_seq);
     if (!k.ok()) return k.status();
@@ -355,13 +362,17 @@ class DeviceCaseRunner {
     }
     kernel_ = std::string(kernel_name(route->kernel));
     n_splits_ = route->n_splits;
-    KVFLASH_RETURN_IF_ERROR(kvcache::evict_l2(l2_eviction_));
+    KVFLASH_RETURN_IF_ERROR(kvcache::evict_l2(l2_eviction_, stream));
     const bool gated = timed && timing_ == DeviceTiming::device;
-    if (gated) KVFLASH_RETURN_IF_ERROR(gate_->close());
+    if (gated) {
+      KVFLASH_RETURN_IF_ERROR(gate_->close(stream));
+    } else {
+      KVFLASH_RETURN_IF_ERROR(kvcache::synchronize_stream(stream));  // launch timing starts on an idle device
+    }
     const double cpu_start = thread_cpu_seconds();
-    Status s = timer_->start();
-    if (s.ok()) s = attend(p, *route, workspace_.data(), static_cast<size_t>(workspace_.bytes()));
-    if (s.ok()) s = timer_->stop();
+    Status s = timer_->start(stream);
+    if (s.ok()) s = attend(p, *route, workspace_.data(), static_cast<size_t>(workspace_.bytes()), stream);
+    if (s.ok()) s = timer_->stop(stream);
     const double cpu_seconds = thread_cpu_seconds() - cpu_start;
     if (gated) gate_->open();  // whatever happened: the stream must go on
     KVFLASH_RETURN_IF_ERROR(s);
@@ -410,6 +421,7 @@ class DeviceCaseRunner {
   DeviceBuffer l2_eviction_, workspace_, q_, o_;
   std::unique_ptr<kvcache::DeviceEventTimer> timer_;
   std::unique_ptr<kvcache::StreamGate> gate_;
+  std::unique_ptr<kvcache::DeviceStream> stream_;
   std::string kernel_;
   int64_t n_splits_ = 0;
   int64_t allocations_after_build_ = 0;
