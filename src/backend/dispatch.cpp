@@ -67,9 +67,10 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
 
 /// The problem the CUDA kernels run: `p`, less a causal mask that hides nothing. Bottom-right aligned, the one query
 /// row of a single-row step sits at position kv_len - 1 and sees every key of its sequence, so causal changes no
-/// score; but the kernels test "no option set" to skip their per-score option call (ScoreVariant), which costs a
-/// quantized decode step about a quarter of its time (bench, H100, 2026-11-23: q4_0 at 131K keys 134 us causal
-/// against 100 us without). An engine sets causal on every step; the single-row ones should not pay for it.
+/// score; but the kernels test "no option set" to skip their per-score option call (ScoreVariant), a cost of up to
+/// a third of a step (H100, 2026-11-23: f16 n_q = 4 at 32K keys 122.5 us causal against 89.5 us plain; `kvflash
+/// bench`'s causal q4_0 decode at 131K keys went from 134 to 104 us with this). An engine sets causal on every
+/// step; the single-row ones should not pay for it.
 AttentionProblem without_causal_that_hides_nothing(const AttentionProblem& p) {
   AttentionProblem q = p;
   if (q.options.causal && q.shape.n_q == 1) q.options.causal = false;

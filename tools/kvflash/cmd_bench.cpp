@@ -44,6 +44,7 @@ constexpr std::string_view kSynopsis =
     "actually read (every stored K and V row of every visible key, once per step), its % of the measured read\n"
     "bandwidth, and peak = the memory report of the run (KV cache + the largest workspace a route asked for).\n"
     "Prefill rows add TFLOP/s: 2 x n_head_q x (d_k + d_v) x the causal (query, key) pairs, over the median.\n"
+    "The last column names the route every row took: kernel (split count).\n"
     "\n"
     "--backend cuda builds a device-resident cache (from a DeviceAllocator) at each depth, times steps with CUDA\n"
     "events, measures the device copy bandwidth once (a 1 GiB device-to-device copy, read + write bytes) for the\n"
