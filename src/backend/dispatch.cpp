@@ -71,11 +71,13 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
 /// a third of a step (H100, 2026-11-23: f16 n_q = 4 at 32K keys 122.5 us causal against 89.5 us plain; `kvflash
 /// bench`'s causal q4_0 decode at 131K keys went from 134 to 104 us with this). An engine sets causal on every
 /// step; the single-row ones should not pay for it.
+#ifdef KVFLASH_HAVE_CUDA
 AttentionProblem without_causal_that_hides_nothing(const AttentionProblem& p) {
   AttentionProblem q = p;
   if (q.options.causal && q.shape.n_q == 1) q.options.causal = false;
   return q;
 }
+#endif
 
 }  // namespace
 
