@@ -7,6 +7,9 @@
 // the calls rotate among them, so every call reads from HBM.
 //
 // Output: one line per case on stdout (human table) and, with --json FILE, one JSON object per line.
+//
+// --causal runs every case as `kvflash bench` does: options.causal (bottom-right) and per-sequence lengths
+// (kv_len, all n_kv) in device memory, so the two benchmarks can be compared on the same problem.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -134,7 +137,7 @@ struct Result {
   int64_t splits = 0;
 };
 
-Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters) {
+Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, bool causal) {
   const int64_t dks = stored_dim(c.kt, c.d_k), dvs = stored_dim(c.vt, c.d_v);
   const int64_t rbk = row_bytes(c.kt, dks), rbv = row_bytes(c.vt, dvs);
   const size_t k_bytes = static_cast<size_t>(c.n_seq * c.n_head_kv * c.n_kv * rbk);
@@ -166,6 +169,14 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters) 
   }
   p.k.data = ks[0];
   p.v.data = vs[0];
+  int32_t* kv_len = nullptr;
+  if (causal) {
+    p.options.causal = true;
+    const std::vector<int32_t> lengths(static_cast<size_t>(c.n_seq), static_cast<int32_t>(c.n_kv));
+    CHECK_CUDA(cudaMalloc(&kv_len, lengths.size() * sizeof(int32_t)));
+    CHECK_CUDA(cudaMemcpy(kv_len, lengths.data(), lengths.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    p.kv_len = kv_len;
+  }
 
   StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
   check(route.status(), "plan_route");
@@ -199,6 +210,7 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters) 
   for (void* b : vs) CHECK_CUDA(cudaFree(b));
   CHECK_CUDA(cudaFree(q));
   CHECK_CUDA(cudaFree(o));
+  if (kv_len != nullptr) CHECK_CUDA(cudaFree(kv_len));
   if (workspace != nullptr) CHECK_CUDA(cudaFree(workspace));
   return r;
 }
@@ -226,12 +238,14 @@ int main(int argc, char** argv) {
   const char* json_path = nullptr;
   int iters = 50;
   std::string only;
+  bool causal = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
+    else if (std::strcmp(argv[i], "--causal") == 0) causal = true;
     else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only SUBSTRING]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only SUBSTRING] [--causal]\n", argv[0]);
       return 2;
     }
   }
@@ -241,8 +255,9 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const double copy_gbps = copy_bandwidth_gbps(stream);
   const float launch_us = median(time_calls(stream, 20, 200, [&](int) { empty_kernel<<<1, 32, 0, stream>>>(); }));
-  std::printf("device %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s (read+write); empty-kernel launch %.2f us\n",
-              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbps, launch_us);
+  std::printf("device %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s (read+write); empty-kernel launch %.2f us%s\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbps, launch_us,
+              causal ? "; causal, kv_len" : "");
   FILE* json = json_path != nullptr ? std::fopen(json_path, "w") : nullptr;
   if (json != nullptr) {
     std::fprintf(json, "{\"device\": \"%s\", \"copy_gbps\": %.1f, \"launch_us\": %.3f}\n", prop.name, copy_gbps,
@@ -251,7 +266,7 @@ int main(int argc, char** argv) {
   std::printf("%-26s %10s %10s %9s %8s %7s  %s\n", "case", "us", "graph us", "GB/s", "%copy", "splits", "route");
   for (const Case& c : default_cases()) {
     if (!only.empty() && c.name.find(only) == std::string::npos) continue;
-    const Result r = run_case(c, stream, static_cast<size_t>(prop.l2CacheSize), iters);
+    const Result r = run_case(c, stream, static_cast<size_t>(prop.l2CacheSize), iters, causal);
     const double gbps = r.kv_bytes / (r.us * 1e3);
     std::printf("%-26s %10.1f %10.1f %9.0f %7.1f%% %7lld  %s\n", c.name.c_str(), r.us, r.graph_us, gbps,
                 100.0 * gbps / copy_gbps, static_cast<long long>(r.splits), r.route.c_str());

@@ -5,9 +5,18 @@
 #   3. compute-sanitizer memcheck and racecheck on a small sweep of those tests;
 #   4. the decode benchmark, torch SDPA (flash and cuDNN) on the same shapes, the copy bandwidth, one table.
 #   (prefill) the prefill benchmark (TFLOP/s) and torch SDPA flash / cuDNN on the same f16 shapes.
+#   (cli) the main job: `kvflash bench --backend cuda` with the issues' command (-p 512 -d 0,32768,131072 -ctk
+#   f16,q8_0,q4_0,turbo3) into cli_bench.md and cli_bench.json, then each variant KVFLASH_CLI_VARIANTS names
+#   (pages16: --page-rows 16; pages64k: --page-rows 65536, one page table entry per 64K keys; launch: --timing
+#   launch; depths 32768,131072 each) into cli_<variant>.md.
+#   (clitests) builds kvflash_tests and runs its BenchCli tests (the CUDA smoke run of the CLI among them).
+#   (standalone) bench/cuda_decode_bench.cu (contiguous caches) with --only PATTERN for each pattern of
+#   KVFLASH_STANDALONE_ONLY (default "kv=32768 kv=131072"; "causal:PATTERN" adds --causal, the problem options
+#   kvflash bench sets), and bench/cuda_prefill_bench.cu --only for each of KVFLASH_STANDALONE_PREFILL, for
+#   comparison with the cli rows.
 # 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases.
 # Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
-# ("build test sanitize bench profile" by default). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
+# ("build test sanitize bench prefill cli profile" by default; "clitests" and "standalone" on request). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
 # from third_party/googletest (copied next to the tree when the machine has none).
 #
 # From a checkout: bash bench/gpu.sh. Through the device tool (it sends /work/main, not a worktree):
@@ -20,7 +29,7 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 BUILD=${KVFLASH_BUILD_DIR:-build-gpu}
 JOBS=${KVFLASH_JOBS:-16}
-PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench prefill profile}
+PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench prefill cli profile}
 # Tests small enough to run under the sanitizers in a minute or two, covering the decode kernel (splits, layouts,
 # pages, empty rows), the generic kernel and the combine.
 SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts:CudaPrefill.RowsThatSeeNoKeyOutputZeros"}
@@ -57,7 +66,7 @@ if phase build; then
   start=$(date +%s)
   if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKVFLASH_CUDA=ON -DKVFLASH_CUDA_ARCHS=90a "${prefix[@]}" \
     >>"$OUT/build.log" 2>&1 &&
-    cmake --build "$BUILD" -j "$JOBS" --target kvflash_static kvflash_gpu_tests >>"$OUT/build.log" 2>&1; then
+    cmake --build "$BUILD" -j "$JOBS" --target kvflash_static kvflash_gpu_tests kvflash_cli >>"$OUT/build.log" 2>&1; then
     nvcc -std=c++20 -O3 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Iinclude -Isrc \
       -I"$BUILD/include" bench/cuda_decode_bench.cu "$BUILD/src/libkvflash.a" -o "$BUILD/kvflash_cuda_bench" \
       >>"$OUT/build.log" 2>&1 || fail "benchmark build (see build.log)"
@@ -81,7 +90,8 @@ fi
 
 if phase test; then
   log "kvflash_gpu_tests"
-  timeout 300 "$BUILD/tests/kvflash_gpu_tests" --gtest_color=no >"$OUT/gpu_tests.log" 2>&1 || fail "kvflash_gpu_tests"
+  timeout 300 "$BUILD/tests/kvflash_gpu_tests" --gtest_color=no --gtest_filter="${KVFLASH_GPU_TEST_FILTER:-*}" \
+    >"$OUT/gpu_tests.log" 2>&1 || fail "kvflash_gpu_tests"
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure|nmse|route sweep" "$OUT/gpu_tests.log" | head -80
 fi
 
@@ -114,6 +124,55 @@ if phase prefill; then
   log "torch SDPA prefill"
   PYTHONUNBUFFERED=1 timeout 120 python3 bench/sdpa_compare.py --prefill --json "$OUT/torch_sdpa_prefill.jsonl" 2>&1 |
     grep -v -E "UserWarning|F.scaled_dot_product_attention" || fail "torch SDPA prefill"
+fi
+
+if phase cli; then
+  ISSUE_CMD=(bench -p 512 -d 0,32768,131072 -ctk f16,q8_0,q4_0,turbo3 --backend cuda)
+  log "kvflash ${ISSUE_CMD[*]}"
+  timeout 300 "$BUILD/bin/kvflash" "${ISSUE_CMD[@]}" -o json >"$OUT/cli_bench.json" 2>"$OUT/cli_bench.err" ||
+    { tail -3 "$OUT/cli_bench.err"; fail "kvflash bench (json)"; }
+  timeout 300 "$BUILD/bin/kvflash" "${ISSUE_CMD[@]}" >"$OUT/cli_bench.md" 2>>"$OUT/cli_bench.err" ||
+    { tail -3 "$OUT/cli_bench.err"; fail "kvflash bench (md)"; }
+  cat "$OUT/cli_bench.md"
+  for variant in ${KVFLASH_CLI_VARIANTS:-}; do
+    case "$variant" in
+      pages16) extra=(--page-rows 16) ;;
+      pages64k) extra=(--page-rows 65536) ;;
+      launch) extra=(--timing launch) ;;
+      *) fail "unknown KVFLASH_CLI_VARIANTS entry '$variant'"; continue ;;
+    esac
+    log "kvflash bench variant $variant: ${extra[*]}"
+    timeout 240 "$BUILD/bin/kvflash" bench -p 512 -d 32768,131072 -ctk f16,q8_0,q4_0,turbo3 --backend cuda \
+      "${extra[@]}" >"$OUT/cli_$variant.md" 2>>"$OUT/cli_bench.err" || fail "kvflash bench variant $variant"
+    grep -E "^\| cuda" "$OUT/cli_$variant.md"
+  done
+fi
+
+if phase clitests; then
+  # The CLI's own tests of the device path (tests/cli; kvflash_tests is not part of the build phase).
+  log "kvflash_tests --gtest_filter=BenchCli.*"
+  cmake --build "$BUILD" -j "$JOBS" --target kvflash_tests >>"$OUT/build.log" 2>&1 || fail "kvflash_tests build"
+  timeout 240 "$BUILD/tests/kvflash_tests" --gtest_color=no --gtest_filter='BenchCli.*' >"$OUT/cli_tests.log" 2>&1 ||
+    fail "BenchCli tests"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]|Failure" "$OUT/cli_tests.log" | head -20
+fi
+
+if phase standalone; then
+  for pattern in ${KVFLASH_STANDALONE_ONLY:-kv=32768 kv=131072}; do
+    flags=()
+    if [[ "$pattern" == causal:* ]]; then
+      pattern=${pattern#causal:}
+      flags=(--causal)
+    fi
+    log "decode benchmark --only $pattern ${flags[*]}"
+    timeout 120 "$BUILD/kvflash_cuda_bench" --only "$pattern" "${flags[@]}" 2>&1 ||
+      fail "kvflash_cuda_bench --only $pattern ${flags[*]}"
+  done
+  for pattern in ${KVFLASH_STANDALONE_PREFILL:-}; do
+    log "prefill benchmark --only $pattern"
+    timeout 120 "$BUILD/kvflash_cuda_prefill_bench" --only "$pattern" 2>&1 ||
+      fail "kvflash_cuda_prefill_bench --only $pattern"
+  done
 fi
 
 if phase profile; then

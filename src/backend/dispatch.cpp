@@ -65,6 +65,20 @@ Status check_route_fits(const AttentionProblem& p, const Route& route) {
   return Status::Ok();
 }
 
+/// The problem the CUDA kernels run: `p`, less a causal mask that hides nothing. Bottom-right aligned, the one query
+/// row of a single-row step sits at position kv_len - 1 and sees every key of its sequence, so causal changes no
+/// score; but the kernels test "no option set" to skip their per-score option call (ScoreVariant), a cost of up to
+/// a third of a step (H100, 2026-11-23: f16 n_q = 4 at 32K keys 122.5 us causal against 89.5 us plain; `kvflash
+/// bench`'s causal q4_0 decode at 131K keys went from 134 to 104 us with this). An engine sets causal on every
+/// step; the single-row ones should not pay for it.
+#ifdef KVFLASH_HAVE_CUDA
+AttentionProblem without_causal_that_hides_nothing(const AttentionProblem& p) {
+  AttentionProblem q = p;
+  if (q.options.causal && q.shape.n_q == 1) q.options.causal = false;
+  return q;
+}
+#endif
+
 }  // namespace
 
 Status attend(const AttentionProblem& p, const Route& route, void* workspace, size_t workspace_bytes,
@@ -92,7 +106,7 @@ Status attend(const AttentionProblem& p, const Route& route, void* workspace, si
     case BackendKind::cuda:
 #ifdef KVFLASH_HAVE_CUDA
       if constexpr (plan::backend_has_kernels(BackendKind::cuda)) {
-        return run_cuda_kernel(p, route, workspace, stream);
+        return run_cuda_kernel(without_causal_that_hides_nothing(p), route, workspace, stream);
       }
 #endif
       break;

@@ -8,6 +8,8 @@
 
 #if defined(KVFLASH_HAVE_CUDA)
 #include <cuda_runtime.h>
+
+#include "backend/cuda/stream_gate.h"
 #endif
 
 namespace kvflash::kvcache {
@@ -61,6 +63,30 @@ Status copy_to_device_async(void* dst, const void* src, int64_t bytes, void* str
 
 Status synchronize_device() { return cuda_call(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
+Status synchronize_stream(void* stream) {
+  return cuda_call(cudaStreamSynchronize(stream_of(stream)), "cudaStreamSynchronize");
+}
+
+StatusOr<DeviceStream> DeviceStream::create() {
+  DeviceStream s;
+  cudaStream_t stream = nullptr;
+  KVFLASH_RETURN_IF_ERROR(
+      cuda_call(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"));
+  s.stream_ = stream;
+  return s;
+}
+
+DeviceStream::DeviceStream(DeviceStream&& o) noexcept { *this = std::move(o); }
+
+DeviceStream& DeviceStream::operator=(DeviceStream&& o) noexcept {
+  std::swap(stream_, o.stream_);
+  return *this;
+}
+
+DeviceStream::~DeviceStream() {
+  if (stream_ != nullptr) (void)cudaStreamDestroy(stream_of(stream_));
+}
+
 StatusOr<DeviceEventTimer> DeviceEventTimer::create() {
   DeviceEventTimer t;
   cudaEvent_t a = nullptr, b = nullptr;
@@ -98,6 +124,53 @@ StatusOr<double> DeviceEventTimer::elapsed_us() const {
   KVFLASH_RETURN_IF_ERROR(cuda_call(cudaEventElapsedTime(&ms, event(start_), event(stop_)), "cudaEventElapsedTime"));
   return 1000.0 * static_cast<double>(ms);
 }
+
+// A gate that waits this long has lost its host (or hit a lazy module load): its sample is dropped, not waited for.
+constexpr uint64_t kGateTimeoutNs = 500'000'000;
+
+StatusOr<StreamGate> StreamGate::create() {
+  StreamGate g;
+  void* words = nullptr;
+  KVFLASH_RETURN_IF_ERROR(
+      cuda_call(cudaHostAlloc(&words, sizeof(cuda::GateWords), cudaHostAllocMapped), "cudaHostAlloc (stream gate)"));
+  g.words_ = words;
+  *static_cast<cuda::GateWords*>(words) = cuda::GateWords{};
+  KVFLASH_RETURN_IF_ERROR(
+      cuda_call(cudaHostGetDevicePointer(&g.device_words_, words, 0), "cudaHostGetDevicePointer (stream gate)"));
+  return g;
+}
+
+StreamGate::StreamGate(StreamGate&& o) noexcept { *this = std::move(o); }
+
+StreamGate& StreamGate::operator=(StreamGate&& o) noexcept {
+  std::swap(words_, o.words_);
+  std::swap(device_words_, o.device_words_);
+  std::swap(token_, o.token_);
+  return *this;
+}
+
+StreamGate::~StreamGate() {
+  if (words_ != nullptr) (void)cudaFreeHost(words_);
+}
+
+Status StreamGate::close(void* stream) {
+  ++token_;
+  return cuda::launch_gate(static_cast<cuda::GateWords*>(device_words_), token_, kGateTimeoutNs, stream_of(stream));
+}
+
+void StreamGate::open() {
+  __atomic_store_n(&static_cast<cuda::GateWords*>(words_)->opened, token_, __ATOMIC_RELEASE);
+}
+
+bool StreamGate::timed_out() const {
+  return __atomic_load_n(&static_cast<const cuda::GateWords*>(words_)->timed_out, __ATOMIC_ACQUIRE) == token_;
+}
+
+Status evict_l2(const DeviceBuffer& buffer, void* stream) {
+  return cuda::launch_l2_eviction(buffer.data(), buffer.bytes() / 16 * 16, stream_of(stream));
+}
+
+StatusOr<int64_t> device_l2_bytes() { return cuda::l2_cache_bytes(); }
 
 StatusOr<double> measure_device_copy_gbps(DeviceAllocator& allocator, int64_t bytes) {
   if (bytes <= 0) {
@@ -141,6 +214,14 @@ Status copy_on_device(void*, const void*, int64_t) { return no_cuda(); }
 Status copy_rows_to_device(void*, int64_t, const void*, int64_t, int64_t, int64_t) { return no_cuda(); }
 Status copy_to_device_async(void*, const void*, int64_t, void*) { return no_cuda(); }
 Status synchronize_device() { return no_cuda(); }
+Status synchronize_stream(void*) { return no_cuda(); }
+StatusOr<DeviceStream> DeviceStream::create() { return no_cuda(); }
+DeviceStream::DeviceStream(DeviceStream&& o) noexcept { *this = std::move(o); }
+DeviceStream& DeviceStream::operator=(DeviceStream&& o) noexcept {
+  std::swap(stream_, o.stream_);
+  return *this;
+}
+DeviceStream::~DeviceStream() = default;
 StatusOr<DeviceEventTimer> DeviceEventTimer::create() { return no_cuda(); }
 DeviceEventTimer::DeviceEventTimer(DeviceEventTimer&& o) noexcept { *this = std::move(o); }
 DeviceEventTimer& DeviceEventTimer::operator=(DeviceEventTimer&& o) noexcept {
@@ -152,6 +233,20 @@ DeviceEventTimer::~DeviceEventTimer() = default;
 Status DeviceEventTimer::start(void*) { return no_cuda(); }
 Status DeviceEventTimer::stop(void*) { return no_cuda(); }
 StatusOr<double> DeviceEventTimer::elapsed_us() const { return no_cuda(); }
+StatusOr<StreamGate> StreamGate::create() { return no_cuda(); }
+StreamGate::StreamGate(StreamGate&& o) noexcept { *this = std::move(o); }
+StreamGate& StreamGate::operator=(StreamGate&& o) noexcept {
+  std::swap(words_, o.words_);
+  std::swap(device_words_, o.device_words_);
+  std::swap(token_, o.token_);
+  return *this;
+}
+StreamGate::~StreamGate() = default;
+Status StreamGate::close(void*) { return no_cuda(); }
+void StreamGate::open() {}
+bool StreamGate::timed_out() const { return false; }
+Status evict_l2(const DeviceBuffer&, void*) { return no_cuda(); }
+StatusOr<int64_t> device_l2_bytes() { return no_cuda(); }
 StatusOr<double> measure_device_copy_gbps(DeviceAllocator&, int64_t) { return no_cuda(); }
 
 #endif

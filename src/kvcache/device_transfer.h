@@ -30,6 +30,25 @@ Status copy_to_device_async(void* dst, const void* src, int64_t bytes, void* str
 /// Waits for all work on the current device.
 Status synchronize_device();
 
+/// Waits for all work on `stream` (nullptr: the default stream).
+Status synchronize_stream(void* stream);
+
+/// A CUDA stream of its own, non-blocking: it does not wait for the default stream, where the copies above run, so
+/// work on it that reads what they wrote must come after synchronize_device().
+class DeviceStream {
+ public:
+  static StatusOr<DeviceStream> create();
+  DeviceStream(DeviceStream&&) noexcept;
+  DeviceStream& operator=(DeviceStream&&) noexcept;
+  ~DeviceStream();
+  /// The cudaStream_t.
+  void* get() const { return stream_; }
+
+ private:
+  DeviceStream() = default;
+  void* stream_ = nullptr;
+};
+
 /// Elapsed device time between two points of a stream (CUDA events).
 class DeviceEventTimer {
  public:
@@ -49,6 +68,39 @@ class DeviceEventTimer {
   void* start_ = nullptr;  // cudaEvent_t
   void* stop_ = nullptr;
 };
+
+/// Holds a stream until the host opens it (backend/cuda/stream_gate.h says why): close(), enqueue the work to time
+/// (events and launches), open(); the device then runs that work back to back instead of waiting for the host's
+/// launches. A gate that waited longer than its timeout lets the stream go on by itself; timed_out() says so once
+/// the stream has passed it (the timed region then holds host time and must not count).
+class StreamGate {
+ public:
+  static StatusOr<StreamGate> create();
+  StreamGate(StreamGate&&) noexcept;
+  StreamGate& operator=(StreamGate&&) noexcept;
+  ~StreamGate();
+
+  /// Enqueues the gate on `stream` (nullptr: the default stream). The stream's kernels must each have run once
+  /// before (lazy module loading may wait for an idle device, which a closed gate never is).
+  Status close(void* stream = nullptr);
+  /// Opens the gate of the last close().
+  void open();
+  /// Whether the gate of the last close() gave up waiting; valid once the stream has passed it.
+  bool timed_out() const;
+
+ private:
+  StreamGate() = default;
+  void* words_ = nullptr;  // cuda::GateWords in host memory mapped into the device
+  void* device_words_ = nullptr;
+  uint32_t token_ = 0;
+};
+
+/// Reads `buffer` on `stream` (nullptr: the default stream) so that the L2 holds none of the bytes the next launch
+/// reads; the buffer should be at least twice device_l2_bytes().
+Status evict_l2(const DeviceBuffer& buffer, void* stream = nullptr);
+
+/// The current device's L2 size in bytes.
+StatusOr<int64_t> device_l2_bytes();
 
 /// The device's copy bandwidth in GB/s counting read + write bytes (2 x `bytes` per copy): a device-to-device copy
 /// of `bytes` between two buffers of `allocator` (bucket "bench.copy", MemoryKind::other, freed before returning),

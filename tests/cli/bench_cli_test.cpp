@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/cli_runner.h"
+#include "kvcache/device_transfer.h"
 #include "kvflash/backend.h"
 
 namespace kvflash {
@@ -60,6 +61,8 @@ TEST(BenchCli, JsonRowsCarryTheFieldsScriptsDependOn) {
       EXPECT_NE(row.find("\"" + std::string(key) + "\": "), std::string::npos) << key << " missing in " << row;
     }
     EXPECT_EQ(json_string(row, "backend"), "cpu");
+    EXPECT_EQ(json_string(row, "timing"), "wall") << row;
+    EXPECT_EQ(json_string(row, "kernel"), "cpu.generic") << row;
     pairs.insert(json_string(row, "ktype") + "/" + json_string(row, "vtype"));
     kinds.insert(json_string(row, "kind"));
   }
@@ -94,6 +97,14 @@ TEST(BenchCli, CsvAndMarkdownAndTheHtmlReport) {
   r = box.run(kTinyRun);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| backend | K | V | depth | step |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| peak | kernel (splits) |"), std::string::npos) << r.out;
+  // Every row names its kernel and split count, decode rows as well as prefill rows.
+  EXPECT_NE(r.out.find("| decode x1 | "), std::string::npos) << r.out;
+  size_t rows_with_kernel = 0;
+  for (size_t at = r.out.find("| cpu.generic ("); at != std::string::npos; at = r.out.find("| cpu.generic (", at + 1)) {
+    ++rows_with_kernel;
+  }
+  EXPECT_EQ(rows_with_kernel, 12u) << r.out;
   EXPECT_NE(r.out.find("measured read bandwidth"), std::string::npos);
 }
 
@@ -109,6 +120,8 @@ TEST(BenchCli, UsageErrorsAreOneLine) {
       {{"bench", "--model", "no-such-model"}, "no-such-model"},
       {{"bench", "-n", "0", "-p", "0"}, "nothing to time"},
       {{"bench", "--frobnicate"}, "unknown flag"},
+      {{"bench", "--timing", "wall"}, "--timing wall is not one of device, launch"},
+      {{"bench", "--backend", "cpu", "--timing", "device"}, "--timing applies to --backend cuda"},
   };
   for (const auto& [args, needle] : cases) {
     const CliResult r = box.run(args);
@@ -120,10 +133,16 @@ TEST(BenchCli, UsageErrorsAreOneLine) {
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   if (!backend_available(BackendKind::cuda)) {
-    const CliResult r = box.run({"bench", "--backend", "cuda"});
-    EXPECT_NE(r.exit_code, 0);
+    // A machine without a GPU (or a build without CUDA): one line that says which, status 2, nothing on stdout.
+    const CliResult r = box.run({"bench", "-p", "512", "-d", "0,32768,131072", "-ctk", "f16,q8_0,q4_0,turbo3",
+                                 "--backend", "cuda"});
+    EXPECT_EQ(r.signal, 0);
+    EXPECT_EQ(r.exit_code, 2);
     EXPECT_EQ(r.stderr_lines(), 1) << r.err;
-    EXPECT_NE(r.err.find("not available"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.rfind("kvflash bench: error: backend 'cuda' is not available", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(kvcache::device_transfer_compiled() ? "no usable CUDA device" : "in this build"),
+              std::string::npos)
+        << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
 }
@@ -146,6 +165,10 @@ TEST(BenchCli, CudaBackendSmokeRun) {
   ASSERT_EQ(rows.size(), 8u) << r.out;  // 2 types x 2 depths x (decode + prefill)
   for (const std::string& row : rows) {
     EXPECT_EQ(json_string(row, "backend"), "cuda");
+    EXPECT_EQ(json_string(row, "timing"), "device") << row;
+    EXPECT_EQ(json_string(row, "kernel").rfind("cuda.", 0), 0u) << row;
+    EXPECT_GE(json_number(row, "n_splits"), 1.0) << row;
+    EXPECT_GT(json_number(row, "caller_cpu_us_median"), 0.0) << "attend()'s host time, reported apart" << row;
     EXPECT_GT(json_number(row, "us_median"), 0.0) << row;
     EXPECT_GT(json_number(row, "kv_gbps"), 0.0) << row;
     EXPECT_GT(json_number(row, "read_bw_gbps"), 0.0) << row;
@@ -158,8 +181,20 @@ TEST(BenchCli, CudaBackendSmokeRun) {
   const CliResult md = box.run({"bench", "--backend", "cuda", "-d", "0", "-ctk", "q8_0", "-n", "1", "-q", "1", "-p",
                                 "32", "-r", "1"});
   ASSERT_EQ(md.exit_code, 0) << md.err;
-  EXPECT_NE(md.out.find("% copy bw | TFLOP/s | peak |"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("% copy bw | TFLOP/s | peak | kernel (splits) |"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| cuda.decode_split_kv.q8_0 ("), std::string::npos) << "decode rows name their kernel\n"
+                                                                             << md.out;
   EXPECT_NE(md.out.find("device copy bandwidth"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("timing: CUDA events"), std::string::npos) << md.out;
+
+  // --timing launch: the same events from an idle device, so the host's launch cost counts too.
+  const CliResult launch = box.run({"bench", "--backend", "cuda", "-d", "300", "-ctk", "q4_0", "-n", "2", "-q", "1",
+                                    "-p", "0", "-r", "2", "-o", "json", "--timing", "launch"});
+  ASSERT_EQ(launch.exit_code, 0) << launch.err;
+  const std::vector<std::string> launch_rows = json_objects(launch.out);
+  ASSERT_EQ(launch_rows.size(), 1u) << launch.out;
+  EXPECT_EQ(json_string(launch_rows[0], "timing"), "launch");
+  EXPECT_GT(json_number(launch_rows[0], "us_median"), 0.0);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "kvcache/cache_test_util.h"
 #include "kvcache/device_transfer.h"
+#include "kvflash/backend.h"
 #include "kvflash/device_memory.h"
 #include "kvflash/kv_cache.h"
 
@@ -195,6 +196,22 @@ TEST(DeviceCacheConfig, AHostCacheRefusesTheDeviceBatchAndCopiesRowsLikeItsSpans
   EXPECT_EQ(bad.code(), StatusCode::invalid_argument);
   EXPECT_NE(bad.message().find("out has 3 bytes"), std::string::npos) << bad.message();
   EXPECT_EQ(cache.copy_v_row(*seq, 0, 21, 0, short_out).code(), StatusCode::invalid_argument);
+}
+
+// What `kvflash bench --backend cuda` times with (a stream of its own, the gate that holds it, the L2 size for the
+// eviction buffer) fails as a Status where there is no device to time on, never as a crash.
+TEST(DeviceCacheConfig, TheBenchsTimingHelpersWithoutADeviceAreStatuses) {
+  if (backend_available(BackendKind::cuda)) GTEST_SKIP() << "a CUDA device is present: tests/gpu/stream_gate_test";
+  const StatusCode expected = kvcache::device_transfer_compiled() ? StatusCode::backend_error : StatusCode::unsupported;
+  StatusOr<kvcache::StreamGate> gate = kvcache::StreamGate::create();
+  ASSERT_FALSE(gate.ok());
+  EXPECT_EQ(gate.status().code(), expected) << gate.status().message();
+  StatusOr<kvcache::DeviceStream> stream = kvcache::DeviceStream::create();
+  ASSERT_FALSE(stream.ok());
+  EXPECT_EQ(stream.status().code(), expected) << stream.status().message();
+  StatusOr<int64_t> l2 = kvcache::device_l2_bytes();
+  ASSERT_FALSE(l2.ok());
+  EXPECT_EQ(l2.status().code(), expected) << l2.status().message();
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ std::vector<Field> fields(const BenchRow& r) {
       {"threads", integer(r.threads), integer(r.threads)},
       {"caller_cpu_us_median", num(r.caller_cpu_us_median), num(r.caller_cpu_us_median)},
       {"tflops", num(r.tflops), num(r.tflops)},
+      {"timing", quoted(r.timing), r.timing},
   };
 }
 
@@ -73,16 +74,18 @@ std::string bench_markdown(const BenchRunInfo& info, const std::vector<BenchRow>
   std::string out = "model: " + info.model + "\nmachine: " + info.machine + ", measured " + info.bandwidth_name +
                     " " + fmt("%.1f GB/s", info.read_bw_gbps) +
                     (device ? std::string("\n") : " (" + std::to_string(info.threads) + " threads)\n") +
+                    (info.timing.empty() ? std::string() : "timing: " + info.timing + "\n") +
                     "load average (1/5/15 min) at start and end: " + info.load + "\n\n";
   out += std::string("| backend | K | V | depth | step | us/step median (min-max) | tokens/s | KV GB/s | ") +
-         (device ? "% copy bw" : "% read bw") + " | TFLOP/s | peak |\n";
-  out += "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n";
+         (device ? "% copy bw" : "% read bw") + " | TFLOP/s | peak | kernel (splits) |\n";
+  out += "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
   for (const BenchRow& r : rows) {
     out += "| " + r.backend + " | " + r.ktype + " | " + r.vtype + " | " + std::to_string(r.depth) + " | " +
            step_name(r) + (r.n_seq > 1 ? " x" + std::to_string(r.n_seq) + " seqs" : "") + " | " +
            fmt("%.1f", r.us_median) + " (" + fmt("%.1f", r.us_min) + "-" + fmt("%.1f", r.us_max) + ") | " +
            fmt("%.1f", r.tokens_per_s) + " | " + fmt("%.2f", r.kv_gbps) + " | " + fmt("%.0f%%", r.pct_read_bw) + " | " +
-           (r.kind == "prefill" ? fmt("%.2f", r.tflops) : std::string("-")) + " | " + mib(r.peak_bytes) + " |\n";
+           (r.kind == "prefill" ? fmt("%.2f", r.tflops) : std::string("-")) + " | " + mib(r.peak_bytes) + " | " +
+           r.kernel + " (" + std::to_string(r.n_splits) + ") |\n";
   }
   return out;
 }

@@ -18,6 +18,7 @@ struct BenchRunInfo {
   std::string bandwidth_name = "read bandwidth";  // what read_bw_gbps is (cuda: the device copy bandwidth)
   int threads = 0;
   std::string load;  // /proc/loadavg at the start and at the end: other work on the machine skews timings
+  std::string timing;  // cuda: what the events bracket (empty for host backends: wall time of each call)
 };
 
 std::string bench_markdown(const BenchRunInfo& info, const std::vector<BenchRow>& rows);

@@ -172,8 +172,9 @@ class CaseRunner {
     return Status::Ok();
   }
 
-  // One timed step over the whole cache with n_q new query rows per sequence (already appended).
-  StatusOr<Sample> step(int64_t n_q) {
+  // One timed step over the whole cache with n_q new query rows per sequence (already appended). A warm-up step
+  // (timed = false) is timed the same way on the host.
+  StatusOr<Sample> step(int64_t n_q, bool /*timed*/) {
     StatusOr<int64_t> n_kv = cache_->fill_batch(seqs_, cache_->max_pages_per_seq(), table_, kv_len_);
     if (!n_kv.ok()) return n_kv.status();
     StatusOr<KvView> k = cache_->k_view(0, table_.data(), cache_->max_pages_per_seq());
@@ -217,6 +218,7 @@ class CaseRunner {
   const std::string& kernel() const { return kernel_; }
   int64_t n_splits() const { return n_splits_; }
   int workers() const { return workers_; }
+  const char* timing() const { return "wall"; }
 
  private:
   LayerShape layer_;
@@ -235,16 +237,38 @@ class CaseRunner {
 };
 
 // Everything one cache case needs on the cuda backend: a device-resident cache, and Q, O and the workspace from
-// the same allocator, so its peak covers every device byte of the case. Steps are timed with CUDA events.
+// the same allocator, so its peak covers every device byte of the case. Steps are timed with CUDA events around
+// attend(), after a read of a buffer twice the L2's size (the step's K/V come from HBM, as in a model whose other
+// layers ran since this layer's last step) and, with DeviceTiming::device, behind a StreamGate, so the events
+// bracket the device's work for the call and not the host's validation and launch latency (attend()'s host time is
+// reported on its own, as caller_cpu_us).
 class DeviceCaseRunner {
  public:
-  DeviceCaseRunner(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c, DeviceAllocator& allocator)
-      : layer_(layer), v_view_(v_is_view_of_k), case_(c), allocator_(allocator), rows_(1234 + c.depth) {
+  DeviceCaseRunner(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c, const DeviceBenchOptions& options)
+      : layer_(layer),
+        v_view_(v_is_view_of_k),
+        case_(c),
+        allocator_(*options.allocator),
+        timing_(options.timing),
+        rows_(1234 + c.depth) {
     caps_ = caps_for(BackendKind::cuda);
   }
 
   Status build(const StepPlan& plan) {
     allocator_.reset_peak();
+    // The eviction buffer is the bench's, not the case's: peak_bytes() leaves it out.
+    StatusOr<int64_t> l2 = kvcache::device_l2_bytes();
+    if (!l2.ok()) return l2.status();
+    StatusOr<DeviceBuffer> evict =
+        DeviceBuffer::allocate(allocator_, "bench.l2_eviction", MemoryKind::other, std::max<int64_t>(2 * *l2, 1 << 20));
+    if (!evict.ok()) return evict.status();
+    l2_eviction_ = std::move(*evict);
+    StatusOr<kvcache::StreamGate> gate = kvcache::StreamGate::create();
+    if (!gate.ok()) return gate.status();
+    gate_ = std::make_unique<kvcache::StreamGate>(std::move(*gate));
+    StatusOr<kvcache::DeviceStream> stream = kvcache::DeviceStream::create();
+    if (!stream.ok()) return stream.status();
+    stream_ = std::make_unique<kvcache::DeviceStream>(std::move(*stream));
     const KvCacheConfig config = cache_config(layer_, v_view_, case_, plan, KvResidence::cuda);
     StatusOr<KvCache> cache = KvCache::create(config, &allocator_);
     if (!cache.ok()) return cache.status();
@@ -305,8 +329,14 @@ class DeviceCaseRunner {
     return kvcache::copy_to_device(q_.data(), q_host_.data(), static_cast<int64_t>(q_host_.size()) * 4);
   }
 
-  StatusOr<Sample> step(int64_t n_q) {
-    StatusOr<DeviceBatch> batch = cache_->fill_batch_device(seqs_);
+  // A warm-up step (timed = false) runs without the gate: it is where CUDA loads the kernels, which must not
+  // happen behind a closed gate (StreamGate::close()).
+  StatusOr<Sample> step(int64_t n_q, bool timed) {
+    // The steps run on a stream of their own, as an engine's would (not the legacy default stream, which
+    // serializes with every other stream); the appends and the Q upload before them ran on the default stream.
+    KVFLASH_RETURN_IF_ERROR(kvcache::synchronize_device());
+    void* stream = stream_->get();
+    StatusOr<DeviceBatch> batch = cache_->fill_batch_device(seqs_, stream);
     if (!batch.ok()) return batch.status();
     StatusOr<KvView> k = cache_->k_view(0, batch->page_table, batch->pages_per_seq);
     if (!k.ok()) return k.status();
@@ -332,27 +362,44 @@ class DeviceCaseRunner {
     }
     kernel_ = std::string(kernel_name(route->kernel));
     n_splits_ = route->n_splits;
-    KVFLASH_RETURN_IF_ERROR(timer_->start());
-    KVFLASH_RETURN_IF_ERROR(attend(p, *route, workspace_.data(), static_cast<size_t>(workspace_.bytes())));
-    KVFLASH_RETURN_IF_ERROR(timer_->stop());
+    KVFLASH_RETURN_IF_ERROR(kvcache::evict_l2(l2_eviction_, stream));
+    const bool gated = timed && timing_ == DeviceTiming::device;
+    if (gated) {
+      KVFLASH_RETURN_IF_ERROR(gate_->close(stream));
+    } else {
+      KVFLASH_RETURN_IF_ERROR(kvcache::synchronize_stream(stream));  // launch timing starts on an idle device
+    }
+    const double cpu_start = thread_cpu_seconds();
+    Status s = timer_->start(stream);
+    if (s.ok()) s = attend(p, *route, workspace_.data(), static_cast<size_t>(workspace_.bytes()), stream);
+    if (s.ok()) s = timer_->stop(stream);
+    const double cpu_seconds = thread_cpu_seconds() - cpu_start;
+    if (gated) gate_->open();  // whatever happened: the stream must go on
+    KVFLASH_RETURN_IF_ERROR(s);
     StatusOr<double> us = timer_->elapsed_us();
     if (!us.ok()) return us.status();
+    if (gated && gate_->timed_out()) {
+      return Status(StatusCode::internal,
+                    "bench: the stream gate gave up waiting for the host to enqueue one attend() call; the timing "
+                    "would include host time (retry on an idle machine, or use --timing launch)");
+    }
     // The lengths, for the byte and FLOP counts, as fill_batch() gives them on the host.
     kv_len_.resize(seqs_.size());
     for (size_t i = 0; i < seqs_.size(); ++i) kv_len_[i] = static_cast<int32_t>(*cache_->length(seqs_[i]));
-    return Sample{*us * 1e-6, 0.0, kv_bytes_read(layer_, v_view_, p.k.type, p.v.type, kv_len_),
+    return Sample{*us * 1e-6, cpu_seconds, kv_bytes_read(layer_, v_view_, p.k.type, p.v.type, kv_len_),
                   flop_of(layer_, n_q, kv_len_)};
   }
 
   int64_t cache_bytes() const { return bucket_bytes(MemoryKind::kv_cache); }
   int64_t workspace_bytes() const { return workspace_.bytes(); }
-  int64_t peak_bytes() const { return allocator_.stats().peak_live_bytes; }
+  int64_t peak_bytes() const { return allocator_.stats().peak_live_bytes - l2_eviction_.bytes(); }
   // Device allocations since the cache and buffers were built: attention steps must not add any.
   int64_t allocations_in_steps() const { return allocator_.stats().allocation_calls - allocations_after_build_; }
   int64_t staging_bytes() const { return cache_->staging_bytes(); }
   const std::string& kernel() const { return kernel_; }
   int64_t n_splits() const { return n_splits_; }
   int workers() const { return 0; }
+  const char* timing() const { return timing_ == DeviceTiming::device ? "device" : "launch"; }
 
  private:
   int64_t bucket_bytes(MemoryKind kind) const {
@@ -364,14 +411,17 @@ class DeviceCaseRunner {
   bool v_view_;
   CacheCase case_;
   DeviceAllocator& allocator_;
+  DeviceTiming timing_;
   BackendCaps caps_;
   RandomRows rows_;
   std::unique_ptr<KvCache> cache_;
   std::vector<SeqId> seqs_;
   std::vector<int32_t> kv_len_;
   std::vector<float> k_rows_, v_rows_, q_host_;
-  DeviceBuffer workspace_, q_, o_;
+  DeviceBuffer l2_eviction_, workspace_, q_, o_;
   std::unique_ptr<kvcache::DeviceEventTimer> timer_;
+  std::unique_ptr<kvcache::StreamGate> gate_;
+  std::unique_ptr<kvcache::DeviceStream> stream_;
   std::string kernel_;
   int64_t n_splits_ = 0;
   int64_t allocations_after_build_ = 0;
@@ -418,6 +468,7 @@ BenchRow summarize(const std::vector<Sample>& samples, const CacheCase& c, Backe
   r.kernel = runner.kernel();
   r.n_splits = runner.n_splits();
   r.threads = runner.workers();
+  r.timing = runner.timing();
   return r;
 }
 
@@ -441,7 +492,7 @@ StatusOr<std::vector<BenchRow>> run_case(Runner& runner, const CacheCase& c, con
   const auto run_steps = [&](int64_t n_q, int64_t steps, const char* kind) -> Status {
     KVFLASH_RETURN_IF_ERROR(runner.new_queries(n_q));
     KVFLASH_RETURN_IF_ERROR(runner.append(n_q));  // warm-up step: routes, workspace, caches
-    StatusOr<Sample> warm = runner.step(n_q);
+    StatusOr<Sample> warm = runner.step(n_q, /*timed=*/false);
     if (!warm.ok()) return warm.status();
     KVFLASH_RETURN_IF_ERROR(runner.truncate_to_depth());
     std::vector<Sample> samples;
@@ -449,7 +500,7 @@ StatusOr<std::vector<BenchRow>> run_case(Runner& runner, const CacheCase& c, con
       KVFLASH_RETURN_IF_ERROR(runner.new_queries(n_q));
       for (int64_t s = 0; s < steps; ++s) {
         KVFLASH_RETURN_IF_ERROR(runner.append(n_q));
-        StatusOr<Sample> sample = runner.step(n_q);
+        StatusOr<Sample> sample = runner.step(n_q, /*timed=*/true);
         if (!sample.ok()) return sample.status();
         samples.push_back(*sample);
       }
@@ -479,13 +530,13 @@ double step_flop(const LayerShape& layer, int64_t depth, int64_t n_q, int64_t n_
 
 StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
                                             const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
-                                            const ProgressFn& progress, DeviceAllocator* allocator) {
+                                            const ProgressFn& progress, const DeviceBenchOptions& device) {
   if (backend != BackendKind::cuda) {
     CaseRunner runner(layer, v_is_view_of_k, c, backend, threads);
     return run_case(runner, c, plan, backend, read_bw_gbps, progress);
   }
-  if (allocator == nullptr) return invalid_argument("bench_cache: the cuda backend needs a DeviceAllocator");
-  DeviceCaseRunner runner(layer, v_is_view_of_k, c, *allocator);
+  if (device.allocator == nullptr) return invalid_argument("bench_cache: the cuda backend needs a DeviceAllocator");
+  DeviceCaseRunner runner(layer, v_is_view_of_k, c, device);
   StatusOr<std::vector<BenchRow>> rows = run_case(runner, c, plan, backend, read_bw_gbps, progress);
   if (rows.ok() && runner.allocations_in_steps() != 0) {
     return Status(StatusCode::internal, "bench: " + std::to_string(runner.allocations_in_steps()) +

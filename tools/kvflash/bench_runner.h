@@ -24,7 +24,8 @@ struct BenchRow {
   int64_t n_seq = 0;  // sequences per step
   int samples = 0;    // timed steps the statistics come from
   double us_median = 0, us_min = 0, us_max = 0;
-  double caller_cpu_us_median = 0;  // CPU time of the calling thread per step; with -t 1, the whole step's work
+  double caller_cpu_us_median = 0;  // CPU time of the calling thread per step; with -t 1, the whole step's work;
+                                    // cuda: the host's cost of attend() (validation and launches)
   double tokens_per_s = 0;      // n_seq * n_q / median
   int64_t kv_bytes = 0;         // K/V bytes one step reads (each stored row of every visible key once)
   double kv_gbps = 0;           // kv_bytes / median
@@ -40,6 +41,14 @@ struct BenchRow {
   std::string kernel;           // the route's kernel
   int64_t n_splits = 0;         // the route's split count at the last timed step
   int threads = 0;
+  std::string timing;           // what us_* measure: "wall" (host backends), "device" or "launch" (cuda; DeviceTiming)
+};
+
+/// What the CUDA events of `kvflash bench --backend cuda` bracket. Both evict the L2 before each step, as the other
+/// layers of a model would between two steps of one layer.
+enum class DeviceTiming {
+  device,  // the stream is held until the host has enqueued the call: the device's work for it, back to back
+  launch,  // the device idle when the call starts: also the host's validation and launch latency
 };
 
 /// What to time on each cache.
@@ -60,14 +69,21 @@ struct CacheCase {
 /// Where progress lines go (stderr in the CLI).
 using ProgressFn = std::function<void(const std::string&)>;
 
+/// How the cuda backend runs a case: its allocator (required) and what the events bracket.
+struct DeviceBenchOptions {
+  DeviceAllocator* allocator = nullptr;
+  DeviceTiming timing = DeviceTiming::device;
+};
+
 /// Builds the cache of `c` for one attention layer of `layer` (V a view of K when `v_is_view_of_k`), appends
 /// `depth` tokens of random K/V to each sequence through KvCache::append, then times every step of `plan` on
 /// `backend` with `threads` workers (0: all). One row per step kind. For cuda the cache is device-resident, its
 /// arena, page tables, the workspace (sized by plan_workspace(), the same pointer every step) and Q/O come from
-/// `allocator` (required), and steps are timed with CUDA events; `read_bw_gbps` is then the device copy bandwidth.
+/// `device.allocator` (required), and steps are timed with CUDA events as `device.timing` says; `read_bw_gbps` is
+/// then the device copy bandwidth.
 StatusOr<std::vector<BenchRow>> bench_cache(const LayerShape& layer, bool v_is_view_of_k, const CacheCase& c,
                                             const StepPlan& plan, BackendKind backend, int threads, double read_bw_gbps,
-                                            const ProgressFn& progress, DeviceAllocator* allocator = nullptr);
+                                            const ProgressFn& progress, const DeviceBenchOptions& device = {});
 
 /// Attention FLOP of one step: 2 (multiply + add) x n_head_q x (d_k + d_v) x the (query row, key) pairs the causal
 /// mask lets through, where query row i of n_q (bottom-right aligned) sees depth + i + 1 keys; times n_seq.

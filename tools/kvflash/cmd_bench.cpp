@@ -1,6 +1,7 @@
 // kvflash bench: decode steps and prefill chunks timed over real paged KV caches at several depths, per K/V type.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -28,7 +29,7 @@ constexpr std::string_view kCommand = "bench";
 constexpr std::string_view kSynopsis =
     "usage: kvflash bench [--model PRESET | --gguf FILE] [-ctk TYPES] [-ctv TYPES] [-d DEPTHS] [-n STEPS]\n"
     "                     [-q ROWS] [-p CHUNKS] [-b SEQS] [-r REPS] [--backend cpu|ref|cuda] [-t THREADS]\n"
-    "                     [--page-rows N]\n"
+    "                     [--page-rows N] [--timing device|launch]\n"
     "                     [-o md|json|csv] [--report out.html]\n"
     "\n"
     "For every K/V type pair and depth, builds a paged KV cache through the KvCache API (depth tokens of random\n"
@@ -43,11 +44,15 @@ constexpr std::string_view kSynopsis =
     "actually read (every stored K and V row of every visible key, once per step), its % of the measured read\n"
     "bandwidth, and peak = the memory report of the run (KV cache + the largest workspace a route asked for).\n"
     "Prefill rows add TFLOP/s: 2 x n_head_q x (d_k + d_v) x the causal (query, key) pairs, over the median.\n"
+    "The last column names the route every row took: kernel (split count).\n"
     "\n"
     "--backend cuda builds a device-resident cache (from a DeviceAllocator) at each depth, times steps with CUDA\n"
     "events, measures the device copy bandwidth once (a 1 GiB device-to-device copy, read + write bytes) for the\n"
     "% column, and reports peak = the allocator's peak live device bytes of each case (cache, page tables, the\n"
-    "plan_workspace() workspace, Q and O). Without a usable GPU it fails with one error line.\n"
+    "plan_workspace() workspace, Q and O). Before each step it reads a buffer twice the L2's size, so the step\n"
+    "reads K/V from HBM. --timing device (the default) holds the stream until the host has enqueued the call, so\n"
+    "the events bracket the device's work; --timing launch starts the events on an idle device, so the host's\n"
+    "validation and launch latency count too. Without a usable GPU it fails with one error line.\n"
     "\n"
     "The default run (about a minute on 2 cores): llama3-8b (32 query / 8 KV heads, head dim 128), f16, q8_0,\n"
     "q4_0 and turbo3 at depths 0, 4096 and 32768, 16 decode steps of 1 and of 4 rows, a 64-token prefill chunk,\n"
@@ -65,6 +70,7 @@ struct BenchConfig {
   // not restart every 16 keys; the cpu decode step at 32K is 10-20% faster than with 16 (bench/README.md).
   // --page-rows 16 gives vLLM's block size (KvCacheConfig's default).
   int64_t page_rows = 256;
+  DeviceTiming timing = DeviceTiming::device;
   std::string output = "md";
   std::string report;
 };
@@ -192,9 +198,11 @@ StatusOr<BenchConfig> parse_config(const Args& args) {
   const std::optional<BackendKind> kind = backend_from_name(backend);
   if (!kind) return invalid_argument("unknown backend '" + backend + "' (valid backends: ref, cpu, cuda)");
   if (!backend_available(*kind)) {
-    return invalid_argument("backend '" + backend + "' is not available in this build" +
-                            (*kind == BackendKind::cuda ? " or no CUDA device is usable" : "") +
-                            " (see 'kvflash info')");
+    if (*kind == BackendKind::cuda && kvcache::device_transfer_compiled()) {
+      return invalid_argument("backend 'cuda' is not available: this build has CUDA but no usable CUDA device was "
+                              "found ('kvflash info' lists the devices)");
+    }
+    return invalid_argument("backend '" + backend + "' is not available in this build ('kvflash info' says why)");
   }
   c.backend = *kind;
   StatusOr<int64_t> threads = args.get_int("threads", 0);
@@ -208,6 +216,16 @@ StatusOr<BenchConfig> parse_config(const Args& args) {
     return invalid_argument("--page-rows " + std::to_string(*page_rows) + " is outside [1, 65536]");
   }
   c.page_rows = *page_rows;
+  if (args.has("timing")) {
+    const std::string timing = *args.get("timing");
+    if (timing != "device" && timing != "launch") {
+      return invalid_argument("--timing " + timing + " is not one of device, launch");
+    }
+    if (c.backend != BackendKind::cuda) {
+      return invalid_argument("--timing applies to --backend cuda, not " + std::string(backend_name(c.backend)));
+    }
+    c.timing = timing == "device" ? DeviceTiming::device : DeviceTiming::launch;
+  }
   c.output = args.get("output").value_or("md");
   if (c.output != "md" && c.output != "json" && c.output != "csv") {
     return invalid_argument("-o " + c.output + " is not one of md, json, csv");
@@ -248,6 +266,10 @@ std::string machine_line(const BenchConfig& c, int threads) {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
+  // The timed steps run behind a closed StreamGate (kvcache/device_transfer.h), where CUDA's lazy module loading
+  // could wait for an idle device: load every kernel when the context is created instead. Set before the first
+  // CUDA call (backend_available() below); a value the user set is kept.
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
   Args args;
   args.value("model", "model preset (default llama3-8b; see 'kvflash plan --help' for the list)")
       .value("gguf", "read the model shape from a GGUF file's metadata instead of a preset")
@@ -262,6 +284,7 @@ int cmd_bench(int argc, char** argv) {
       .value("backend", "cpu, ref or cuda (default: cuda when available, else cpu)")
       .value("threads", "host threads of the cpu backend (default 0: all)", {"-t"})
       .value("page-rows", "tokens per page of the KV cache (default 256; 16 is vLLM's block size)")
+      .value("timing", "cuda: device (default: the device's work for each call) or launch (host launch cost too)")
       .value("output", "md, json or csv (default md)", {"-o"})
       .value("report", "also write a self-contained HTML report with SVG charts to this file");
   if (Status s = args.parse(argc, argv, 1); !s.ok()) return usage_error(kCommand, s);
@@ -302,6 +325,11 @@ int cmd_bench(int argc, char** argv) {
     if (!copy_bw.ok()) return fail(kCommand, copy_bw.status());
     info.read_bw_gbps = *copy_bw;
     info.bandwidth_name = "device copy bandwidth (read + write)";
+    info.timing = c.timing == DeviceTiming::device
+                      ? "CUDA events around each attend(), the stream held until the call is enqueued (the device's "
+                        "work; attend()'s host time is caller_cpu_us); L2 evicted before each step"
+                      : "CUDA events around each attend() from an idle device (host validation and launch latency "
+                        "included); L2 evicted before each step";
   } else {
     progress("measuring the read bandwidth");
     info.read_bw_gbps = measure_read_bandwidth_gbps(threads);
@@ -321,7 +349,8 @@ int cmd_bench(int argc, char** argv) {
         const CacheCase cache_case{kt, vt, depth, b, c.page_rows};
         StatusOr<std::vector<BenchRow>> got =
             bench_cache(c.layer, c.model.v_is_view_of_k, cache_case, c.plan, c.backend, c.threads, info.read_bw_gbps,
-                        [&](const std::string& line) { progress(prefix + line); }, allocator.get());
+                        [&](const std::string& line) { progress(prefix + line); },
+                        DeviceBenchOptions{allocator.get(), c.timing});
         if (!got.ok()) return fail(kCommand, got.status());
         rows.insert(rows.end(), got->begin(), got->end());
       }

@@ -1,5 +1,6 @@
 // Copies a tile of stored K or V rows from global to shared memory, whatever the layout: every row's byte offset
-// comes from kv_row_offset (strides or the page table), computed once per row per tile and kept in shared memory.
+// comes from kv_row_offset_on_device (strides or the page table), computed once per row per tile and kept in shared
+// memory.
 // The copy width is the widest power of two (16 at most) that divides every byte address the tile can touch, so
 // the common layouts move 16 or 8 bytes per instruction with cp.async; a layout aligned to 2 bytes only (e.g.
 // turbo3's 50-byte rows interleaved across heads) falls back to synchronous 2-byte copies. Rows past the end of
@@ -25,13 +26,38 @@ __device__ __forceinline__ int kv_copy_width(const KvView& v, int64_t s, int64_t
   return static_cast<int>(bits & (~bits + 1));  // lowest set bit
 }
 
+/// kv_row_offset() (attention_problem.h) for a key r >= 0, as device code computes it once per row per tile: the
+/// page slot and the row inside the page by a shift and a mask when page_rows is a power of two (vLLM's 16, the
+/// bench's 256), else by a 32-bit division while the operands fit (a 64-bit division is a ~70-instruction
+/// subroutine, which the f16 tiles, copied row by row, would pay for every row); the page entry through the
+/// read-only path (a kernel never writes its page table).
+__device__ __forceinline__ int64_t kv_row_offset_on_device(const KvView& v, int64_t s, int64_t h, int64_t r) {
+  if (v.paging.pages == nullptr) return s * v.stride.seq + h * v.stride.head + r * v.stride.row;
+  const int64_t rows = v.paging.page_rows;
+  int64_t slot, in_page;
+  if ((rows & (rows - 1)) == 0) {
+    const int shift = __ffsll(static_cast<long long>(rows)) - 1;
+    slot = r >> shift;
+    in_page = r & (rows - 1);
+  } else if (r <= INT32_MAX && rows <= INT32_MAX) {
+    const uint32_t q = static_cast<uint32_t>(r) / static_cast<uint32_t>(rows);
+    slot = q;
+    in_page = r - int64_t{q} * rows;
+  } else {
+    slot = r / rows;
+    in_page = r % rows;
+  }
+  const int64_t page = __ldg(v.paging.pages + s * v.paging.pages_per_seq + slot);
+  return page * v.paging.page_bytes + in_page * v.stride.row + h * v.stride.head;
+}
+
 /// Byte offsets of the rows key0 .. key0 + Rows - 1 (-1 past key_end), one row per thread of `tid0 .. tid0+Rows-1`.
 template <int Rows>
 __device__ __forceinline__ void kv_row_offsets(const KvView& v, int64_t s, int64_t h, int64_t key0, int64_t key_end,
                                                int64_t* offsets, int tid) {
   if (tid < 0 || tid >= Rows) return;
   const int64_t key = key0 + tid;
-  offsets[tid] = key < key_end ? kv_row_offset(v, s, h, key) : -1;
+  offsets[tid] = key < key_end ? kv_row_offset_on_device(v, s, h, key) : -1;
 }
 
 template <int Width, int RowBytes, int SmemRow, int Rows, int Threads>
