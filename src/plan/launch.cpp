@@ -64,7 +64,12 @@ int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_
     const int64_t qchunks = std::max<int64_t>(1, ceil_div(inst.group_qvecs, g.qvecs_per_cta));
     return cuda::max_whole_wave_splits(items, qchunks, max_n_kv, g, std::max(1, caps.sm_count), spec.max_splits);
   }
-  const int64_t wanted = ceil_div(parallel_units(caps), items);
+  // A cpu task holds every query row of its (sequence, KV head); a cuda.generic CTA holds a chunk of them, and the
+  // chunks already fill the GPU when a step has hundreds of rows.
+  const int64_t qchunks =
+      spec.backend == BackendKind::cuda ? ceil_div(std::max<int64_t>(1, inst.group_qvecs), cuda::kGenericQvecsPerCta)
+                                        : 1;
+  const int64_t wanted = ceil_div(parallel_units(caps), items * qchunks);
   const int64_t tiles = ceil_div(max_n_kv, spec.kv_tile);
   return std::max<int64_t>(1, std::min({wanted, tiles, int64_t{spec.max_splits}}));
 }

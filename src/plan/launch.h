@@ -34,7 +34,8 @@ struct SplitInstance {
   int64_t group_qvecs = 1;
 };
 
-/// Splits the kernel uses. KvSplit::split: enough (sequence, KV head) x split items to fill parallel_units(), no
+/// Splits the kernel uses. KvSplit::split: enough (sequence, KV head) x split items (x query chunks of
+/// cuda::kGenericQvecsPerCta on the GPU) to fill parallel_units(), no
 /// more splits than tiles of keys, at most spec.max_splits, and no empty split. KvSplit::whole_waves: the CUDA
 /// whole-wave rule (backend/cuda/split_plan.h) for the instance's resident CTAs on caps.sm_count SMs. One split
 /// of n_kv keys for KvSplit::none.
@@ -42,8 +43,8 @@ SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t
                         int64_t n_kv, const SplitInstance& inst = {});
 
 /// The largest choose_splits() over every n_kv in [0, max_n_kv] (it is not monotone in n_kv: rounding keys to
-/// whole tiles can lower the count). KvSplit::whole_waves counts depend on inst.group_qvecs too (fewer query chunks
-/// leave room for more splits): plan_workspace() asks for each query-row count.
+/// whole tiles can lower the count). On the GPU counts depend on inst.group_qvecs too (fewer query chunks leave
+/// room for more splits): plan_workspace() asks for each query-row count.
 int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
                          int64_t max_n_kv, const SplitInstance& inst = {});
 

@@ -1,5 +1,6 @@
 // plan_route() and explain(): one pass over the backend's rows of the kernel table.
 #include <cstdio>
+#include <vector>
 
 #include "kvflash/route.h"
 #include "plan/acceptance.h"
@@ -23,8 +24,10 @@ Status consider_all(const AttentionProblem& p, const BackendCaps& caps, bool val
     }
   }
   std::string reasons;
+  std::vector<const KernelSpec*> specs;  // the row of each candidate
   for (const KernelSpec& spec : kKernels) {
     if (spec.backend != caps.kind) continue;
+    specs.push_back(&spec);
     RouteCandidate c;
     c.kernel = std::string(spec.name);
     c.reason = plan::reject_reason(spec, p);
@@ -41,8 +44,9 @@ Status consider_all(const AttentionProblem& p, const BackendCaps& caps, bool val
   }
   for (int i = 0; i < static_cast<int>(out->candidates.size()); ++i) {
     const RouteCandidate& c = out->candidates[i];
-    // Ties keep table order: specialized rows are listed before the generic one they refine.
-    if (c.accepted && (out->chosen < 0 || c.route.cost_us < out->candidates[out->chosen].route.cost_us)) {
+    if (!c.accepted) continue;
+    if (out->chosen < 0 || plan::route_preferred(*specs[i], c.route.cost_us, *specs[out->chosen],
+                                                 out->candidates[out->chosen].route.cost_us)) {
       out->chosen = i;
     }
   }
@@ -76,19 +80,18 @@ StatusOr<Route> route_validated(const AttentionProblem& p, const BackendCaps& ca
 StatusOr<Route> route_over(std::span<const KernelSpec> table, const AttentionProblem& p, const BackendCaps& caps) {
   // The fast path builds no strings.
   Route best;
-  bool found = false;
+  const KernelSpec* best_spec = nullptr;
   for (const KernelSpec& spec : table) {
     if (spec.backend != caps.kind || !accepts(spec, p)) continue;
     Route r;
     if (!make_launch(spec, p, caps, &r).ok()) continue;
     r.cost_us = estimate_cost_us(spec, p, caps, r);
-    // Ties keep table order: specialized rows are listed before the generic one they refine.
-    if (!found || r.cost_us < best.cost_us) {
+    if (best_spec == nullptr || route_preferred(spec, r.cost_us, *best_spec, best.cost_us)) {
       best = r;
-      found = true;
+      best_spec = &spec;
     }
   }
-  if (found) return best;
+  if (best_spec != nullptr) return best;
   return unsupported("no kernel of backend " + std::string(backend_name(caps.kind)) + " accepts the problem");
 }
 

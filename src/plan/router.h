@@ -10,6 +10,15 @@
 
 namespace kvflash::plan {
 
+/// The router's order between two rows that accept a problem: a specialized row before the backend's generic one
+/// (the catch-all is taken only where nothing else accepts, which is what lets plan_workspace() leave the generic
+/// kernel's partial results out wherever a specialized row covers every problem of the limits), then the lower
+/// estimated cost; a tie keeps the earlier row.
+inline bool route_preferred(const KernelSpec& spec, double cost_us, const KernelSpec& best, double best_cost_us) {
+  if (spec.generic != best.generic) return best.generic;
+  return cost_us < best_cost_us;
+}
+
 /// plan_route() without its validate() call; `p` must be a problem validate() accepted.
 StatusOr<Route> route_validated(const AttentionProblem& p, const BackendCaps& caps);
 

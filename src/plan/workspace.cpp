@@ -3,10 +3,12 @@
 // For a fixed kernel, layer and n_seq the layout grows with n_q (partials and staging are per query row) and with
 // the split count, which depends on n_kv (and, for whole waves, on the query chunks) only through
 // max_splits_up_to(), itself a maximum over every n_kv up to the capacity; so the worst case of that n_seq is
-// n_q = min(max_query_rows / n_seq, the kernel's max_n_q) with that many splits, except for whole-wave rows, whose
-// splits fall as n_q adds query chunks: there every n_q up to that bound (16 for the decode rows) is tried. The
+// n_q = min(max_query_rows / n_seq, the kernel's max_n_q) with that many splits, except for the CUDA split rows,
+// whose splits fall as n_q adds query chunks: there every n_q up to that bound is tried. The
 // remaining axis, n_seq, trades splits against rows and is walked exhaustively (max_sequences values per kernel and
-// distinct layer shape).
+// distinct layer shape). The generic row counts only for the query-row counts no specialized row accepts: the
+// router takes it nowhere else (route_preferred), so a cache type with a tensor-core prefill row plans the decode
+// rows' partial results, not the generic kernel's at hundreds of query rows.
 #include "kvflash/workspace.h"
 
 #include <algorithm>
@@ -63,18 +65,34 @@ StatusOr<WorkspacePlan> plan_workspace_over(std::span<const KernelSpec> table, c
   WorkspacePlan best;
   const KvType k_type = limits.k_type;
   const KvType v_type = limits.model.v_is_view_of_k ? limits.k_type : limits.v_type;
+  // A row that accepts a layer shape for every option and layout (the limits name neither).
+  const auto serves = [&](const KernelSpec& spec, int64_t n_head_q, int64_t n_head_kv, int64_t d_k, int64_t d_v) {
+    return spec.backend == limits.caps.kind && reject_types_and_dims(spec, k_type, v_type, d_k, d_v).empty() &&
+           (spec.max_gqa_group == 0 || n_head_q / n_head_kv <= spec.max_gqa_group);
+  };
   for (const KernelSpec& spec : table) {
     if (spec.backend != limits.caps.kind) continue;
     for (const auto& [n_head_q, n_head_kv, d_k, d_v] : shapes) {
-      if (!reject_types_and_dims(spec, k_type, v_type, d_k, d_v).empty()) continue;
-      if (spec.max_gqa_group > 0 && n_head_q / n_head_kv > spec.max_gqa_group) continue;
+      if (!serves(spec, n_head_q, n_head_kv, d_k, d_v)) continue;
+      // The router takes the generic row only where no specialized row accepts (route_preferred): for query-row
+      // counts up to `covered` it is never taken. 0: no specialized row; -1: one accepts any n_q.
+      int64_t covered = 0;
+      for (const KernelSpec& other : table) {
+        if (!spec.generic || other.generic || other.features != kAllFeatures ||
+            !serves(other, n_head_q, n_head_kv, d_k, d_v)) {
+          continue;
+        }
+        covered = other.max_n_q == 0 || covered < 0 ? -1 : std::max(covered, other.max_n_q);
+      }
       const int32_t workers = workers_for(spec, limits.caps);
       const int64_t scratch = scratch_floats_per_worker(spec, k_type, v_type, d_k, d_v);
       for (int64_t n_seq = 1; n_seq <= limits.max_sequences; ++n_seq) {
         int64_t max_n_q = limits.max_query_rows / n_seq;
         if (spec.max_n_q > 0) max_n_q = std::min(max_n_q, spec.max_n_q);
-        // Whole-wave split counts fall as query rows add query chunks: every row count is a candidate there.
-        const int64_t min_n_q = spec.kv_split == KvSplit::whole_waves ? 1 : max_n_q;
+        if (covered < 0 || max_n_q <= covered) continue;
+        // Split counts on the GPU fall as query rows add query chunks (whole waves, and cuda.generic's CTAs of
+        // kGenericQvecsPerCta): every row count is a candidate there. A cpu task holds all rows at any count.
+        const int64_t min_n_q = spec.backend == BackendKind::cuda && spec.kv_split != KvSplit::none ? 1 : max_n_q;
         for (int64_t n_q = min_n_q; n_q <= max_n_q; ++n_q) {
           const SplitInstance inst{k_type, v_type, d_k, d_v, n_head_q / n_head_kv * n_q};
           const int64_t n_splits =

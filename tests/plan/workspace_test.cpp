@@ -29,22 +29,25 @@ WorkspaceLimits llama_decode_limits(int64_t capacity) {
 }
 
 TEST(PlanWorkspace, PinnedForFixedInputsOnASplitKvTable) {
-  // Seed 004: a change that inflates the workspace must fail here. The worst case is one sequence with 4 query
-  // rows on the decode row: 264 units / 8 KV heads = 33 splits (25000 keys = 98 tiles of 256):
-  //   partial O  33 * 1 * 32 * 4 * 128 * 4 = 2162688
-  //   max, sum   33 * 1 * 32 * 4 * 4       =   16896 each
+  // Seed 004: a change that inflates the workspace must fail here. A cuda split row counts its CTAs per query
+  // chunk of 8 vectors (cuda::kGenericQvecsPerCta), so splits fall as rows grow: one row (GQA 4: 4 vectors, one
+  // chunk) takes 264 units / 8 KV heads = 33 splits, 2 rows 33, 3 and 4 rows (two chunks) 17. The worst case is
+  // one sequence of 4 rows with 17 splits (25000 keys = 98 tiles of 256), 68 partial rows per head against 66 at
+  // 2 rows:
+  //   partial O  17 * 1 * 32 * 4 * 128 * 4 = 1114112
+  //   max, sum   17 * 1 * 32 * 4 * 4       =    8704 each
   //   staged Q   1 * 32 * 4 * 128 * 4      =   65536
   auto plan = plan_workspace_over(test_tables::kCudaLike, llama_decode_limits(25000));
   ASSERT_TRUE(plan.ok()) << plan.status().message();
-  EXPECT_EQ(plan->partial_o_bytes, 2162688);
-  EXPECT_EQ(plan->partial_stats_bytes, 2 * 16896);
+  EXPECT_EQ(plan->partial_o_bytes, 1114112);
+  EXPECT_EQ(plan->partial_stats_bytes, 2 * 8704);
   EXPECT_EQ(plan->q_staging_bytes, 65536);
   EXPECT_EQ(plan->worker_scratch_bytes, 0);
-  EXPECT_EQ(plan->total_bytes, 2262016);
+  EXPECT_EQ(plan->total_bytes, 1197056);
   EXPECT_EQ(plan->bounding_kernel, "cuda.test_decode");
   EXPECT_EQ(plan->bounding_n_seq, 1);
   EXPECT_EQ(plan->bounding_n_q, 4);
-  EXPECT_EQ(plan->bounding_n_splits, 33);
+  EXPECT_EQ(plan->bounding_n_splits, 17);
 }
 
 TEST(PlanWorkspace, PinnedForTheRealTable) {

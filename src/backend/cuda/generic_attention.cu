@@ -25,7 +25,7 @@ namespace kvflash::cuda {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kQvecs = 8;                  // query vectors per CTA
+constexpr int kQvecs = kGenericQvecsPerCta;  // query vectors per CTA (the planner counts CTAs with it)
 constexpr int kKeys = 16;                  // keys per tile: kQvecs * kKeys = kThreads scores
 constexpr int kDimsPerThread = kMaxHeadDim / kThreads;  // output elements a thread accumulates per query vector
 

@@ -226,6 +226,10 @@ struct SplitOutput {
   float* partial_sum = nullptr;  // [n_splits][rows]
 };
 
+/// Query vectors one CTA of the generic kernel (cuda.generic) holds: the planner counts its CTAs as (sequence, KV
+/// head) x query chunks of this many x splits, so that hundreds of query rows fill the GPU without splitting keys.
+inline constexpr int kGenericQvecsPerCta = 8;
+
 /// What a kernel with `key_tile`-key tiles and `qvecs_per_cta` query vectors per CTA runs for a planner route:
 /// the route's splits (a single split covers every key), and the query chunks the kernel itself needs.
 inline SplitPlan split_plan_of(const Route& r, const AttentionShape& s, int key_tile, int qvecs_per_cta) {
