@@ -1,14 +1,15 @@
 // Tensor-core prefill (n_q > 16): a FlashAttention-2-style pass over stored K/V, one CTA per tile of query vectors.
 //
-// A CTA (4 warps) owns 64 query vectors of one (sequence, KV head): the GQA group's query heads are folded into the
-// M dimension row-major (vector r = query row * group + head in group), so every K/V tile read from memory serves
-// the whole group and a CTA spans only 64 / group query rows, which keeps the causal key range of a CTA short.
-// Each warp owns 16 of the vectors and, per tile of stored K/V rows (cp.async pipeline shared with the decode
-// kernel, decode_common.cuh):
-//   S = Q K^T  with m16n8k16 MMAs, K fragments dequantized in registers from the stored blocks (kv_fragments.cuh);
-//   the score options (score_variant.cuh) and the online softmax on the accumulators, in registers;
-//   O += P V  where P's accumulators are re-packed as the A operand directly (no shared-memory round trip).
-// No dequantized K/V ever leaves registers; no split-KV (the query tiles fill the GPU), so no workspace.
+// A CTA (4 warps) owns 128 query vectors of one (sequence, KV head) up to d_v 128, 64 above: the GQA group's query
+// heads are folded into the M dimension row-major (vector r = query row * group + head in group), so every K/V
+// tile read from memory serves the whole group and a CTA spans only 128 / group query rows, which keeps the causal
+// key range of a CTA short. Each warp owns two m-tiles (32 vectors; one above d_v 128) and, per tile of 32 stored
+// K/V rows (cp.async pipeline shared with the decode kernel, decode_common.cuh):
+//   quantized K/V: all warps dequantize the tile once into f16 fragments in shared memory (kv_fragments.cuh);
+//   S = Q K^T with m16n8k16 MMAs, each K fragment (ldmatrix for f16) feeding both m-tiles;
+//   the score options (score_variant.cuh) and the online softmax in base 2, in registers;
+//   O += P V where P's accumulators are re-packed as the A operand directly (no shared-memory round trip).
+// No dequantized K/V ever leaves the SM; no split-KV (the query tiles fill the GPU), so no workspace.
 // Turbo K: the staged query is rotated once; turbo V: finish_row rotates each output row back.
 #pragma once
 
@@ -41,24 +42,42 @@ template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 struct PrefillConfig {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kQvecs = 16 * kWarps;  // one m-tile per warp
   static constexpr int kDimKStored = static_cast<int>(stored_dim(KType, HeadDimK));
   static constexpr int kDimVStored = static_cast<int>(stored_dim(VType, HeadDimV));
-  // 64 keys per tile (8 score n-tiles, 32 accumulators) up to d_v 128; above, 32 keys so that the 128 output
-  // accumulators of a 256-wide V and the scores still fit 255 registers.
-  static constexpr int kKeyTile = kDimVStored <= 128 ? 64 : 32;
+  // Two m-tiles (32 query vectors) per warp up to d_v 128: every K/V fragment a warp reads from shared memory then
+  // feeds two MMAs, which halves the shared-memory traffic per MMA (what bound the one-m-tile kernel: ~72 fragment
+  // loads of 512 bytes per 128 MMAs). Above d_v 128 the 2 x d_v accumulators would not fit 255 registers.
+  static constexpr int kMTiles = kDimVStored <= 128 ? 2 : 1;
+  static constexpr int kWarpQvecs = 16 * kMTiles;
+  static constexpr int kQvecs = kWarpQvecs * kWarps;
+  // 32 keys per tile: 2 m-tiles x 128 output accumulators plus 2 x 64 scores of a 64-key tile spill past 255
+  // registers (measured with ptxas -v), 32 keys do not; a 256-wide V needs the same at one m-tile.
+  static constexpr int kKeyTile = 32;
+  // Quantized K or V is dequantized once per CTA and tile, by all warps, into f16 MMA fragments in shared memory
+  // (fragment order, so each later read is one conflict-free 8- or 16-byte load per lane), instead of once per warp.
+  static constexpr bool kKFragsInSmem = KType != KvType::f16;
+  static constexpr bool kVFragsInSmem = VType != KvType::f16;
+  static constexpr int kScoreNTiles = kKeyTile / 8;
+  static constexpr int kKeySteps = kKeyTile / 16;
+  static constexpr int kKUnitsStored = kDimKStored / 64;
+  static constexpr int kVUnitsStored = kDimVStored / 32;
+  static constexpr int kKFragBytes = kKFragsInSmem ? kScoreNTiles * kKUnitsStored * 4 * 32 * 8 : 0;
+  static constexpr int kVFragBytes = kVFragsInSmem ? kKeySteps * kVUnitsStored * 2 * 32 * 16 : 0;
+  static constexpr int kQPitch = kDimKStored + 8;  // halves; +16 bytes keeps ldmatrix rows in distinct banks
+  static constexpr int kQBytes = kQvecs * kQPitch * 2;
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
-  // About 96 KB of stages keeps two CTAs (8 warps) resident per SM with 2-3 tiles in flight each.
-  static constexpr int kStages = std::clamp(96 * 1024 / kStageBytesEstimate, 2, 3);
+  // One CTA of 4 warps per SM is the regime of a 512-token prefill (128 CTAs); up to ~150 KB in all, three or four
+  // tiles in flight hide the L2 latency that a single warp per scheduler cannot.
+  static constexpr int kStages =
+      std::clamp((150 * 1024 - kQBytes - kKFragBytes - kVFragBytes) / kStageBytesEstimate, 2, 4);
   using Geo = KvTileGeometry<HeadDimK, HeadDimV, KType, VType, kKeyTile, kStages>;
   static constexpr int kDimK = Geo::kDimK;
   static constexpr int kDimV = Geo::kDimV;
+  static_assert(kDimK == kDimKStored && kDimV == kDimVStored);
   static_assert(kDimK % 64 == 0 && kDimV % 32 == 0 && kDimV <= 256);
   static constexpr int kKUnits = kDimK / 64;
   static constexpr int kVUnits = kDimV / 32;
-  static constexpr int kScoreNTiles = kKeyTile / 8;
-  static constexpr int kKeySteps = kKeyTile / 16;
-  static constexpr int kQPitch = kDimK + 8;  // halves; +16 bytes keeps ldmatrix rows in distinct banks
+  static constexpr int kKSteps = kDimK / 16;
 
   // The stage region also holds the f32 query before staging and the f32 output rows after the loop.
   static constexpr int kQStagingBytes = kQvecs * kDimK * 4;
@@ -66,11 +85,14 @@ struct PrefillConfig {
   static constexpr int kRegionBytes =
       (std::max({Geo::kStagesBytes, kQStagingBytes, kEpilogueBytes}) + 127) / 128 * 128;
   static constexpr int kQOffset = kRegionBytes;
-  static constexpr int kVariantOffset = kQOffset + kQvecs * kQPitch * 2;
+  static constexpr int kKFragOffset = kQOffset + (kQBytes + 127) / 128 * 128;
+  static constexpr int kVFragOffset = kKFragOffset + kKFragBytes;
+  static constexpr int kVariantOffset = kVFragOffset + kVFragBytes;
   static constexpr int kOffsetsOffset =
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kLutOffset = kOffsetsOffset + Geo::kOffsetsBytes;
   static constexpr int kSmemBytes = kLutOffset + 2 * 16 * 2;
+  static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
 };
 
 /// The (sequence, KV head, query chunk) of a CTA, the key range it reads, and its query vectors.
@@ -152,14 +174,54 @@ __device__ inline void stage_prefill_query(const AttentionProblem& p, const Pref
   __syncthreads();
 }
 
+/// 2^x on the special-function unit; 2^-inf = +0, which is how masked scores drop out of the sums.
+__device__ __forceinline__ float prefill_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+
+/// Dequantizes the quantized K and/or V tile of a stage into f16 MMA fragments in shared memory, split over the
+/// warps: K fragment (n-tile nt, unit u) k-step c at frag_k[((nt * KUnits + u) * 4 + c) * 32 + lane], V fragment
+/// (key step ks, unit vu) n-tiles 2h, 2h + 1 at frag_v[((ks * VUnits + vu) * 2 + h) * 32 + lane].
+template <class Cfg, class KFrag, class VFrag>
+__device__ __forceinline__ void dequantize_tile_fragments(const uint8_t* tile_k, int pitch_k, const uint8_t* tile_v,
+                                                          int pitch_v, uint2* frag_k, uint4* frag_v, Centroids cent_k,
+                                                          Centroids cent_v, int warp, int lane) {
+  if constexpr (Cfg::kKFragsInSmem) {
+    constexpr int kPairs = Cfg::kScoreNTiles * Cfg::kKUnits;
+#pragma unroll
+    for (int pair = warp; pair < kPairs; pair += Cfg::kWarps) {
+      uint32_t b[8];
+      KFrag::load_k(tile_k, pitch_k, 8 * (pair / Cfg::kKUnits), pair % Cfg::kKUnits, lane, b, cent_k);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) frag_k[(pair * 4 + c) * 32 + lane] = make_uint2(b[2 * c], b[2 * c + 1]);
+    }
+  }
+  if constexpr (Cfg::kVFragsInSmem) {
+    constexpr int kPairs = Cfg::kKeySteps * Cfg::kVUnits;
+#pragma unroll
+    for (int pair = warp; pair < kPairs; pair += Cfg::kWarps) {
+      uint32_t b[4][2];
+      VFrag::load_v(tile_v, pitch_v, 16 * (pair / Cfg::kVUnits), pair % Cfg::kVUnits, lane, b, cent_v);
+      frag_v[(pair * 2) * 32 + lane] = make_uint4(b[0][0], b[0][1], b[1][0], b[1][1]);
+      frag_v[(pair * 2 + 1) * 32 + lane] = make_uint4(b[2][0], b[2][1], b[3][0], b[3][1]);
+    }
+  }
+}
+
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-__global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem p, const PrefillLaunch launch) {
+__global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem p, const PrefillLaunch launch) {
   using Cfg = PrefillConfig<HeadDimK, HeadDimV, KType, VType>;
   using Geo = typename Cfg::Geo;
   using KFrag = KvFragments<KType>;
   using VFrag = KvFragments<VType>;
   constexpr int T = Cfg::kKeyTile;
   constexpr int S = Cfg::kStages;
+  constexpr int M = Cfg::kMTiles;
   static_assert(k_dims_are_a_permutation<KFrag>(Cfg::kDimK), "K fragment order must cover the head dim once");
   static_assert(v_dims_are_a_permutation<VFrag>(Cfg::kDimV), "V fragment order must cover the head dim once");
   constexpr bool kRotatedV = kv_traits(VType).rotated;  // constant: device code never reads the host table
@@ -167,6 +229,8 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* stages = smem;
   __half* q_s = reinterpret_cast<__half*>(smem + Cfg::kQOffset);
+  uint2* frag_k = reinterpret_cast<uint2*>(smem + Cfg::kKFragOffset);
+  uint4* frag_v = reinterpret_cast<uint4*>(smem + Cfg::kVFragOffset);
   ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
   int64_t* offsets = reinterpret_cast<int64_t*>(smem + Cfg::kOffsetsOffset);
   __half* lut_k = reinterpret_cast<__half*>(smem + Cfg::kLutOffset);
@@ -186,141 +250,209 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
   if constexpr (KFrag::kNeedsCentroids) load_centroids_f16(KType, lut_k);
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
+  // Without a mask, window, softcap or ALiBi a score needs at most the causal test, done here on positions in
+  // registers, and log2(e) rides in the staged query (the softmax runs in base 2); the ScoreVariant (in shared
+  // memory) serves every other combination on natural-log scores, converted after it.
+  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
+                           p.options.alibi_max_bias == 0.0;
   stage_prefill_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads, Cfg::kQvecs>(
-      p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch);
+      p, w, causal_only ? launch.scale * kLog2e : launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch);
 #pragma unroll 1
   for (int st = 0; st < S - 1; ++st) {
     if (st < keys.n_tiles) pipe.issue(st, st);
     ptx::cp_async_commit();
   }
 
-  // This thread's rows: r0 = 16 * warp + g and r1 = r0 + 8 of the CTA's vectors.
-  const int r0 = 16 * warp + g, r1 = r0 + 8;
-  const bool valid0 = r0 < w.n_qvecs, valid1 = r1 < w.n_qvecs;
-  const int warp_rows = std::min(16, w.n_qvecs - 16 * warp);  // <= 0: the warp only helps with the copies
-  // The warp's last position: a tile starting after it is hidden from all of the warp's rows by causal masking.
-  const int64_t warp_last_pos =
-      warp_rows > 0 ? w.len - p.shape.n_q + w.row_of(16 * warp + warp_rows - 1) : INT64_MIN;
-  // Without a mask, window, softcap or ALiBi a score needs at most the causal test, done here on positions in
-  // registers; the ScoreVariant (in shared memory) serves every other combination.
-  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
-                           p.options.alibi_max_bias == 0.0;
+  // This warp's vectors: 32 warp .. + kWarpQvecs - 1; this thread's rows in m-tile m: rm = row_base + 16 m + g, + 8.
+  constexpr int kWarpQvecs = Cfg::kWarpQvecs;
+  const int row_base = kWarpQvecs * warp;
+  const int warp_rows = std::min(kWarpQvecs, w.n_qvecs - row_base);  // <= 0: the warp only helps with copies
   const bool causal = p.options.causal;
   const int64_t pos_base = w.len - p.shape.n_q;
-  const int64_t pos0 = pos_base + w.row_of(r0), pos1 = pos_base + w.row_of(r1);
-  const int64_t warp_first_pos = pos_base + w.row_of(16 * warp);
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l: this thread's part of the row sums
-  float acc[Cfg::kVUnits][4][4];
+  // The warp's last position: a tile starting after it is hidden from all of the warp's rows by causal masking.
+  const int64_t warp_last_pos = warp_rows > 0 ? pos_base + w.row_of(row_base + warp_rows - 1) : INT64_MIN;
+  const int64_t warp_first_pos = pos_base + w.row_of(row_base);
+  // Each row's end of visible keys (causal: its position + 1; a row past n_qvecs sees none) relative to the first
+  // key, computed once (the row's position takes a 64-bit division) and kept in 32 bits (registers are scarce).
+  int row_keys[M][2];
 #pragma unroll
-  for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+  for (int m = 0; m < M; ++m)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc[vu][j][0] = acc[vu][j][1] = acc[vu][j][2] = acc[vu][j][3] = 0.0f;
+    for (int h = 0; h < 2; ++h) {
+      const int r = row_base + 16 * m + g + 8 * h;
+      const int64_t end = r >= w.n_qvecs ? keys.key_begin
+                          : causal       ? std::min(keys.key_end, pos_base + w.row_of(r) + 1)
+                                         : keys.key_end;
+      row_keys[m][h] = static_cast<int>(std::clamp<int64_t>(end - keys.key_begin, 0, INT_MAX));
+    }
+  float m_run[M][2], l_run[M][2];  // m in base 2; l: this thread's part of the row sums
+  float acc[M][Cfg::kVUnits][4][4];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    m_run[m][0] = m_run[m][1] = -INFINITY;
+    l_run[m][0] = l_run[m][1] = 0.0f;
+#pragma unroll
+    for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[m][vu][j][0] = acc[m][vu][j][1] = acc[m][vu][j][2] = acc[m][vu][j][3] = 0.0f;
+  }
   const Centroids cent_k{lut_k}, cent_v{lut_v};
-  const __half* q_warp = q_s + (16 * warp + lane % 8 + 8 * ((lane / 8) % 2)) * Cfg::kQPitch + 8 * (lane / 16);
+  const __half* q_warp = q_s + (row_base + lane % 8 + 8 * ((lane / 8) % 2)) * Cfg::kQPitch + 8 * (lane / 16);
+  // f16 K: one ldmatrix.x4 gives the B fragments of n-tiles nt, nt + 1 at one k-step.
+  const int k_lane_offset = (8 * (lane / 16) + lane % 8) * Geo::kPitchK + 16 * ((lane / 8) % 2);
 
   for (int it = 0; it < keys.n_tiles; ++it) {
     ptx::cp_async_wait<S - 2>();
-    __syncthreads();  // tile `it` landed for every thread; the stage consumed last iteration is free
+    __syncthreads();  // tile `it` landed for every thread; the stage and fragments consumed last iteration are free
     if (it + S - 1 < keys.n_tiles) pipe.issue(it + S - 1, (it + S - 1) % S);
     ptx::cp_async_commit();
+    const uint8_t* tile_k = pipe.k_tile(it % S);
+    const uint8_t* tile_v = pipe.v_tile(it % S);
+    if constexpr (Cfg::kKFragsInSmem || Cfg::kVFragsInSmem) {
+      dequantize_tile_fragments<Cfg, KFrag, VFrag>(tile_k, pipe.pitch_k, tile_v, pipe.pitch_v, frag_k, frag_v, cent_k,
+                                                   cent_v, warp, lane);
+      __syncthreads();
+    }
     const int64_t tile_key0 = keys.key_begin + static_cast<int64_t>(it) * T;
-    const bool warp_busy = warp_rows > 0 && !(p.options.causal && tile_key0 > warp_last_pos);
+    const bool warp_busy = warp_rows > 0 && !(causal && tile_key0 > warp_last_pos);
     if (warp_busy) {
-      const uint8_t* tile_k = pipe.k_tile(it % S);
-      const uint8_t* tile_v = pipe.v_tile(it % S);
-
-      // S = Q K^T over the tile's keys.
-      float sc[Cfg::kScoreNTiles][4];
+      // S = Q K^T over the tile's keys, k-step by k-step (A fragments of both m-tiles, then every n-tile).
+      float sc[M][Cfg::kScoreNTiles][4];
 #pragma unroll
-      for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+      for (int m = 0; m < M; ++m)
 #pragma unroll
-      for (int u = 0; u < Cfg::kKUnits; ++u) {
-        uint32_t qa[4][4];
+        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) sc[m][nt][0] = sc[m][nt][1] = sc[m][nt][2] = sc[m][nt][3] = 0.0f;
+      // Not unrolled: an unrolled loop lets the scheduler hoist every k-step's loads, past 255 registers.
+#pragma unroll 1
+      for (int ks = 0; ks < Cfg::kKSteps; ++ks) {
+        uint32_t qa[M][4];
 #pragma unroll
-        for (int c = 0; c < 4; ++c) ptx::ldmatrix_x4(qa[c], q_warp + 16 * (4 * u + c));
+        for (int m = 0; m < M; ++m) ptx::ldmatrix_x4(qa[m], q_warp + 16 * m * Cfg::kQPitch + 16 * ks);
+        if constexpr (!Cfg::kKFragsInSmem) {
 #pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
-          uint32_t kb[8];
-          KFrag::load_k(tile_k, pipe.pitch_k, 8 * nt, u, lane, kb, cent_k);
+          for (int nt = 0; nt < Cfg::kScoreNTiles; nt += 2) {
+            uint32_t kb[4];
+            ptx::ldmatrix_x4(kb, tile_k + k_lane_offset + 8 * nt * Geo::kPitchK + 32 * ks);
 #pragma unroll
-          for (int c = 0; c < 4; ++c) ptx::mma_f16(sc[nt], qa[c], kb[2 * c], kb[2 * c + 1]);
+            for (int m = 0; m < M; ++m) {
+              ptx::mma_f16(sc[m][nt], qa[m], kb[0], kb[1]);
+              ptx::mma_f16(sc[m][nt + 1], qa[m], kb[2], kb[3]);
+            }
+          }
+        } else {
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
+            const uint2 kb = frag_k[((nt * Cfg::kKUnits + ks / 4) * 4 + ks % 4) * 32 + lane];
+#pragma unroll
+            for (int m = 0; m < M; ++m) ptx::mma_f16(sc[m][nt], qa[m], kb.x, kb.y);
+          }
         }
       }
 
-      // Options, masking of keys past the range, and the online softmax of rows r0 (elements 0, 1) and r1 (2, 3).
+      // Options and masking of keys past the range; rows rm (elements 0, 1) and rm + 8 (2, 3) of each m-tile.
       const bool tail = tile_key0 + T > keys.key_end;
       if (causal_only) {
         // Tiles wholly below the diagonal of every row of the warp (most of them at depth) need no test at all.
-        const bool clean = !tail && valid0 && valid1 && (!causal || tile_key0 + T - 1 <= warp_first_pos);
+        const bool clean = !tail && warp_rows == Cfg::kWarpQvecs && (!causal || tile_key0 + T - 1 <= warp_first_pos);
         if (!clean) {
-          const int64_t limit0 = valid0 ? (causal ? std::min(pos0 + 1, keys.key_end) : keys.key_end) : INT64_MIN;
-          const int64_t limit1 = valid1 ? (causal ? std::min(pos1 + 1, keys.key_end) : keys.key_end) : INT64_MIN;
 #pragma unroll
-          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+          for (int m = 0; m < M; ++m)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int64_t key = tile_key0 + 8 * nt + 2 * t + (e % 2);
-              if (key >= (e < 2 ? limit0 : limit1)) sc[nt][e] = -INFINITY;
+            for (int h = 0; h < 2; ++h) {
+              // The first key of the tile the row may not see, relative to the tile (0: none, T: all visible).
+              const int rel =
+                  static_cast<int>(std::clamp<int64_t>(row_keys[m][h] - static_cast<int64_t>(it) * T, 0, T));
+#pragma unroll
+              for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  if (8 * nt + 2 * t + e >= rel) sc[m][nt][2 * h + e] = -INFINITY;
+                }
             }
         }
       } else {
 #pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+        for (int m = 0; m < M; ++m)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int64_t key = tile_key0 + 8 * nt + 2 * t + (e % 2);
-            const bool row_valid = e < 2 ? valid0 : valid1;
-            if (!row_valid || key >= keys.key_end) {
-              sc[nt][e] = -INFINITY;
-            } else {
-              sc[nt][e] = variants[e < 2 ? r0 : r1](sc[nt][e], key);
-            }
+          for (int h = 0; h < 2; ++h) {
+            const int r = row_base + 16 * m + g + 8 * h;
+#pragma unroll
+            for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int64_t key = tile_key0 + 8 * nt + 2 * t + e;
+                float& s = sc[m][nt][2 * h + e];
+                s = r >= w.n_qvecs || key >= keys.key_end ? -INFINITY : variants[r](s, key) * kLog2e;
+              }
           }
       }
-      float alpha[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) mx = fmaxf(mx, fmaxf(sc[nt][2 * h], sc[nt][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_run[h], mx);
-        alpha[h] = m_new == -INFINITY ? 1.0f : __expf(m_run[h] - m_new);
-        m_run[h] = m_new;
-        float sum = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
-#pragma unroll
-          for (int e = 2 * h; e < 2 * h + 2; ++e) {
-            sc[nt][e] = sc[nt][e] == -INFINITY ? 0.0f : __expf(sc[nt][e] - m_new);
-            sum += sc[nt][e];
-          }
-        l_run[h] = l_run[h] * alpha[h] + sum;
-      }
-#pragma unroll
-      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          acc[vu][j][0] *= alpha[0];
-          acc[vu][j][1] *= alpha[0];
-          acc[vu][j][2] *= alpha[1];
-          acc[vu][j][3] *= alpha[1];
-        }
 
-      // O += P V: the accumulators of score n-tiles 2ks, 2ks + 1 are the A fragment of key step ks.
+      // Online softmax in base 2. A row that has seen no key yet keeps m = -inf; 0 stands in for it so that
+      // 2^(s - m) is 2^-inf = 0 for its masked scores rather than NaN.
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) mx = fmaxf(mx, fmaxf(sc[m][nt][2 * h], sc[m][nt][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float m_new = fmaxf(m_run[m][h], mx);
+          const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+          alpha[h] = prefill_exp2(m_run[m][h] - m_use);
+          m_run[m][h] = m_new;
+          float sum = 0.0f;
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+#pragma unroll
+            for (int e = 2 * h; e < 2 * h + 2; ++e) {
+              sc[m][nt][e] = prefill_exp2(sc[m][nt][e] - m_use);
+              sum += sc[m][nt][e];
+            }
+          l_run[m][h] = l_run[m][h] * alpha[h] + sum;
+        }
+#pragma unroll
+        for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            acc[m][vu][j][0] *= alpha[0];
+            acc[m][vu][j][1] *= alpha[0];
+            acc[m][vu][j][2] *= alpha[1];
+            acc[m][vu][j][3] *= alpha[1];
+          }
+      }
+
+      // O += P V: the accumulators of score n-tiles 2ks, 2ks + 1 are the A fragment of key step ks (packed to f16
+      // before the MMAs, so the f32 scores die early and the accumulators keep their registers).
+      uint32_t pa[Cfg::kKeySteps][M][4];
+#pragma unroll
+      for (int ks = 0; ks < Cfg::kKeySteps; ++ks)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          pa[ks][m][0] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks][0], sc[m][2 * ks][1]));
+          pa[ks][m][1] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks][2], sc[m][2 * ks][3]));
+          pa[ks][m][2] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks + 1][0], sc[m][2 * ks + 1][1]));
+          pa[ks][m][3] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks + 1][2], sc[m][2 * ks + 1][3]));
+        }
 #pragma unroll
       for (int ks = 0; ks < Cfg::kKeySteps; ++ks) {
-        const uint32_t pa[4] = {ptx::as_u32(__floats2half2_rn(sc[2 * ks][0], sc[2 * ks][1])),
-                                ptx::as_u32(__floats2half2_rn(sc[2 * ks][2], sc[2 * ks][3])),
-                                ptx::as_u32(__floats2half2_rn(sc[2 * ks + 1][0], sc[2 * ks + 1][1])),
-                                ptx::as_u32(__floats2half2_rn(sc[2 * ks + 1][2], sc[2 * ks + 1][3]))};
 #pragma unroll
         for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
           uint32_t vb[4][2];
-          VFrag::load_v(tile_v, pipe.pitch_v, 16 * ks, vu, lane, vb, cent_v);
+          if constexpr (Cfg::kVFragsInSmem) {
+            const uint4 lo = frag_v[((ks * Cfg::kVUnits + vu) * 2) * 32 + lane];
+            const uint4 hi = frag_v[((ks * Cfg::kVUnits + vu) * 2 + 1) * 32 + lane];
+            vb[0][0] = lo.x, vb[0][1] = lo.y, vb[1][0] = lo.z, vb[1][1] = lo.w;
+            vb[2][0] = hi.x, vb[2][1] = hi.y, vb[3][0] = hi.z, vb[3][1] = hi.w;
+          } else {
+            VFrag::load_v(tile_v, pipe.pitch_v, 16 * ks, vu, lane, vb, cent_v);
+          }
 #pragma unroll
-          for (int j = 0; j < 4; ++j) ptx::mma_f16(acc[vu][j], pa, vb[j][0], vb[j][1]);
+          for (int m = 0; m < M; ++m)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) ptx::mma_f16(acc[m][vu][j], pa[ks][m], vb[j][0], vb[j][1]);
         }
       }
     }
@@ -333,29 +465,33 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
   float* o_rows = reinterpret_cast<float*>(stages);  // [kQvecs][kDimV]
   float* m_rows = o_rows + Cfg::kQvecs * Cfg::kDimV;
   float* l_rows = m_rows + Cfg::kQvecs;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 1);
-    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 2);
-  }
   if (warp_rows > 0) {
 #pragma unroll
-    for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+    for (int m = 0; m < M; ++m) {
+      const int r0 = row_base + 16 * m + g, r1 = r0 + 8;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int d0 = VFrag::v_dim(vu, 2 * t, j), d1 = VFrag::v_dim(vu, 2 * t + 1, j);
-        float* o0 = o_rows + r0 * Cfg::kDimV;
-        float* o1 = o_rows + r1 * Cfg::kDimV;
-        o0[d0] = acc[vu][j][0];
-        o0[d1] = acc[vu][j][1];
-        o1[d0] = acc[vu][j][2];
-        o1[d1] = acc[vu][j][3];
+      for (int h = 0; h < 2; ++h) {
+        l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 1);
+        l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 2);
       }
-    if (t == 0) {
-      m_rows[r0] = m_run[0];
-      l_rows[r0] = l_run[0];
-      m_rows[r1] = m_run[1];
-      l_rows[r1] = l_run[1];
+#pragma unroll
+      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int d0 = VFrag::v_dim(vu, 2 * t, j), d1 = VFrag::v_dim(vu, 2 * t + 1, j);
+          float* o0 = o_rows + r0 * Cfg::kDimV;
+          float* o1 = o_rows + r1 * Cfg::kDimV;
+          o0[d0] = acc[m][vu][j][0];
+          o0[d1] = acc[m][vu][j][1];
+          o1[d0] = acc[m][vu][j][2];
+          o1[d1] = acc[m][vu][j][3];
+        }
+      if (t == 0) {  // finish_row takes the natural-log max (sinks are e^(sink - m))
+        m_rows[r0] = m_run[m][0] * kLn2;
+        l_rows[r0] = l_run[m][0];
+        m_rows[r1] = m_run[m][1] * kLn2;
+        l_rows[r1] = l_run[m][1];
+      }
     }
   }
   __syncthreads();
