@@ -322,8 +322,7 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
       for (int m = 0; m < M; ++m)
 #pragma unroll
         for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) sc[m][nt][0] = sc[m][nt][1] = sc[m][nt][2] = sc[m][nt][3] = 0.0f;
-      // Not unrolled: an unrolled loop lets the scheduler hoist every k-step's loads, past 255 registers.
-#pragma unroll 1
+#pragma unroll
       for (int ks = 0; ks < Cfg::kKSteps; ++ks) {
         uint32_t qa[M][4];
 #pragma unroll
