@@ -1,11 +1,13 @@
 // Tensor-core prefill (n_q > 16): a FlashAttention-2-style pass over stored K/V, one CTA per tile of query vectors.
 //
-// A CTA (4 warps) owns 128 query vectors of one (sequence, KV head) up to d_v 128, 64 above: the GQA group's query
+// A CTA (8 warps) owns 128 query vectors of one (sequence, KV head) up to d_v 128, 64 above: the GQA group's query
 // heads are folded into the M dimension row-major (vector r = query row * group + head in group), so every K/V
 // tile read from memory serves the whole group and a CTA spans only 128 / group query rows, which keeps the causal
-// key range of a CTA short. Each warp owns two m-tiles (32 vectors; one above d_v 128) and, per tile of 32 stored
-// K/V rows (cp.async pipeline shared with the decode kernel, decode_common.cuh):
-//   quantized K/V: all warps dequantize the tile once into f16 fragments in shared memory (kv_fragments.cuh);
+// key range of a CTA short. Warps w and w + 4 own the same two m-tiles (32 vectors; one m-tile above d_v 128) and
+// split every tile of 64 stored K/V rows (cp.async pipeline shared with the decode kernel, decode_common.cuh) in
+// two halves, each with its own online softmax, merged before the epilogue. Per tile:
+//   quantized K/V: all warps dequantize the next tile once into f16 fragments in shared memory (kv_fragments.cuh),
+//   beside the MMAs of this one (two fragment buffers);
 //   S = Q K^T with m16n8k16 MMAs, each K fragment (ldmatrix for f16) feeding both m-tiles;
 //   the score options (score_variant.cuh) and the online softmax in base 2, in registers;
 //   O += P V where P's accumulators are re-packed as the A operand directly (no shared-memory round trip).
@@ -40,54 +42,66 @@ struct PrefillLaunch {
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 struct PrefillConfig {
-  static constexpr int kWarps = 4;
-  static constexpr int kThreads = 32 * kWarps;
+  // Two warp halves: warps w and w + kQuerySlots own the same query vectors, the first takes the first half of the
+  // keys of every tile and the second the other half, each with its own softmax state, merged at the end. A warp
+  // alone on its scheduler leaves the MMA pipe idle while its dependent MMA chains, softmax and dequantization wait
+  // (measured: 1 warp per scheduler, 4 cycles per issued instruction); two warps per scheduler overlap them.
+  static constexpr int kQuerySlots = 4;
+  static constexpr int kKeyHalves = 2;
+  static constexpr int kWarps = kQuerySlots * kKeyHalves;
+  static constexpr int kThreads = 32 * kWarps;  // x 255 registers: the whole register file of an SM
   static constexpr int kDimKStored = static_cast<int>(stored_dim(KType, HeadDimK));
   static constexpr int kDimVStored = static_cast<int>(stored_dim(VType, HeadDimV));
   // Two m-tiles (32 query vectors) per warp up to d_v 128: every K/V fragment a warp reads from shared memory then
-  // feeds two MMAs, which halves the shared-memory traffic per MMA (what bound the one-m-tile kernel: ~72 fragment
-  // loads of 512 bytes per 128 MMAs). Above d_v 128 the 2 x d_v accumulators would not fit 255 registers.
+  // feeds two MMAs. Above d_v 128 the 2 x d_v accumulators would not fit 255 registers.
   static constexpr int kMTiles = kDimVStored <= 128 ? 2 : 1;
   static constexpr int kWarpQvecs = 16 * kMTiles;
-  static constexpr int kQvecs = kWarpQvecs * kWarps;
-  // 32 keys per tile: 2 m-tiles x 128 output accumulators plus 2 x 64 scores of a 64-key tile spill past 255
-  // registers (measured with ptxas -v), 32 keys do not; a 256-wide V needs the same at one m-tile.
-  static constexpr int kKeyTile = 32;
+  static constexpr int kQvecs = kWarpQvecs * kQuerySlots;
   // Quantized K or V is dequantized once per CTA and tile, by all warps, into f16 MMA fragments in shared memory
-  // (fragment order, so each later read is one conflict-free 8- or 16-byte load per lane), instead of once per warp.
+  // (fragment order, so each later read is one conflict-free 8- or 16-byte load per lane), instead of once per
+  // warp; two fragment buffers let the dequantization of tile i + 1 run beside the MMAs of tile i.
   static constexpr bool kKFragsInSmem = KType != KvType::f16;
   static constexpr bool kVFragsInSmem = VType != KvType::f16;
-  static constexpr int kScoreNTiles = kKeyTile / 8;
-  static constexpr int kKeySteps = kKeyTile / 16;
-  static constexpr int kKUnitsStored = kDimKStored / 64;
-  static constexpr int kVUnitsStored = kDimVStored / 32;
-  static constexpr int kKFragBytes = kKFragsInSmem ? kScoreNTiles * kKUnitsStored * 4 * 32 * 8 : 0;
-  static constexpr int kVFragBytes = kVFragsInSmem ? kKeySteps * kVUnitsStored * 2 * 32 * 16 : 0;
+  static constexpr bool kAnyFragsInSmem = kKFragsInSmem || kVFragsInSmem;
+  // 32 keys per warp and tile: 2 m-tiles x 128 accumulators plus 2 x 64 scores of 64 keys spill past 255
+  // registers (ptxas -v), 32 do not. Quantized above d_v 128: 16, so that two fragment buffers fit.
+  static constexpr int kHalfKeys = kMTiles == 1 && kAnyFragsInSmem ? 16 : 32;
+  static constexpr int kKeyTile = kKeyHalves * kHalfKeys;
+  static constexpr int kScoreNTiles = kHalfKeys / 8;  // per warp
+  static constexpr int kKeySteps = kHalfKeys / 16;    // per warp
+  static constexpr int kKUnits = kDimKStored / 64;
+  static constexpr int kVUnits = kDimVStored / 32;
+  static constexpr int kKSteps = kDimKStored / 16;
+  // One buffer: K fragment (tile n-tile nt, unit u) k-step c at [(nt * kKUnits + u) * 4 + c][lane] (uint2); V
+  // fragment (tile key step ks, unit vu) n-tiles 2h, 2h + 1 at [(ks * kVUnits + vu) * 2 + h][lane] (uint4).
+  static constexpr int kKFragWords = kKFragsInSmem ? kKeyTile / 8 * kKUnits * 4 * 32 : 0;  // uint2
+  static constexpr int kVFragWords = kVFragsInSmem ? kKeyTile / 16 * kVUnits * 2 * 32 : 0;  // uint4
+  static constexpr int kFragBytes = 2 * (kKFragWords * 8 + kVFragWords * 16);                // two buffers
   static constexpr int kQPitch = kDimKStored + 8;  // halves; +16 bytes keeps ldmatrix rows in distinct banks
   static constexpr int kQBytes = kQvecs * kQPitch * 2;
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
-  // One CTA of 4 warps per SM is the regime of a 512-token prefill (128 CTAs); up to ~150 KB in all, three or four
-  // tiles in flight hide the L2 latency that a single warp per scheduler cannot.
+  // Up to ~200 KB in all (one CTA per SM): 2-4 tiles in flight. The fragment pipeline converts the tile after the
+  // one being multiplied, so it needs that tile landed too: at least 3 stages.
+  static constexpr int kMinStages = kAnyFragsInSmem ? 3 : 2;
   static constexpr int kStages =
-      std::clamp((150 * 1024 - kQBytes - kKFragBytes - kVFragBytes) / kStageBytesEstimate, 2, 4);
+      std::clamp((200 * 1024 - kQBytes - kFragBytes) / kStageBytesEstimate, kMinStages, 4);
   using Geo = KvTileGeometry<HeadDimK, HeadDimV, KType, VType, kKeyTile, kStages>;
   static constexpr int kDimK = Geo::kDimK;
   static constexpr int kDimV = Geo::kDimV;
   static_assert(kDimK == kDimKStored && kDimV == kDimVStored);
   static_assert(kDimK % 64 == 0 && kDimV % 32 == 0 && kDimV <= 256);
-  static constexpr int kKUnits = kDimK / 64;
-  static constexpr int kVUnits = kDimV / 32;
-  static constexpr int kKSteps = kDimK / 16;
 
-  // The stage region also holds the f32 query before staging and the f32 output rows after the loop.
+  // The stage region also holds the f32 query before staging, the second half's softmax state and accumulators
+  // (in fragment order, [value][thread]) for the merge, then the f32 output rows.
   static constexpr int kQStagingBytes = kQvecs * kDimK * 4;
+  static constexpr int kMergeValues = kMTiles * (kVUnits * 16 + 4);
+  static constexpr int kMergeBytes = kMergeValues * 32 * kQuerySlots * 4;
   static constexpr int kEpilogueBytes = kQvecs * (kDimV + 2) * 4;
   static constexpr int kRegionBytes =
-      (std::max({Geo::kStagesBytes, kQStagingBytes, kEpilogueBytes}) + 127) / 128 * 128;
+      (std::max({Geo::kStagesBytes, kQStagingBytes, kMergeBytes, kEpilogueBytes}) + 127) / 128 * 128;
   static constexpr int kQOffset = kRegionBytes;
-  static constexpr int kKFragOffset = kQOffset + (kQBytes + 127) / 128 * 128;
-  static constexpr int kVFragOffset = kKFragOffset + kKFragBytes;
-  static constexpr int kVariantOffset = kVFragOffset + kVFragBytes;
+  static constexpr int kFragOffset = kQOffset + (kQBytes + 127) / 128 * 128;
+  static constexpr int kVariantOffset = kFragOffset + kFragBytes;
   static constexpr int kOffsetsOffset =
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kLutOffset = kOffsetsOffset + Geo::kOffsetsBytes;
@@ -184,15 +198,14 @@ __device__ __forceinline__ float prefill_exp2(float x) {
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;
 
-/// Dequantizes the quantized K and/or V tile of a stage into f16 MMA fragments in shared memory, split over the
-/// warps: K fragment (n-tile nt, unit u) k-step c at frag_k[((nt * KUnits + u) * 4 + c) * 32 + lane], V fragment
-/// (key step ks, unit vu) n-tiles 2h, 2h + 1 at frag_v[((ks * VUnits + vu) * 2 + h) * 32 + lane].
+/// Dequantizes the quantized K and/or V tile of a stage into one buffer of f16 MMA fragments in shared memory
+/// (layout: PrefillConfig::kKFragWords), split over all warps of the CTA.
 template <class Cfg, class KFrag, class VFrag>
 __device__ __forceinline__ void dequantize_tile_fragments(const uint8_t* tile_k, int pitch_k, const uint8_t* tile_v,
                                                           int pitch_v, uint2* frag_k, uint4* frag_v, Centroids cent_k,
                                                           Centroids cent_v, int warp, int lane) {
   if constexpr (Cfg::kKFragsInSmem) {
-    constexpr int kPairs = Cfg::kScoreNTiles * Cfg::kKUnits;
+    constexpr int kPairs = Cfg::kKeyTile / 8 * Cfg::kKUnits;
 #pragma unroll
     for (int pair = warp; pair < kPairs; pair += Cfg::kWarps) {
       uint32_t b[8];
@@ -202,7 +215,7 @@ __device__ __forceinline__ void dequantize_tile_fragments(const uint8_t* tile_k,
     }
   }
   if constexpr (Cfg::kVFragsInSmem) {
-    constexpr int kPairs = Cfg::kKeySteps * Cfg::kVUnits;
+    constexpr int kPairs = Cfg::kKeyTile / 16 * Cfg::kVUnits;
 #pragma unroll
     for (int pair = warp; pair < kPairs; pair += Cfg::kWarps) {
       uint32_t b[4][2];
@@ -214,14 +227,17 @@ __device__ __forceinline__ void dequantize_tile_fragments(const uint8_t* tile_k,
 }
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-__global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem p, const PrefillLaunch launch) {
+__global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem p, const PrefillLaunch launch) {
   using Cfg = PrefillConfig<HeadDimK, HeadDimV, KType, VType>;
   using Geo = typename Cfg::Geo;
   using KFrag = KvFragments<KType>;
   using VFrag = KvFragments<VType>;
   constexpr int T = Cfg::kKeyTile;
+  constexpr int H = Cfg::kHalfKeys;
   constexpr int S = Cfg::kStages;
   constexpr int M = Cfg::kMTiles;
+  constexpr int kWarpQvecs = Cfg::kWarpQvecs;
+  static_assert(Cfg::kThreads == 256, "__launch_bounds__ above");
   static_assert(k_dims_are_a_permutation<KFrag>(Cfg::kDimK), "K fragment order must cover the head dim once");
   static_assert(v_dims_are_a_permutation<VFrag>(Cfg::kDimV), "V fragment order must cover the head dim once");
   constexpr bool kRotatedV = kv_traits(VType).rotated;  // constant: device code never reads the host table
@@ -229,8 +245,8 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* stages = smem;
   __half* q_s = reinterpret_cast<__half*>(smem + Cfg::kQOffset);
-  uint2* frag_k = reinterpret_cast<uint2*>(smem + Cfg::kKFragOffset);
-  uint4* frag_v = reinterpret_cast<uint4*>(smem + Cfg::kVFragOffset);
+  uint2* frag_k = reinterpret_cast<uint2*>(smem + Cfg::kFragOffset);      // [2][kKFragWords]
+  uint4* frag_v = reinterpret_cast<uint4*>(frag_k + 2 * Cfg::kKFragWords);  // [2][kVFragWords]
   ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
   int64_t* offsets = reinterpret_cast<int64_t*>(smem + Cfg::kOffsetsOffset);
   __half* lut_k = reinterpret_cast<__half*>(smem + Cfg::kLutOffset);
@@ -238,6 +254,7 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
+  const int slot = warp % Cfg::kQuerySlots, half = warp / Cfg::kQuerySlots;
 
   const PrefillWork w = prefill_work<T>(p, launch, Cfg::kQvecs);
   if (w.n_qvecs <= 0) return;
@@ -262,14 +279,22 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
     if (st < keys.n_tiles) pipe.issue(st, st);
     ptx::cp_async_commit();
   }
+  const Centroids cent_k{lut_k}, cent_v{lut_v};
+  if constexpr (Cfg::kAnyFragsInSmem) {
+    if (keys.n_tiles > 0) {  // tile 0 into buffer 0; the loop's first barrier publishes it
+      ptx::cp_async_wait<S - 2>();
+      __syncthreads();
+      dequantize_tile_fragments<Cfg, KFrag, VFrag>(pipe.k_tile(0), pipe.pitch_k, pipe.v_tile(0), pipe.pitch_v, frag_k,
+                                                   frag_v, cent_k, cent_v, warp, lane);
+    }
+  }
 
-  // This warp's vectors: 32 warp .. + kWarpQvecs - 1; this thread's rows in m-tile m: rm = row_base + 16 m + g, + 8.
-  constexpr int kWarpQvecs = Cfg::kWarpQvecs;
-  const int row_base = kWarpQvecs * warp;
+  // This warp's vectors: row_base .. + kWarpQvecs - 1; this thread's rows in m-tile m: row_base + 16 m + g, + 8.
+  const int row_base = kWarpQvecs * slot;
   const int warp_rows = std::min(kWarpQvecs, w.n_qvecs - row_base);  // <= 0: the warp only helps with copies
   const bool causal = p.options.causal;
   const int64_t pos_base = w.len - p.shape.n_q;
-  // The warp's last position: a tile starting after it is hidden from all of the warp's rows by causal masking.
+  // The warp's last position: keys after it are hidden from all of the warp's rows by causal masking.
   const int64_t warp_last_pos = warp_rows > 0 ? pos_base + w.row_of(row_base + warp_rows - 1) : INT64_MIN;
   const int64_t warp_first_pos = pos_base + w.row_of(row_base);
   // Each row's end of visible keys (causal: its position + 1; a row past n_qvecs sees none) relative to the first
@@ -296,27 +321,39 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
 #pragma unroll
       for (int j = 0; j < 4; ++j) acc[m][vu][j][0] = acc[m][vu][j][1] = acc[m][vu][j][2] = acc[m][vu][j][3] = 0.0f;
   }
-  const Centroids cent_k{lut_k}, cent_v{lut_v};
   const __half* q_warp = q_s + (row_base + lane % 8 + 8 * ((lane / 8) % 2)) * Cfg::kQPitch + 8 * (lane / 16);
   // f16 K: one ldmatrix.x4 gives the B fragments of n-tiles nt, nt + 1 at one k-step.
-  const int k_lane_offset = (8 * (lane / 16) + lane % 8) * Geo::kPitchK + 16 * ((lane / 8) % 2);
+  const int k_lane_offset = (H * half + 8 * (lane / 16) + lane % 8) * Geo::kPitchK + 16 * ((lane / 8) % 2);
 
   for (int it = 0; it < keys.n_tiles; ++it) {
-    ptx::cp_async_wait<S - 2>();
-    __syncthreads();  // tile `it` landed for every thread; the stage and fragments consumed last iteration are free
+    if constexpr (Cfg::kAnyFragsInSmem) {
+      ptx::cp_async_wait<S - 3>();  // tile it + 1 landed (its fragments are made below)
+    } else {
+      ptx::cp_async_wait<S - 2>();  // tile it landed
+    }
+    // Every thread's copies landed; fragments of tile it complete; the stage and the fragment buffer consumed
+    // last iteration are free.
+    __syncthreads();
     if (it + S - 1 < keys.n_tiles) pipe.issue(it + S - 1, (it + S - 1) % S);
     ptx::cp_async_commit();
+    if constexpr (Cfg::kAnyFragsInSmem) {
+      if (it + 1 < keys.n_tiles) {
+        const int next = (it + 1) % 2;
+        dequantize_tile_fragments<Cfg, KFrag, VFrag>(pipe.k_tile((it + 1) % S), pipe.pitch_k,
+                                                     pipe.v_tile((it + 1) % S), pipe.pitch_v,
+                                                     frag_k + next * Cfg::kKFragWords,
+                                                     frag_v + next * Cfg::kVFragWords, cent_k, cent_v, warp, lane);
+      }
+    }
     const uint8_t* tile_k = pipe.k_tile(it % S);
     const uint8_t* tile_v = pipe.v_tile(it % S);
-    if constexpr (Cfg::kKFragsInSmem || Cfg::kVFragsInSmem) {
-      dequantize_tile_fragments<Cfg, KFrag, VFrag>(tile_k, pipe.pitch_k, tile_v, pipe.pitch_v, frag_k, frag_v, cent_k,
-                                                   cent_v, warp, lane);
-      __syncthreads();
-    }
-    const int64_t tile_key0 = keys.key_begin + static_cast<int64_t>(it) * T;
-    const bool warp_busy = warp_rows > 0 && !(causal && tile_key0 > warp_last_pos);
+    const uint2* frag_k_it = frag_k + (it % 2) * Cfg::kKFragWords;
+    const uint4* frag_v_it = frag_v + (it % 2) * Cfg::kVFragWords;
+    const int64_t half_key0 = keys.key_begin + static_cast<int64_t>(it) * T + H * half;
+    const bool warp_busy =
+        warp_rows > 0 && half_key0 < keys.key_end && !(causal && half_key0 > warp_last_pos);
     if (warp_busy) {
-      // S = Q K^T over the tile's keys, k-step by k-step (A fragments of both m-tiles, then every n-tile).
+      // S = Q K^T over the warp's keys, k-step by k-step (A fragments of both m-tiles, then every n-tile).
       float sc[M][Cfg::kScoreNTiles][4];
 #pragma unroll
       for (int m = 0; m < M; ++m)
@@ -341,7 +378,8 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
         } else {
 #pragma unroll
           for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
-            const uint2 kb = frag_k[((nt * Cfg::kKUnits + ks / 4) * 4 + ks % 4) * 32 + lane];
+            const int tile_nt = half * Cfg::kScoreNTiles + nt;
+            const uint2 kb = frag_k_it[((tile_nt * Cfg::kKUnits + ks / 4) * 4 + ks % 4) * 32 + lane];
 #pragma unroll
             for (int m = 0; m < M; ++m) ptx::mma_f16(sc[m][nt], qa[m], kb.x, kb.y);
           }
@@ -349,18 +387,18 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
       }
 
       // Options and masking of keys past the range; rows rm (elements 0, 1) and rm + 8 (2, 3) of each m-tile.
-      const bool tail = tile_key0 + T > keys.key_end;
+      const bool tail = half_key0 + H > keys.key_end;
       if (causal_only) {
-        // Tiles wholly below the diagonal of every row of the warp (most of them at depth) need no test at all.
-        const bool clean = !tail && warp_rows == Cfg::kWarpQvecs && (!causal || tile_key0 + T - 1 <= warp_first_pos);
+        // Key ranges wholly below the diagonal of every row of the warp (most at depth) need no test at all.
+        const bool clean = !tail && warp_rows == kWarpQvecs && (!causal || half_key0 + H - 1 <= warp_first_pos);
         if (!clean) {
+          const int64_t half_rel0 = static_cast<int64_t>(it) * T + H * half;
 #pragma unroll
           for (int m = 0; m < M; ++m)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              // The first key of the tile the row may not see, relative to the tile (0: none, T: all visible).
-              const int rel =
-                  static_cast<int>(std::clamp<int64_t>(row_keys[m][h] - static_cast<int64_t>(it) * T, 0, T));
+              // The first key of the warp's range the row may not see, relative to the range (0: none, H: all).
+              const int rel = static_cast<int>(std::clamp<int64_t>(row_keys[m][h] - half_rel0, 0, H));
 #pragma unroll
               for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
 #pragma unroll
@@ -379,7 +417,7 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
             for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
-                const int64_t key = tile_key0 + 8 * nt + 2 * t + e;
+                const int64_t key = half_key0 + 8 * nt + 2 * t + e;
                 float& s = sc[m][nt][2 * h + e];
                 s = r >= w.n_qvecs || key >= keys.key_end ? -INFINITY : variants[r](s, key) * kLog2e;
               }
@@ -441,12 +479,13 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
         for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
           uint32_t vb[4][2];
           if constexpr (Cfg::kVFragsInSmem) {
-            const uint4 lo = frag_v[((ks * Cfg::kVUnits + vu) * 2) * 32 + lane];
-            const uint4 hi = frag_v[((ks * Cfg::kVUnits + vu) * 2 + 1) * 32 + lane];
+            const int tile_ks = half * Cfg::kKeySteps + ks;
+            const uint4 lo = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2) * 32 + lane];
+            const uint4 hi = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2 + 1) * 32 + lane];
             vb[0][0] = lo.x, vb[0][1] = lo.y, vb[1][0] = lo.z, vb[1][1] = lo.w;
             vb[2][0] = hi.x, vb[2][1] = hi.y, vb[3][0] = hi.z, vb[3][1] = hi.w;
           } else {
-            VFrag::load_v(tile_v, pipe.pitch_v, 16 * ks, vu, lane, vb, cent_v);
+            VFrag::load_v(tile_v, pipe.pitch_v, H * half + 16 * ks, vu, lane, vb, cent_v);
           }
 #pragma unroll
           for (int m = 0; m < M; ++m)
@@ -458,21 +497,72 @@ __global__ void __launch_bounds__(128, 1) prefill_kernel(const AttentionProblem 
     if (it + S < keys.n_tiles) pipe.compute_offsets(it + S, it % S);
   }
 
-  // ---- Epilogue: rows to shared memory in head-dim order, then one warp finishes each row.
+  // ---- Merge of the two key halves, then rows to shared memory in head-dim order; one warp finishes each row.
   ptx::cp_async_wait<0>();
-  __syncthreads();  // every warp is done with the stages; the output rows alias them
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 1);
+      l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 2);
+    }
+  __syncthreads();  // every warp is done with the stages; the merge values and then the output rows alias them
+  float* merge = reinterpret_cast<float*>(stages);  // [kMergeValues][the second half's 32 * kQuerySlots threads]
+  const int merge_thread = tid % (32 * Cfg::kQuerySlots);
+  constexpr int kMergeStride = 32 * Cfg::kQuerySlots;
+  if (half == 1 && warp_rows > 0) {
+    int k = 0;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        merge[(k++) * kMergeStride + merge_thread] = m_run[m][h];
+        merge[(k++) * kMergeStride + merge_thread] = l_run[m][h];
+      }
+#pragma unroll
+      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) merge[(k++) * kMergeStride + merge_thread] = acc[m][vu][j][e];
+    }
+  }
+  __syncthreads();
+  if (half == 0 && warp_rows > 0) {
+    int k = 0;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float scale0[2], scale1[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float m1 = merge[(k++) * kMergeStride + merge_thread];
+        const float l1 = merge[(k++) * kMergeStride + merge_thread];
+        const float m_new = fmaxf(m_run[m][h], m1);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        scale0[h] = prefill_exp2(m_run[m][h] - m_use);
+        scale1[h] = prefill_exp2(m1 - m_use);
+        m_run[m][h] = m_new;
+        l_run[m][h] = l_run[m][h] * scale0[h] + l1 * scale1[h];
+      }
+#pragma unroll
+      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            acc[m][vu][j][e] =
+                acc[m][vu][j][e] * scale0[e / 2] + merge[(k++) * kMergeStride + merge_thread] * scale1[e / 2];
+          }
+    }
+  }
+  __syncthreads();  // the merge values are read; the output rows overwrite them
   float* o_rows = reinterpret_cast<float*>(stages);  // [kQvecs][kDimV]
   float* m_rows = o_rows + Cfg::kQvecs * Cfg::kDimV;
   float* l_rows = m_rows + Cfg::kQvecs;
-  if (warp_rows > 0) {
+  if (half == 0 && warp_rows > 0) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const int r0 = row_base + 16 * m + g, r1 = r0 + 8;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 1);
-        l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 2);
-      }
 #pragma unroll
       for (int vu = 0; vu < Cfg::kVUnits; ++vu)
 #pragma unroll
