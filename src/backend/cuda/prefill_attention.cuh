@@ -359,31 +359,39 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
       for (int m = 0; m < M; ++m)
 #pragma unroll
         for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) sc[m][nt][0] = sc[m][nt][1] = sc[m][nt][2] = sc[m][nt][3] = 0.0f;
+      // The fragments of k-step ks + 1 are requested before the MMAs of k-step ks (software pipelining: the
+      // ldmatrix / shared-memory latency hides behind this warp's own MMAs). K: f16 by ldmatrix.x4 from the tile
+      // (n-tiles 2np, 2np + 1), quantized from the fragment buffer (n-tile nt in kb[.][nt / 2][2 (nt % 2) ..]).
+      uint32_t qa[2][M][4], kb[2][Cfg::kScoreNTiles / 2][4];
+      const auto load_step = [&](int ks, int buf) {
 #pragma unroll
-      for (int ks = 0; ks < Cfg::kKSteps; ++ks) {
-        uint32_t qa[M][4];
+        for (int m = 0; m < M; ++m) ptx::ldmatrix_x4(qa[buf][m], q_warp + 16 * m * Cfg::kQPitch + 16 * ks);
 #pragma unroll
-        for (int m = 0; m < M; ++m) ptx::ldmatrix_x4(qa[m], q_warp + 16 * m * Cfg::kQPitch + 16 * ks);
-        if constexpr (!Cfg::kKFragsInSmem) {
+        for (int np = 0; np < Cfg::kScoreNTiles / 2; ++np) {
+          if constexpr (!Cfg::kKFragsInSmem) {
+            ptx::ldmatrix_x4(kb[buf][np], tile_k + k_lane_offset + 16 * np * Geo::kPitchK + 32 * ks);
+          } else {
 #pragma unroll
-          for (int nt = 0; nt < Cfg::kScoreNTiles; nt += 2) {
-            uint32_t kb[4];
-            ptx::ldmatrix_x4(kb, tile_k + k_lane_offset + 8 * nt * Geo::kPitchK + 32 * ks);
-#pragma unroll
-            for (int m = 0; m < M; ++m) {
-              ptx::mma_f16(sc[m][nt], qa[m], kb[0], kb[1]);
-              ptx::mma_f16(sc[m][nt + 1], qa[m], kb[2], kb[3]);
+            for (int i = 0; i < 2; ++i) {
+              const int tile_nt = half * Cfg::kScoreNTiles + 2 * np + i;
+              const uint2 b = frag_k_it[((tile_nt * Cfg::kKUnits + ks / 4) * 4 + ks % 4) * 32 + lane];
+              kb[buf][np][2 * i] = b.x;
+              kb[buf][np][2 * i + 1] = b.y;
             }
           }
-        } else {
-#pragma unroll
-          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
-            const int tile_nt = half * Cfg::kScoreNTiles + nt;
-            const uint2 kb = frag_k_it[((tile_nt * Cfg::kKUnits + ks / 4) * 4 + ks % 4) * 32 + lane];
-#pragma unroll
-            for (int m = 0; m < M; ++m) ptx::mma_f16(sc[m][nt], qa[m], kb.x, kb.y);
-          }
         }
+      };
+      load_step(0, 0);
+#pragma unroll
+      for (int ks = 0; ks < Cfg::kKSteps; ++ks) {
+        if (ks + 1 < Cfg::kKSteps) load_step(ks + 1, (ks + 1) % 2);
+#pragma unroll
+        for (int np = 0; np < Cfg::kScoreNTiles / 2; ++np)
+#pragma unroll
+          for (int m = 0; m < M; ++m) {
+            ptx::mma_f16(sc[m][2 * np], qa[ks % 2][m], kb[ks % 2][np][0], kb[ks % 2][np][1]);
+            ptx::mma_f16(sc[m][2 * np + 1], qa[ks % 2][m], kb[ks % 2][np][2], kb[ks % 2][np][3]);
+          }
       }
 
       // Options and masking of keys past the range; rows rm (elements 0, 1) and rm + 8 (2, 3) of each m-tile.
@@ -425,40 +433,53 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
       }
 
       // Online softmax in base 2. A row that has seen no key yet keeps m = -inf; 0 stands in for it so that
-      // 2^(s - m) is 2^-inf = 0 for its masked scores rather than NaN.
+      // 2^(s - m) is 2^-inf = 0 for its masked scores rather than NaN. Maxima and sums reduce as trees (short
+      // dependency chains), and the accumulators are rescaled only when a row's maximum moved somewhere in the
+      // warp (rare at depth: 2^0 = 1 exactly otherwise).
+      bool moved = false;
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         float alpha[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float mx = -INFINITY;
+          float mx[Cfg::kScoreNTiles];
 #pragma unroll
-          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) mx = fmaxf(mx, fmaxf(sc[m][nt][2 * h], sc[m][nt][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float m_new = fmaxf(m_run[m][h], mx);
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) mx[nt] = fmaxf(sc[m][nt][2 * h], sc[m][nt][2 * h + 1]);
+#pragma unroll
+          for (int step = 1; step < Cfg::kScoreNTiles; step *= 2)
+#pragma unroll
+            for (int nt = 0; nt + step < Cfg::kScoreNTiles; nt += 2 * step) mx[nt] = fmaxf(mx[nt], mx[nt + step]);
+          float row_max = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], 1));
+          row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 2));
+          const float m_new = fmaxf(m_run[m][h], row_max);
           const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+          moved |= m_new != m_run[m][h];
           alpha[h] = prefill_exp2(m_run[m][h] - m_use);
           m_run[m][h] = m_new;
-          float sum = 0.0f;
+          float sum[Cfg::kScoreNTiles];
 #pragma unroll
-          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
-#pragma unroll
-            for (int e = 2 * h; e < 2 * h + 2; ++e) {
-              sc[m][nt][e] = prefill_exp2(sc[m][nt][e] - m_use);
-              sum += sc[m][nt][e];
-            }
-          l_run[m][h] = l_run[m][h] * alpha[h] + sum;
-        }
-#pragma unroll
-        for (int vu = 0; vu < Cfg::kVUnits; ++vu)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            acc[m][vu][j][0] *= alpha[0];
-            acc[m][vu][j][1] *= alpha[0];
-            acc[m][vu][j][2] *= alpha[1];
-            acc[m][vu][j][3] *= alpha[1];
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
+            sc[m][nt][2 * h] = prefill_exp2(sc[m][nt][2 * h] - m_use);
+            sc[m][nt][2 * h + 1] = prefill_exp2(sc[m][nt][2 * h + 1] - m_use);
+            sum[nt] = sc[m][nt][2 * h] + sc[m][nt][2 * h + 1];
           }
+#pragma unroll
+          for (int step = 1; step < Cfg::kScoreNTiles; step *= 2)
+#pragma unroll
+            for (int nt = 0; nt + step < Cfg::kScoreNTiles; nt += 2 * step) sum[nt] += sum[nt + step];
+          l_run[m][h] = l_run[m][h] * alpha[h] + sum[0];
+        }
+        if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+          for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              acc[m][vu][j][0] *= alpha[0];
+              acc[m][vu][j][1] *= alpha[0];
+              acc[m][vu][j][2] *= alpha[1];
+              acc[m][vu][j][3] *= alpha[1];
+            }
+        }
       }
 
       // O += P V: the accumulators of score n-tiles 2ks, 2ks + 1 are the A fragment of key step ks (packed to f16
@@ -473,25 +494,30 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
           pa[ks][m][2] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks + 1][0], sc[m][2 * ks + 1][1]));
           pa[ks][m][3] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks + 1][2], sc[m][2 * ks + 1][3]));
         }
-#pragma unroll
-      for (int ks = 0; ks < Cfg::kKeySteps; ++ks) {
-#pragma unroll
-        for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
-          uint32_t vb[4][2];
-          if constexpr (Cfg::kVFragsInSmem) {
-            const int tile_ks = half * Cfg::kKeySteps + ks;
-            const uint4 lo = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2) * 32 + lane];
-            const uint4 hi = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2 + 1) * 32 + lane];
-            vb[0][0] = lo.x, vb[0][1] = lo.y, vb[1][0] = lo.z, vb[1][1] = lo.w;
-            vb[2][0] = hi.x, vb[2][1] = hi.y, vb[3][0] = hi.z, vb[3][1] = hi.w;
-          } else {
-            VFrag::load_v(tile_v, pipe.pitch_v, H * half + 16 * ks, vu, lane, vb, cent_v);
-          }
-#pragma unroll
-          for (int m = 0; m < M; ++m)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) ptx::mma_f16(acc[m][vu][j], pa[ks][m], vb[j][0], vb[j][1]);
+      // V fragments of (key step, unit) q + 1 requested before the MMAs of q, as for K.
+      uint32_t vb[2][4][2];
+      const auto load_v_step = [&](int q, int buf) {
+        const int ks = q / Cfg::kVUnits, vu = q % Cfg::kVUnits;
+        if constexpr (Cfg::kVFragsInSmem) {
+          const int tile_ks = half * Cfg::kKeySteps + ks;
+          const uint4 lo = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2) * 32 + lane];
+          const uint4 hi = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2 + 1) * 32 + lane];
+          vb[buf][0][0] = lo.x, vb[buf][0][1] = lo.y, vb[buf][1][0] = lo.z, vb[buf][1][1] = lo.w;
+          vb[buf][2][0] = hi.x, vb[buf][2][1] = hi.y, vb[buf][3][0] = hi.z, vb[buf][3][1] = hi.w;
+        } else {
+          VFrag::load_v(tile_v, pipe.pitch_v, H * half + 16 * ks, vu, lane, vb[buf], cent_v);
         }
+      };
+      constexpr int kVSteps = Cfg::kKeySteps * Cfg::kVUnits;
+      load_v_step(0, 0);
+#pragma unroll
+      for (int q = 0; q < kVSteps; ++q) {
+        if (q + 1 < kVSteps) load_v_step(q + 1, (q + 1) % 2);
+        const int ks = q / Cfg::kVUnits, vu = q % Cfg::kVUnits;
+#pragma unroll
+        for (int m = 0; m < M; ++m)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) ptx::mma_f16(acc[m][vu][j], pa[ks][m], vb[q % 2][j][0], vb[q % 2][j][1]);
       }
     }
     if (it + S < keys.n_tiles) pipe.compute_offsets(it + S, it % S);
