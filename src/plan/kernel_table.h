@@ -108,7 +108,7 @@ enum class CostModel : uint8_t {
   cpu_tiles,     // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
   cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
   cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
-  cuda_prefill,  // tensor-core prefill: K/V once per 64 query vectors, MMAs; parallel only over query tiles
+  cuda_prefill,  // tensor-core prefill: K/V once per 128 query vectors (64 above d_v 128); parallel over query tiles
 };
 
 struct KernelSpec {
