@@ -188,7 +188,7 @@ inline constexpr KernelSpec kKernels[] = {
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
     // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
-    // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 64
+    // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 128
     // query vectors, no split and no workspace. Same-type pairs people run, at the head dims that pay (each
     // instance costs CI compile time); every other pair and head dim stays on cuda.generic.
     {KernelId::cuda_prefill_f16, "cuda.prefill.f16", BackendKind::cuda, false, type_bit(KvType::f16),
