@@ -34,18 +34,22 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
     }
     case CostModel::cuda_prefill: {
-      // One CTA per 64 query vectors of a KV head reads that head's K/V once (bytes at ~80% of the bandwidth) and
-      // runs its MMAs at ~150 TFLOP/s on an H100 (the mma.sync kernel's order of magnitude; causal halves both).
-      // Without split-KV it fills the GPU only through query tiles: a launch under two CTAs per SM pays for the
-      // idle SMs, which is what leaves decode-sized problems (n_q <= 16) to the split-KV decode rows.
+      // One CTA (8 warps, one CTA per SM) per 128 query vectors of a KV head (64 above d_v 128) reads that head's
+      // K/V once and runs the MMAs of whole 128-vector tiles at ~230 TFLOP/s on an H100 (measured, bench/README.md;
+      // causal halves both). The bytes are counted at the decode rows' rate (this kernel's streaming rate at
+      // decode shapes is unmeasured), so with the padded MMAs of a CTA holding a few vectors a decode-sized
+      // problem (n_q <= 16) never costs less here than on the split-KV decode rows, which also fill the GPU over
+      // keys: a launch under one CTA per SM pays for the idle SMs.
       const AttentionShape& s = p.shape;
       const double qvecs = static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q);
-      const double passes = std::ceil(qvecs / 64.0);
+      const double cta_qvecs = stored_dim(p.v.type, s.d_v) <= 128 ? 128.0 : 64.0;
+      const double passes = std::ceil(qvecs / cta_qvecs);
+      const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
       const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes;
-      const double fill = std::min(1.0, ctas / (2.0 * std::max(1, caps.sm_count)));
+      const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count));
       const double visible = p.options.causal ? 0.5 : 1.0;
-      const double bytes_us = visible * passes * w.kv_bytes / (0.8 * caps.memory_bandwidth_gbps * 1e3);
-      const double mma_us = visible * w.flops / 150e6;
+      const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
+      const double mma_us = visible * padding * w.flops / 230e6;
       return 10.0 + std::max(bytes_us, mma_us) / fill;
     }
     case CostModel::cpu_tiles: {

@@ -108,7 +108,7 @@ enum class CostModel : uint8_t {
   cpu_tiles,     // the fast cpu kernels: the slower of streaming the K/V bytes and the multiply-adds, plus the combine
   cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
   cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
-  cuda_prefill,  // tensor-core prefill: K/V once per 64 query vectors, MMAs; parallel only over query tiles
+  cuda_prefill,  // tensor-core prefill: K/V once per 128 query vectors (64 above d_v 128); parallel over query tiles
 };
 
 struct KernelSpec {
@@ -188,7 +188,7 @@ inline constexpr KernelSpec kKernels[] = {
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
     // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
-    // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 64
+    // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 128
     // query vectors, no split and no workspace. Same-type pairs people run, at the head dims that pay (each
     // instance costs CI compile time); every other pair and head dim stays on cuda.generic.
     {KernelId::cuda_prefill_f16, "cuda.prefill.f16", BackendKind::cuda, false, type_bit(KvType::f16),

@@ -1,6 +1,7 @@
 // The tensor-core prefill kernel against the reference oracle (on the dequantized cache): every compiled instance,
 // every option, strided and paged layouts, per-sequence lengths, query counts that are not a multiple of the
-// 64-vector tile, depth (n_kv > n_q), and the rows bottom-right causal masking hides entirely.
+// 128- or 64-vector tile, depth (n_kv > n_q) over many key tiles, and the rows bottom-right causal masking hides
+// entirely.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -149,6 +150,24 @@ TEST(CudaPrefill, GroupSizesAndQueryCountsAcrossTileBoundaries) {
       spec.shape.n_head_q = 2 * cs.group;
       spec.shape.n_q = cs.n_q;
       spec.shape.n_kv = cs.n_kv;
+      expect_prefill_matches(spec);
+    }
+  }
+}
+
+TEST(CudaPrefill, ManyKeyTilesThroughTheFragmentPipeline) {
+  KVFLASH_REQUIRE_GPU();
+  // Depth 1937 over 60 new rows: 31 tiles of 64 keys (62 of 32), so the two fragment buffers and the stages each
+  // turn over many times, the last tile is partial, and the two key halves of a CTA see different numbers of
+  // keys. Small enough for the sanitizers (gpu.sh runs it under racecheck).
+  uint64_t seed = 3700;
+  for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
+    for (int64_t d : {int64_t{128}, int64_t{256}}) {
+      ProblemSpec spec = prefill_spec(d, d, t, t, ++seed);
+      spec.shape.n_seq = 1;
+      spec.shape.n_q = 60;
+      spec.shape.n_kv = 1997;
+      spec.sinks = true;
       expect_prefill_matches(spec);
     }
   }

@@ -1,14 +1,17 @@
 // Tensor-core prefill (n_q > 16): a FlashAttention-2-style pass over stored K/V, one CTA per tile of query vectors.
 //
-// A CTA (4 warps) owns 64 query vectors of one (sequence, KV head): the GQA group's query heads are folded into the
-// M dimension row-major (vector r = query row * group + head in group), so every K/V tile read from memory serves
-// the whole group and a CTA spans only 64 / group query rows, which keeps the causal key range of a CTA short.
-// Each warp owns 16 of the vectors and, per tile of stored K/V rows (cp.async pipeline shared with the decode
-// kernel, decode_common.cuh):
-//   S = Q K^T  with m16n8k16 MMAs, K fragments dequantized in registers from the stored blocks (kv_fragments.cuh);
-//   the score options (score_variant.cuh) and the online softmax on the accumulators, in registers;
-//   O += P V  where P's accumulators are re-packed as the A operand directly (no shared-memory round trip).
-// No dequantized K/V ever leaves registers; no split-KV (the query tiles fill the GPU), so no workspace.
+// A CTA (8 warps) owns 128 query vectors of one (sequence, KV head) up to d_v 128, 64 above: the GQA group's query
+// heads are folded into the M dimension row-major (vector r = query row * group + head in group), so every K/V
+// tile read from memory serves the whole group and a CTA spans only 128 / group query rows, which keeps the causal
+// key range of a CTA short. Warps w and w + 4 own the same two m-tiles (32 vectors; one m-tile above d_v 128) and
+// split every tile of 64 stored K/V rows (cp.async pipeline shared with the decode kernel, decode_common.cuh) in
+// two halves, each with its own online softmax, merged before the epilogue. Per tile:
+//   quantized K/V: all warps dequantize the next tile once into f16 fragments in shared memory (kv_fragments.cuh),
+//   beside the MMAs of this one (two fragment buffers);
+//   S = Q K^T with m16n8k16 MMAs, each K fragment (ldmatrix for f16) feeding both m-tiles;
+//   the score options (score_variant.cuh) and the online softmax in base 2, in registers;
+//   O += P V where P's accumulators are re-packed as the A operand directly (no shared-memory round trip).
+// No dequantized K/V ever leaves the SM; no split-KV (the query tiles fill the GPU), so no workspace.
 // Turbo K: the staged query is rotated once; turbo V: finish_row rotates each output row back.
 #pragma once
 
@@ -39,38 +42,71 @@ struct PrefillLaunch {
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 struct PrefillConfig {
-  static constexpr int kWarps = 4;
-  static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kQvecs = 16 * kWarps;  // one m-tile per warp
+  // Two warp halves: warps w and w + kQuerySlots own the same query vectors, the first takes the first half of the
+  // keys of every tile and the second the other half, each with its own softmax state, merged at the end. A warp
+  // alone on its scheduler leaves the MMA pipe idle while its dependent MMA chains, softmax and dequantization wait
+  // (measured: 1 warp per scheduler, 4 cycles per issued instruction); two warps per scheduler overlap them.
+  static constexpr int kQuerySlots = 4;
+  static constexpr int kKeyHalves = 2;
+  static constexpr int kWarps = kQuerySlots * kKeyHalves;
+  static constexpr int kThreads = 32 * kWarps;  // x 255 registers: the whole register file of an SM
   static constexpr int kDimKStored = static_cast<int>(stored_dim(KType, HeadDimK));
   static constexpr int kDimVStored = static_cast<int>(stored_dim(VType, HeadDimV));
-  // 64 keys per tile (8 score n-tiles, 32 accumulators) up to d_v 128; above, 32 keys so that the 128 output
-  // accumulators of a 256-wide V and the scores still fit 255 registers.
-  static constexpr int kKeyTile = kDimVStored <= 128 ? 64 : 32;
+  // Two m-tiles (32 query vectors) per warp up to d_v 128: every K/V fragment a warp reads from shared memory then
+  // feeds two MMAs. Above d_v 128 the 2 x d_v accumulators would not fit 255 registers.
+  static constexpr int kMTiles = kDimVStored <= 128 ? 2 : 1;
+  static constexpr int kWarpQvecs = 16 * kMTiles;
+  static constexpr int kQvecs = kWarpQvecs * kQuerySlots;
+  // Quantized K or V is dequantized once per CTA and tile, by all warps, into f16 MMA fragments in shared memory
+  // (fragment order, so each later read is one conflict-free 8- or 16-byte load per lane), instead of once per
+  // warp; two fragment buffers let the dequantization of tile i + 1 run beside the MMAs of tile i.
+  static constexpr bool kKFragsInSmem = KType != KvType::f16;
+  static constexpr bool kVFragsInSmem = VType != KvType::f16;
+  static constexpr bool kAnyFragsInSmem = kKFragsInSmem || kVFragsInSmem;
+  // 32 keys per warp and tile: 2 m-tiles x 128 accumulators plus 2 x 64 scores of 64 keys spill past 255
+  // registers (ptxas -v), 32 do not. Quantized above d_v 128: 16, so that two fragment buffers fit.
+  static constexpr int kHalfKeys = kMTiles == 1 && kAnyFragsInSmem ? 16 : 32;
+  static constexpr int kKeyTile = kKeyHalves * kHalfKeys;
+  static constexpr int kScoreNTiles = kHalfKeys / 8;  // per warp
+  static constexpr int kKeySteps = kHalfKeys / 16;    // per warp
+  static constexpr int kKUnits = kDimKStored / 64;
+  static constexpr int kVUnits = kDimVStored / 32;
+  static constexpr int kKSteps = kDimKStored / 16;
+  // One buffer: K fragment (tile n-tile nt, unit u) k-step c at [(nt * kKUnits + u) * 4 + c][lane] (uint2); V
+  // fragment (tile key step ks, unit vu) n-tiles 2h, 2h + 1 at [(ks * kVUnits + vu) * 2 + h][lane] (uint4).
+  static constexpr int kKFragWords = kKFragsInSmem ? kKeyTile / 8 * kKUnits * 4 * 32 : 0;  // uint2
+  static constexpr int kVFragWords = kVFragsInSmem ? kKeyTile / 16 * kVUnits * 2 * 32 : 0;  // uint4
+  static constexpr int kFragBytes = 2 * (kKFragWords * 8 + kVFragWords * 16);                // two buffers
+  static constexpr int kQPitch = kDimKStored + 8;  // halves; +16 bytes keeps ldmatrix rows in distinct banks
+  static constexpr int kQBytes = kQvecs * kQPitch * 2;
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
-  // About 96 KB of stages keeps two CTAs (8 warps) resident per SM with 2-3 tiles in flight each.
-  static constexpr int kStages = std::clamp(96 * 1024 / kStageBytesEstimate, 2, 3);
+  // Up to ~200 KB in all (one CTA per SM): 2-4 tiles in flight. The fragment pipeline converts the tile after the
+  // one being multiplied, so it needs that tile landed too: at least 3 stages.
+  static constexpr int kMinStages = kAnyFragsInSmem ? 3 : 2;
+  static constexpr int kStages =
+      std::clamp((200 * 1024 - kQBytes - kFragBytes) / kStageBytesEstimate, kMinStages, 4);
   using Geo = KvTileGeometry<HeadDimK, HeadDimV, KType, VType, kKeyTile, kStages>;
   static constexpr int kDimK = Geo::kDimK;
   static constexpr int kDimV = Geo::kDimV;
+  static_assert(kDimK == kDimKStored && kDimV == kDimVStored);
   static_assert(kDimK % 64 == 0 && kDimV % 32 == 0 && kDimV <= 256);
-  static constexpr int kKUnits = kDimK / 64;
-  static constexpr int kVUnits = kDimV / 32;
-  static constexpr int kScoreNTiles = kKeyTile / 8;
-  static constexpr int kKeySteps = kKeyTile / 16;
-  static constexpr int kQPitch = kDimK + 8;  // halves; +16 bytes keeps ldmatrix rows in distinct banks
 
-  // The stage region also holds the f32 query before staging and the f32 output rows after the loop.
+  // The stage region also holds the f32 query before staging, the second half's softmax state and accumulators
+  // (in fragment order, [value][thread]) for the merge, then the f32 output rows.
   static constexpr int kQStagingBytes = kQvecs * kDimK * 4;
+  static constexpr int kMergeValues = kMTiles * (kVUnits * 16 + 4);
+  static constexpr int kMergeBytes = kMergeValues * 32 * kQuerySlots * 4;
   static constexpr int kEpilogueBytes = kQvecs * (kDimV + 2) * 4;
   static constexpr int kRegionBytes =
-      (std::max({Geo::kStagesBytes, kQStagingBytes, kEpilogueBytes}) + 127) / 128 * 128;
+      (std::max({Geo::kStagesBytes, kQStagingBytes, kMergeBytes, kEpilogueBytes}) + 127) / 128 * 128;
   static constexpr int kQOffset = kRegionBytes;
-  static constexpr int kVariantOffset = kQOffset + kQvecs * kQPitch * 2;
+  static constexpr int kFragOffset = kQOffset + (kQBytes + 127) / 128 * 128;
+  static constexpr int kVariantOffset = kFragOffset + kFragBytes;
   static constexpr int kOffsetsOffset =
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kLutOffset = kOffsetsOffset + Geo::kOffsetsBytes;
   static constexpr int kSmemBytes = kLutOffset + 2 * 16 * 2;
+  static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
 };
 
 /// The (sequence, KV head, query chunk) of a CTA, the key range it reads, and its query vectors.
@@ -152,14 +188,56 @@ __device__ inline void stage_prefill_query(const AttentionProblem& p, const Pref
   __syncthreads();
 }
 
+/// 2^x on the special-function unit; 2^-inf = +0, which is how masked scores drop out of the sums.
+__device__ __forceinline__ float prefill_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+
+/// Dequantizes the quantized K and/or V tile of a stage into one buffer of f16 MMA fragments in shared memory
+/// (layout: PrefillConfig::kKFragWords), split over all warps of the CTA.
+template <class Cfg, class KFrag, class VFrag>
+__device__ __forceinline__ void dequantize_tile_fragments(const uint8_t* tile_k, int pitch_k, const uint8_t* tile_v,
+                                                          int pitch_v, uint2* frag_k, uint4* frag_v, Centroids cent_k,
+                                                          Centroids cent_v, int warp, int lane) {
+  if constexpr (Cfg::kKFragsInSmem) {
+    constexpr int kPairs = Cfg::kKeyTile / 8 * Cfg::kKUnits;
+#pragma unroll
+    for (int pair = warp; pair < kPairs; pair += Cfg::kWarps) {
+      uint32_t b[8];
+      KFrag::load_k(tile_k, pitch_k, 8 * (pair / Cfg::kKUnits), pair % Cfg::kKUnits, lane, b, cent_k);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) frag_k[(pair * 4 + c) * 32 + lane] = make_uint2(b[2 * c], b[2 * c + 1]);
+    }
+  }
+  if constexpr (Cfg::kVFragsInSmem) {
+    constexpr int kPairs = Cfg::kKeyTile / 16 * Cfg::kVUnits;
+#pragma unroll
+    for (int pair = warp; pair < kPairs; pair += Cfg::kWarps) {
+      uint32_t b[4][2];
+      VFrag::load_v(tile_v, pitch_v, 16 * (pair / Cfg::kVUnits), pair % Cfg::kVUnits, lane, b, cent_v);
+      frag_v[(pair * 2) * 32 + lane] = make_uint4(b[0][0], b[0][1], b[1][0], b[1][1]);
+      frag_v[(pair * 2 + 1) * 32 + lane] = make_uint4(b[2][0], b[2][1], b[3][0], b[3][1]);
+    }
+  }
+}
+
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-__global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem p, const PrefillLaunch launch) {
+__global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem p, const PrefillLaunch launch) {
   using Cfg = PrefillConfig<HeadDimK, HeadDimV, KType, VType>;
   using Geo = typename Cfg::Geo;
   using KFrag = KvFragments<KType>;
   using VFrag = KvFragments<VType>;
   constexpr int T = Cfg::kKeyTile;
+  constexpr int H = Cfg::kHalfKeys;
   constexpr int S = Cfg::kStages;
+  constexpr int M = Cfg::kMTiles;
+  constexpr int kWarpQvecs = Cfg::kWarpQvecs;
+  static_assert(Cfg::kThreads == 256, "__launch_bounds__ above");
   static_assert(k_dims_are_a_permutation<KFrag>(Cfg::kDimK), "K fragment order must cover the head dim once");
   static_assert(v_dims_are_a_permutation<VFrag>(Cfg::kDimV), "V fragment order must cover the head dim once");
   constexpr bool kRotatedV = kv_traits(VType).rotated;  // constant: device code never reads the host table
@@ -167,6 +245,8 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* stages = smem;
   __half* q_s = reinterpret_cast<__half*>(smem + Cfg::kQOffset);
+  uint2* frag_k = reinterpret_cast<uint2*>(smem + Cfg::kFragOffset);      // [2][kKFragWords]
+  uint4* frag_v = reinterpret_cast<uint4*>(frag_k + 2 * Cfg::kKFragWords);  // [2][kVFragWords]
   ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
   int64_t* offsets = reinterpret_cast<int64_t*>(smem + Cfg::kOffsetsOffset);
   __half* lut_k = reinterpret_cast<__half*>(smem + Cfg::kLutOffset);
@@ -174,6 +254,7 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;
+  const int slot = warp % Cfg::kQuerySlots, half = warp / Cfg::kQuerySlots;
 
   const PrefillWork w = prefill_work<T>(p, launch, Cfg::kQvecs);
   if (w.n_qvecs <= 0) return;
@@ -186,176 +267,346 @@ __global__ void __launch_bounds__(128, 2) prefill_kernel(const AttentionProblem 
   if constexpr (KFrag::kNeedsCentroids) load_centroids_f16(KType, lut_k);
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
+  // Without a mask, window, softcap or ALiBi a score needs at most the causal test, done here on positions in
+  // registers, and log2(e) rides in the staged query (the softmax runs in base 2); the ScoreVariant (in shared
+  // memory) serves every other combination on natural-log scores, converted after it.
+  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
+                           p.options.alibi_max_bias == 0.0;
   stage_prefill_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads, Cfg::kQvecs>(
-      p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch);
+      p, w, causal_only ? launch.scale * kLog2e : launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch);
 #pragma unroll 1
   for (int st = 0; st < S - 1; ++st) {
     if (st < keys.n_tiles) pipe.issue(st, st);
     ptx::cp_async_commit();
   }
+  const Centroids cent_k{lut_k}, cent_v{lut_v};
+  if constexpr (Cfg::kAnyFragsInSmem) {
+    if (keys.n_tiles > 0) {  // tile 0 into buffer 0; the loop's first barrier publishes it
+      ptx::cp_async_wait<S - 2>();
+      __syncthreads();
+      dequantize_tile_fragments<Cfg, KFrag, VFrag>(pipe.k_tile(0), pipe.pitch_k, pipe.v_tile(0), pipe.pitch_v, frag_k,
+                                                   frag_v, cent_k, cent_v, warp, lane);
+    }
+  }
 
-  // This thread's rows: r0 = 16 * warp + g and r1 = r0 + 8 of the CTA's vectors.
-  const int r0 = 16 * warp + g, r1 = r0 + 8;
-  const bool valid0 = r0 < w.n_qvecs, valid1 = r1 < w.n_qvecs;
-  const int warp_rows = std::min(16, w.n_qvecs - 16 * warp);  // <= 0: the warp only helps with the copies
-  // The warp's last position: a tile starting after it is hidden from all of the warp's rows by causal masking.
-  const int64_t warp_last_pos =
-      warp_rows > 0 ? w.len - p.shape.n_q + w.row_of(16 * warp + warp_rows - 1) : INT64_MIN;
-  // Without a mask, window, softcap or ALiBi a score needs at most the causal test, done here on positions in
-  // registers; the ScoreVariant (in shared memory) serves every other combination.
-  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
-                           p.options.alibi_max_bias == 0.0;
+  // This warp's vectors: row_base .. + kWarpQvecs - 1; this thread's rows in m-tile m: row_base + 16 m + g, + 8.
+  const int row_base = kWarpQvecs * slot;
+  const int warp_rows = std::min(kWarpQvecs, w.n_qvecs - row_base);  // <= 0: the warp only helps with copies
   const bool causal = p.options.causal;
   const int64_t pos_base = w.len - p.shape.n_q;
-  const int64_t pos0 = pos_base + w.row_of(r0), pos1 = pos_base + w.row_of(r1);
-  const int64_t warp_first_pos = pos_base + w.row_of(16 * warp);
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l: this thread's part of the row sums
-  float acc[Cfg::kVUnits][4][4];
+  // The warp's last position: keys after it are hidden from all of the warp's rows by causal masking.
+  const int64_t warp_last_pos = warp_rows > 0 ? pos_base + w.row_of(row_base + warp_rows - 1) : INT64_MIN;
+  const int64_t warp_first_pos = pos_base + w.row_of(row_base);
+  // Each row's end of visible keys (causal: its position + 1; a row past n_qvecs sees none) relative to the first
+  // key, computed once (the row's position takes a 64-bit division) and kept in 32 bits (registers are scarce).
+  int row_keys[M][2];
 #pragma unroll
-  for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+  for (int m = 0; m < M; ++m)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc[vu][j][0] = acc[vu][j][1] = acc[vu][j][2] = acc[vu][j][3] = 0.0f;
-  const Centroids cent_k{lut_k}, cent_v{lut_v};
-  const __half* q_warp = q_s + (16 * warp + lane % 8 + 8 * ((lane / 8) % 2)) * Cfg::kQPitch + 8 * (lane / 16);
+    for (int h = 0; h < 2; ++h) {
+      const int r = row_base + 16 * m + g + 8 * h;
+      const int64_t end = r >= w.n_qvecs ? keys.key_begin
+                          : causal       ? std::min(keys.key_end, pos_base + w.row_of(r) + 1)
+                                         : keys.key_end;
+      row_keys[m][h] = static_cast<int>(std::clamp<int64_t>(end - keys.key_begin, 0, INT_MAX));
+    }
+  float m_run[M][2], l_run[M][2];  // m in base 2; l: this thread's part of the row sums
+  float acc[M][Cfg::kVUnits][4][4];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    m_run[m][0] = m_run[m][1] = -INFINITY;
+    l_run[m][0] = l_run[m][1] = 0.0f;
+#pragma unroll
+    for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[m][vu][j][0] = acc[m][vu][j][1] = acc[m][vu][j][2] = acc[m][vu][j][3] = 0.0f;
+  }
+  const __half* q_warp = q_s + (row_base + lane % 8 + 8 * ((lane / 8) % 2)) * Cfg::kQPitch + 8 * (lane / 16);
+  // f16 K: one ldmatrix.x4 gives the B fragments of n-tiles nt, nt + 1 at one k-step.
+  const int k_lane_offset = (H * half + 8 * (lane / 16) + lane % 8) * Geo::kPitchK + 16 * ((lane / 8) % 2);
 
   for (int it = 0; it < keys.n_tiles; ++it) {
-    ptx::cp_async_wait<S - 2>();
-    __syncthreads();  // tile `it` landed for every thread; the stage consumed last iteration is free
+    if constexpr (Cfg::kAnyFragsInSmem) {
+      ptx::cp_async_wait<S - 3>();  // tile it + 1 landed (its fragments are made below)
+    } else {
+      ptx::cp_async_wait<S - 2>();  // tile it landed
+    }
+    // Every thread's copies landed; fragments of tile it complete; the stage and the fragment buffer consumed
+    // last iteration are free.
+    __syncthreads();
     if (it + S - 1 < keys.n_tiles) pipe.issue(it + S - 1, (it + S - 1) % S);
     ptx::cp_async_commit();
-    const int64_t tile_key0 = keys.key_begin + static_cast<int64_t>(it) * T;
-    const bool warp_busy = warp_rows > 0 && !(p.options.causal && tile_key0 > warp_last_pos);
+    if constexpr (Cfg::kAnyFragsInSmem) {
+      if (it + 1 < keys.n_tiles) {
+        const int next = (it + 1) % 2;
+        dequantize_tile_fragments<Cfg, KFrag, VFrag>(pipe.k_tile((it + 1) % S), pipe.pitch_k,
+                                                     pipe.v_tile((it + 1) % S), pipe.pitch_v,
+                                                     frag_k + next * Cfg::kKFragWords,
+                                                     frag_v + next * Cfg::kVFragWords, cent_k, cent_v, warp, lane);
+      }
+    }
+    const uint8_t* tile_k = pipe.k_tile(it % S);
+    const uint8_t* tile_v = pipe.v_tile(it % S);
+    const uint2* frag_k_it = frag_k + (it % 2) * Cfg::kKFragWords;
+    const uint4* frag_v_it = frag_v + (it % 2) * Cfg::kVFragWords;
+    const int64_t half_key0 = keys.key_begin + static_cast<int64_t>(it) * T + H * half;
+    const bool warp_busy =
+        warp_rows > 0 && half_key0 < keys.key_end && !(causal && half_key0 > warp_last_pos);
     if (warp_busy) {
-      const uint8_t* tile_k = pipe.k_tile(it % S);
-      const uint8_t* tile_v = pipe.v_tile(it % S);
-
-      // S = Q K^T over the tile's keys.
-      float sc[Cfg::kScoreNTiles][4];
+      // S = Q K^T over the warp's keys, k-step by k-step (A fragments of both m-tiles, then every n-tile).
+      float sc[M][Cfg::kScoreNTiles][4];
 #pragma unroll
-      for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+      for (int m = 0; m < M; ++m)
 #pragma unroll
-      for (int u = 0; u < Cfg::kKUnits; ++u) {
-        uint32_t qa[4][4];
+        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) sc[m][nt][0] = sc[m][nt][1] = sc[m][nt][2] = sc[m][nt][3] = 0.0f;
+      // The fragments of k-step ks + 1 are requested before the MMAs of k-step ks (software pipelining: the
+      // ldmatrix / shared-memory latency hides behind this warp's own MMAs). K: f16 by ldmatrix.x4 from the tile
+      // (n-tiles 2np, 2np + 1), quantized from the fragment buffer (n-tile nt in kb[.][nt / 2][2 (nt % 2) ..]).
+      uint32_t qa[2][M][4], kb[2][Cfg::kScoreNTiles / 2][4];
+      const auto load_step = [&](int ks, int buf) {
 #pragma unroll
-        for (int c = 0; c < 4; ++c) ptx::ldmatrix_x4(qa[c], q_warp + 16 * (4 * u + c));
+        for (int m = 0; m < M; ++m) ptx::ldmatrix_x4(qa[buf][m], q_warp + 16 * m * Cfg::kQPitch + 16 * ks);
 #pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
-          uint32_t kb[8];
-          KFrag::load_k(tile_k, pipe.pitch_k, 8 * nt, u, lane, kb, cent_k);
+        for (int np = 0; np < Cfg::kScoreNTiles / 2; ++np) {
+          if constexpr (!Cfg::kKFragsInSmem) {
+            ptx::ldmatrix_x4(kb[buf][np], tile_k + k_lane_offset + 16 * np * Geo::kPitchK + 32 * ks);
+          } else {
 #pragma unroll
-          for (int c = 0; c < 4; ++c) ptx::mma_f16(sc[nt], qa[c], kb[2 * c], kb[2 * c + 1]);
+            for (int i = 0; i < 2; ++i) {
+              const int tile_nt = half * Cfg::kScoreNTiles + 2 * np + i;
+              const uint2 b = frag_k_it[((tile_nt * Cfg::kKUnits + ks / 4) * 4 + ks % 4) * 32 + lane];
+              kb[buf][np][2 * i] = b.x;
+              kb[buf][np][2 * i + 1] = b.y;
+            }
+          }
         }
+      };
+      load_step(0, 0);
+#pragma unroll
+      for (int ks = 0; ks < Cfg::kKSteps; ++ks) {
+        if (ks + 1 < Cfg::kKSteps) load_step(ks + 1, (ks + 1) % 2);
+#pragma unroll
+        for (int np = 0; np < Cfg::kScoreNTiles / 2; ++np)
+#pragma unroll
+          for (int m = 0; m < M; ++m) {
+            ptx::mma_f16(sc[m][2 * np], qa[ks % 2][m], kb[ks % 2][np][0], kb[ks % 2][np][1]);
+            ptx::mma_f16(sc[m][2 * np + 1], qa[ks % 2][m], kb[ks % 2][np][2], kb[ks % 2][np][3]);
+          }
       }
 
-      // Options, masking of keys past the range, and the online softmax of rows r0 (elements 0, 1) and r1 (2, 3).
-      const bool tail = tile_key0 + T > keys.key_end;
+      // Options and masking of keys past the range; rows rm (elements 0, 1) and rm + 8 (2, 3) of each m-tile.
+      const bool tail = half_key0 + H > keys.key_end;
       if (causal_only) {
-        // Tiles wholly below the diagonal of every row of the warp (most of them at depth) need no test at all.
-        const bool clean = !tail && valid0 && valid1 && (!causal || tile_key0 + T - 1 <= warp_first_pos);
+        // Key ranges wholly below the diagonal of every row of the warp (most at depth) need no test at all.
+        const bool clean = !tail && warp_rows == kWarpQvecs && (!causal || half_key0 + H - 1 <= warp_first_pos);
         if (!clean) {
-          const int64_t limit0 = valid0 ? (causal ? std::min(pos0 + 1, keys.key_end) : keys.key_end) : INT64_MIN;
-          const int64_t limit1 = valid1 ? (causal ? std::min(pos1 + 1, keys.key_end) : keys.key_end) : INT64_MIN;
+          const int64_t half_rel0 = static_cast<int64_t>(it) * T + H * half;
 #pragma unroll
-          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+          for (int m = 0; m < M; ++m)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int64_t key = tile_key0 + 8 * nt + 2 * t + (e % 2);
-              if (key >= (e < 2 ? limit0 : limit1)) sc[nt][e] = -INFINITY;
+            for (int h = 0; h < 2; ++h) {
+              // The first key of the warp's range the row may not see, relative to the range (0: none, H: all).
+              const int rel = static_cast<int>(std::clamp<int64_t>(row_keys[m][h] - half_rel0, 0, H));
+#pragma unroll
+              for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  if (8 * nt + 2 * t + e >= rel) sc[m][nt][2 * h + e] = -INFINITY;
+                }
             }
         }
       } else {
 #pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+        for (int m = 0; m < M; ++m)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int64_t key = tile_key0 + 8 * nt + 2 * t + (e % 2);
-            const bool row_valid = e < 2 ? valid0 : valid1;
-            if (!row_valid || key >= keys.key_end) {
-              sc[nt][e] = -INFINITY;
-            } else {
-              sc[nt][e] = variants[e < 2 ? r0 : r1](sc[nt][e], key);
-            }
+          for (int h = 0; h < 2; ++h) {
+            const int r = row_base + 16 * m + g + 8 * h;
+#pragma unroll
+            for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int64_t key = half_key0 + 8 * nt + 2 * t + e;
+                float& s = sc[m][nt][2 * h + e];
+                s = r >= w.n_qvecs || key >= keys.key_end ? -INFINITY : variants[r](s, key) * kLog2e;
+              }
           }
       }
-      float alpha[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) mx = fmaxf(mx, fmaxf(sc[nt][2 * h], sc[nt][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_run[h], mx);
-        alpha[h] = m_new == -INFINITY ? 1.0f : __expf(m_run[h] - m_new);
-        m_run[h] = m_new;
-        float sum = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt)
-#pragma unroll
-          for (int e = 2 * h; e < 2 * h + 2; ++e) {
-            sc[nt][e] = sc[nt][e] == -INFINITY ? 0.0f : __expf(sc[nt][e] - m_new);
-            sum += sc[nt][e];
-          }
-        l_run[h] = l_run[h] * alpha[h] + sum;
-      }
-#pragma unroll
-      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          acc[vu][j][0] *= alpha[0];
-          acc[vu][j][1] *= alpha[0];
-          acc[vu][j][2] *= alpha[1];
-          acc[vu][j][3] *= alpha[1];
-        }
 
-      // O += P V: the accumulators of score n-tiles 2ks, 2ks + 1 are the A fragment of key step ks.
+      // Online softmax in base 2. A row that has seen no key yet keeps m = -inf; 0 stands in for it so that
+      // 2^(s - m) is 2^-inf = 0 for its masked scores rather than NaN. Maxima and sums reduce as trees (short
+      // dependency chains), and the accumulators are rescaled only when a row's maximum moved somewhere in the
+      // warp (rare at depth: 2^0 = 1 exactly otherwise).
+      bool moved = false;
 #pragma unroll
-      for (int ks = 0; ks < Cfg::kKeySteps; ++ks) {
-        const uint32_t pa[4] = {ptx::as_u32(__floats2half2_rn(sc[2 * ks][0], sc[2 * ks][1])),
-                                ptx::as_u32(__floats2half2_rn(sc[2 * ks][2], sc[2 * ks][3])),
-                                ptx::as_u32(__floats2half2_rn(sc[2 * ks + 1][0], sc[2 * ks + 1][1])),
-                                ptx::as_u32(__floats2half2_rn(sc[2 * ks + 1][2], sc[2 * ks + 1][3]))};
+      for (int m = 0; m < M; ++m) {
+        float alpha[2];
 #pragma unroll
-        for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
-          uint32_t vb[4][2];
-          VFrag::load_v(tile_v, pipe.pitch_v, 16 * ks, vu, lane, vb, cent_v);
+        for (int h = 0; h < 2; ++h) {
+          float mx[Cfg::kScoreNTiles];
 #pragma unroll
-          for (int j = 0; j < 4; ++j) ptx::mma_f16(acc[vu][j], pa, vb[j][0], vb[j][1]);
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) mx[nt] = fmaxf(sc[m][nt][2 * h], sc[m][nt][2 * h + 1]);
+#pragma unroll
+          for (int step = 1; step < Cfg::kScoreNTiles; step *= 2)
+#pragma unroll
+            for (int nt = 0; nt + step < Cfg::kScoreNTiles; nt += 2 * step) mx[nt] = fmaxf(mx[nt], mx[nt + step]);
+          float row_max = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], 1));
+          row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 2));
+          const float m_new = fmaxf(m_run[m][h], row_max);
+          const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+          moved |= m_new != m_run[m][h];
+          alpha[h] = prefill_exp2(m_run[m][h] - m_use);
+          m_run[m][h] = m_new;
+          float sum[Cfg::kScoreNTiles];
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kScoreNTiles; ++nt) {
+            sc[m][nt][2 * h] = prefill_exp2(sc[m][nt][2 * h] - m_use);
+            sc[m][nt][2 * h + 1] = prefill_exp2(sc[m][nt][2 * h + 1] - m_use);
+            sum[nt] = sc[m][nt][2 * h] + sc[m][nt][2 * h + 1];
+          }
+#pragma unroll
+          for (int step = 1; step < Cfg::kScoreNTiles; step *= 2)
+#pragma unroll
+            for (int nt = 0; nt + step < Cfg::kScoreNTiles; nt += 2 * step) sum[nt] += sum[nt + step];
+          l_run[m][h] = l_run[m][h] * alpha[h] + sum[0];
         }
+        if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+          for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              acc[m][vu][j][0] *= alpha[0];
+              acc[m][vu][j][1] *= alpha[0];
+              acc[m][vu][j][2] *= alpha[1];
+              acc[m][vu][j][3] *= alpha[1];
+            }
+        }
+      }
+
+      // O += P V: the accumulators of score n-tiles 2ks, 2ks + 1 are the A fragment of key step ks (packed to f16
+      // before the MMAs, so the f32 scores die early and the accumulators keep their registers).
+      uint32_t pa[Cfg::kKeySteps][M][4];
+#pragma unroll
+      for (int ks = 0; ks < Cfg::kKeySteps; ++ks)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          pa[ks][m][0] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks][0], sc[m][2 * ks][1]));
+          pa[ks][m][1] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks][2], sc[m][2 * ks][3]));
+          pa[ks][m][2] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks + 1][0], sc[m][2 * ks + 1][1]));
+          pa[ks][m][3] = ptx::as_u32(__floats2half2_rn(sc[m][2 * ks + 1][2], sc[m][2 * ks + 1][3]));
+        }
+      // V fragments of (key step, unit) q + 1 requested before the MMAs of q, as for K.
+      uint32_t vb[2][4][2];
+      const auto load_v_step = [&](int q, int buf) {
+        const int ks = q / Cfg::kVUnits, vu = q % Cfg::kVUnits;
+        if constexpr (Cfg::kVFragsInSmem) {
+          const int tile_ks = half * Cfg::kKeySteps + ks;
+          const uint4 lo = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2) * 32 + lane];
+          const uint4 hi = frag_v_it[((tile_ks * Cfg::kVUnits + vu) * 2 + 1) * 32 + lane];
+          vb[buf][0][0] = lo.x, vb[buf][0][1] = lo.y, vb[buf][1][0] = lo.z, vb[buf][1][1] = lo.w;
+          vb[buf][2][0] = hi.x, vb[buf][2][1] = hi.y, vb[buf][3][0] = hi.z, vb[buf][3][1] = hi.w;
+        } else {
+          VFrag::load_v(tile_v, pipe.pitch_v, H * half + 16 * ks, vu, lane, vb[buf], cent_v);
+        }
+      };
+      constexpr int kVSteps = Cfg::kKeySteps * Cfg::kVUnits;
+      load_v_step(0, 0);
+#pragma unroll
+      for (int q = 0; q < kVSteps; ++q) {
+        if (q + 1 < kVSteps) load_v_step(q + 1, (q + 1) % 2);
+        const int ks = q / Cfg::kVUnits, vu = q % Cfg::kVUnits;
+#pragma unroll
+        for (int m = 0; m < M; ++m)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) ptx::mma_f16(acc[m][vu][j], pa[ks][m], vb[q % 2][j][0], vb[q % 2][j][1]);
       }
     }
     if (it + S < keys.n_tiles) pipe.compute_offsets(it + S, it % S);
   }
 
-  // ---- Epilogue: rows to shared memory in head-dim order, then one warp finishes each row.
+  // ---- Merge of the two key halves, then rows to shared memory in head-dim order; one warp finishes each row.
   ptx::cp_async_wait<0>();
-  __syncthreads();  // every warp is done with the stages; the output rows alias them
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 1);
+      l_run[m][h] += __shfl_xor_sync(0xffffffffu, l_run[m][h], 2);
+    }
+  __syncthreads();  // every warp is done with the stages; the merge values and then the output rows alias them
+  float* merge = reinterpret_cast<float*>(stages);  // [kMergeValues][the second half's 32 * kQuerySlots threads]
+  const int merge_thread = tid % (32 * Cfg::kQuerySlots);
+  constexpr int kMergeStride = 32 * Cfg::kQuerySlots;
+  if (half == 1 && warp_rows > 0) {
+    int k = 0;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        merge[(k++) * kMergeStride + merge_thread] = m_run[m][h];
+        merge[(k++) * kMergeStride + merge_thread] = l_run[m][h];
+      }
+#pragma unroll
+      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) merge[(k++) * kMergeStride + merge_thread] = acc[m][vu][j][e];
+    }
+  }
+  __syncthreads();
+  if (half == 0 && warp_rows > 0) {
+    int k = 0;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      float scale0[2], scale1[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float m1 = merge[(k++) * kMergeStride + merge_thread];
+        const float l1 = merge[(k++) * kMergeStride + merge_thread];
+        const float m_new = fmaxf(m_run[m][h], m1);
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        scale0[h] = prefill_exp2(m_run[m][h] - m_use);
+        scale1[h] = prefill_exp2(m1 - m_use);
+        m_run[m][h] = m_new;
+        l_run[m][h] = l_run[m][h] * scale0[h] + l1 * scale1[h];
+      }
+#pragma unroll
+      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            acc[m][vu][j][e] =
+                acc[m][vu][j][e] * scale0[e / 2] + merge[(k++) * kMergeStride + merge_thread] * scale1[e / 2];
+          }
+    }
+  }
+  __syncthreads();  // the merge values are read; the output rows overwrite them
   float* o_rows = reinterpret_cast<float*>(stages);  // [kQvecs][kDimV]
   float* m_rows = o_rows + Cfg::kQvecs * Cfg::kDimV;
   float* l_rows = m_rows + Cfg::kQvecs;
+  if (half == 0 && warp_rows > 0) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 1);
-    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 2);
-  }
-  if (warp_rows > 0) {
+    for (int m = 0; m < M; ++m) {
+      const int r0 = row_base + 16 * m + g, r1 = r0 + 8;
 #pragma unroll
-    for (int vu = 0; vu < Cfg::kVUnits; ++vu)
+      for (int vu = 0; vu < Cfg::kVUnits; ++vu)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int d0 = VFrag::v_dim(vu, 2 * t, j), d1 = VFrag::v_dim(vu, 2 * t + 1, j);
-        float* o0 = o_rows + r0 * Cfg::kDimV;
-        float* o1 = o_rows + r1 * Cfg::kDimV;
-        o0[d0] = acc[vu][j][0];
-        o0[d1] = acc[vu][j][1];
-        o1[d0] = acc[vu][j][2];
-        o1[d1] = acc[vu][j][3];
+        for (int j = 0; j < 4; ++j) {
+          const int d0 = VFrag::v_dim(vu, 2 * t, j), d1 = VFrag::v_dim(vu, 2 * t + 1, j);
+          float* o0 = o_rows + r0 * Cfg::kDimV;
+          float* o1 = o_rows + r1 * Cfg::kDimV;
+          o0[d0] = acc[m][vu][j][0];
+          o0[d1] = acc[m][vu][j][1];
+          o1[d0] = acc[m][vu][j][2];
+          o1[d1] = acc[m][vu][j][3];
+        }
+      if (t == 0) {  // finish_row takes the natural-log max (sinks are e^(sink - m))
+        m_rows[r0] = m_run[m][0] * kLn2;
+        l_rows[r0] = l_run[m][0];
+        m_rows[r1] = m_run[m][1] * kLn2;
+        l_rows[r1] = l_run[m][1];
       }
-    if (t == 0) {
-      m_rows[r0] = m_run[0];
-      l_rows[r0] = l_run[0];
-      m_rows[r1] = m_run[1];
-      l_rows[r1] = l_run[1];
     }
   }
   __syncthreads();
