@@ -129,6 +129,7 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   const bool valid0 = 2 * t < w.n_qvecs, valid1 = 2 * t + 1 < w.n_qvecs;
   // Running max and this thread's part of the row sum (its keys g, g + 8) of query vectors 2t and 2t + 1.
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  constexpr float kLog2e = 1.4426950408889634f;
   float o[Cfg::kOMTiles][4];
 #pragma unroll
   for (int n = 0; n < Cfg::kOMTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -185,34 +186,38 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
       }
     }
 
-    // Options and the online softmax of query vectors 2t and 2t + 1 over the warp's 16 keys.
-    float x[4];
-    float mx[2] = {-INFINITY, -INFINITY};
+    // Options and the online softmax of query vectors 2t and 2t + 1 over the warp's 16 keys. Without options the
+    // columns of query vectors past n_qvecs are left as they are: their Q rows are zeros, so their scores are
+    // finite, and no valid column reads them (the MMAs keep columns apart; the epilogue reads valid rows only).
+    float x[4] = {sc[0], sc[1], sc[2], sc[3]};
+    if (!plain) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int k = g + 8 * (e / 2);
-      const int qv = 2 * t + e % 2;
-      if (!(e % 2 ? valid1 : valid0) || k >= keys_left) {
-        x[e] = -INFINITY;
-      } else if (!plain) {
-        x[e] = variants[qv](sc[e], key0 + k);
-      } else {
-        x[e] = sc[e];
+      for (int e = 0; e < 4; ++e) {
+        const int k = g + 8 * (e / 2);
+        x[e] = (e % 2 ? valid1 : valid0) && k < keys_left ? variants[2 * t + e % 2](x[e], key0 + k) : -INFINITY;
       }
-      mx[e % 2] = fmaxf(mx[e % 2], x[e]);
+    } else if (keys_left < Cfg::kWarpKeys) {  // a split's last tile (warp-uniform)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (g + 8 * (e / 2) >= keys_left) x[e] = -INFINITY;
+      }
     }
-    float alpha[2];
+    float mx[2] = {fmaxf(x[0], x[2]), fmaxf(x[1], x[3])};
+    float alpha[2], m_log2[2];
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
       mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 4));
       mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 8));
       mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 16));
       const float m_new = fmaxf(m_run[j], mx[j]);
-      alpha[j] = m_new == -INFINITY ? 1.0f : __expf(m_run[j] - m_new);
+      // exp(x - m) = 2^(x log2 e - m log2 e): one FFMA and one ex2 per score; a row that has seen no key yet keeps
+      // m = -inf, whose scores are -inf too (2^-inf = 0), so its offset is taken as 0 rather than -inf.
+      m_log2[j] = m_new == -INFINITY ? 0.0f : m_new * kLog2e;
+      alpha[j] = ptx::exp2_ftz(fmaf(m_run[j], kLog2e, -m_log2[j]));
       m_run[j] = m_new;
     }
 #pragma unroll
-    for (int e = 0; e < 4; ++e) x[e] = x[e] == -INFINITY ? 0.0f : __expf(x[e] - m_run[e % 2]);
+    for (int e = 0; e < 4; ++e) x[e] = ptx::exp2_ftz(fmaf(x[e], kLog2e, -m_log2[e % 2]));
     l_run[0] = l_run[0] * alpha[0] + (x[0] + x[2]);
     l_run[1] = l_run[1] * alpha[1] + (x[1] + x[3]);
     // O^T's columns 2t, 2t + 1 are this thread's query vectors: their factors are at hand.

@@ -72,6 +72,13 @@ __device__ __forceinline__ uint32_t movmatrix_trans(uint32_t a) {
   return r;
 }
 
+/// 2^x with subnormal results flushed to zero (one MUFU.EX2, no range fix-up); 2^-inf = 0.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+  return r;
+}
+
 __device__ __forceinline__ uint32_t as_u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ __half2 as_half2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 
