@@ -190,7 +190,7 @@ struct KvPipeline {
 #pragma unroll
       for (int k = 0; k < (kChunks + Threads - 1) / Threads; ++k) {
         if ((k + 1) * Threads <= kChunks || k * Threads + tid < kChunks) {
-          ptx::cp_async<16>(d + 16 * Threads * k, s + 16 * Threads * k, 16);
+          ptx::cp_async16_l2_256(d + 16 * Threads * k, s + 16 * Threads * k);
         }
       }
       return;

@@ -50,6 +50,12 @@ __device__ __forceinline__ void cp_async(void* smem_dst, const void* global_src,
   }
 }
 
+/// A full 16-byte cp.async that also asks L2 to fetch the surrounding 256 bytes: for streams of contiguous tiles
+/// (decode's span copies), so that DRAM serves whole 256-byte runs ahead of the next requests.
+__device__ __forceinline__ void cp_async16_l2_256(void* smem_dst, const void* global_src) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(smem_address(smem_dst)), "l"(global_src));
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int Pending>
