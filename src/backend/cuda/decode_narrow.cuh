@@ -32,7 +32,7 @@ struct NarrowDecodeConfig {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kKeyTile = 64;
   static constexpr int kWarpKeys = kKeyTile / kWarps;  // one k-step of the PV MMA
-  static constexpr int kMaxQvecs = 8;                  // the n of the PV MMA
+  static constexpr int kMaxQvecs = 8;                  // the n of both MMAs
   // f16 rows (35 KB stages): 3 stages, two CTAs per SM, ~140 KB in flight per SM. Smaller rows: ~44 KB of
   // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
@@ -44,8 +44,9 @@ struct NarrowDecodeConfig {
   static constexpr int kKUnits = kDimK / 64;
   static constexpr int kVUnits = kDimV / 32;
   static constexpr int kOMTiles = kDimV / 16;  // m-tiles of O^T
-  static constexpr int kQRows = 16;            // staged query rows: the m of the QK MMA
-  static constexpr int kQPitch = kDimK + 8;    // halves; +16 bytes keeps ldmatrix rows in distinct banks
+  // Staged query rows: 0..7 the query vectors, 8..15 their fragments packed per lane (decode_geometry() counts 16).
+  static constexpr int kQRows = 16;
+  static constexpr int kQPitch = kDimK + 8;    // halves; +16 bytes spreads the rows over the banks
 
   static constexpr int kQOffset = Geo::kStagesBytes;
   static constexpr int kVariantOffset = kQOffset + kQRows * kQPitch * 2;
@@ -68,8 +69,8 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   constexpr int S = Cfg::kStages;
   static_assert(k_dims_are_a_permutation<KFrag>(Cfg::kDimK), "K fragment order must cover the head dim once");
   static_assert(v_dims_are_a_permutation<VFrag>(Cfg::kDimV), "V fragment order must cover the head dim once");
-  static_assert((KType != KvType::q8_0 && KType != KvType::q4_0) || Geo::kRowBytesK % 4 == 0 && Geo::kPitchK % 4 == 0 && Geo::kStageBytes % 4 == 0 &&
-                    Cfg::kOffsetsOffset % 4 == 0,
+  static_assert((KType != KvType::q8_0 && KType != KvType::q4_0) ||
+                    (Geo::kRowBytesK % 4 == 0 && Geo::kPitchK % 4 == 0 && Geo::kStageBytes % 4 == 0),
                 "K rows start 4-byte aligned in shared memory (kv_fragments_unscaled.cuh's q8_0 / q4_0 loaders)");
   constexpr bool kRotatedV = kv_traits(VType).rotated;  // constant: device code never reads the host table
 
@@ -110,7 +111,9 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   // Up to 128 dims, the fragments are re-laid by (k-step pair, lane) into q_s's unused rows 8..15, so that a warp
   // reads two k-steps with one conflict-free 16-byte load per lane.
   constexpr bool kQPacked = kKSteps <= 8;
-  static_assert(!kQPacked || kKSteps / 2 * 32 * 16 <= 8 * Cfg::kQPitch * 2, "packed Q must fit q_s rows 8..15");
+  static_assert(!kQPacked || (kKSteps / 2 * 32 * 16 <= 8 * Cfg::kQPitch * 2 &&
+                               (Cfg::kQOffset + 8 * Cfg::kQPitch * 2) % 16 == 0),
+                "packed Q must fit q_s rows 8..15, 16-byte aligned");
   const __half* q_row = q_s + g * Cfg::kQPitch + 2 * t;
   uint4* q_packed = reinterpret_cast<uint4*>(q_s + 8 * Cfg::kQPitch);
   if constexpr (kQPacked) {
