@@ -83,6 +83,17 @@ __device__ inline DecodeWork decode_work(const AttentionProblem& p, const Decode
   return w;
 }
 
+/// The factor a query element is staged with: 1 unless the K fragments produce a power-of-two multiple of the
+/// value in that slot (kv_fragments_unscaled.cuh).
+template <class KFrag>
+__host__ __device__ constexpr float query_weight(int u, int t, int i) {
+  if constexpr (requires { KFrag::k_query_weight(0, 0, 0); }) {
+    return KFrag::k_query_weight(u, t, i);
+  } else {
+    return 1.0f;
+  }
+}
+
 /// Stages the CTA's query vectors into q_s (f16, `rows` rows of DimK + pad): scaled, zero past HeadDimK (turbo
 /// padding) and for rows past n_qvecs, rotated for turbo K, reordered into the head-dim order of K's fragments.
 /// `q_f32` is scratch for rows * DimK floats. Call from all threads; ends with a barrier.
@@ -107,7 +118,8 @@ __device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& 
     const int r = idx / DimK, slot = idx % DimK;
     const int kstep = slot / 16, kk = slot % 16;
     const int i = 4 * (kstep % 4) + 2 * (kk / 8) + kk % 2;
-    q_s[r * q_pitch + slot] = __float2half_rn(q_f32[r * DimK + KFrag::k_dim(kstep / 4, (kk % 8) / 2, i)]);
+    const int u = kstep / 4, t = (kk % 8) / 2;
+    q_s[r * q_pitch + slot] = __float2half_rn(q_f32[r * DimK + KFrag::k_dim(u, t, i)] * query_weight<KFrag>(u, t, i));
   }
   __syncthreads();
 }
@@ -168,8 +180,22 @@ struct KvPipeline {
   template <int RowBytes>
   __device__ void copy_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid) const {
     const auto* src = static_cast<const uint8_t*>(data) + start;
-    const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
     constexpr int kChunks = KeyTile * RowBytes / 16;
+    if (rows_valid >= KeyTile) {
+      // A whole tile (every tile but a split's last): no bounds, one base address, the rest immediate offsets
+      // (the general loop below costs ~20 instructions per 16-byte chunk, a quarter of a q4_0 tile's work).
+      const int tid = static_cast<int>(threadIdx.x);
+      const uint8_t* s = src + 16 * tid;
+      uint8_t* d = dst + 16 * tid;
+#pragma unroll
+      for (int k = 0; k < (kChunks + Threads - 1) / Threads; ++k) {
+        if ((k + 1) * Threads <= kChunks || k * Threads + tid < kChunks) {
+          ptx::cp_async16_l2_256(d + 16 * Threads * k, s + 16 * Threads * k);
+        }
+      }
+      return;
+    }
+    const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
 #pragma unroll 2
     for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
       const int n = min(max(valid_bytes - 16 * c, 0), 16);

@@ -3,11 +3,12 @@
 // A CTA (4 warps) owns up to 8 query vectors (query head x query row) of one KV head and one key range. Tiles of 64
 // stored K and V rows stream into shared memory through a cp.async pipeline; each warp takes 16 keys of every tile
 // and, for them alone:
-//   S = Q K^T (m16n8k16; K fragments dequantized in registers; rows 8..15 of the m-tile are padding),
-//   the score options and an online softmax on the accumulators of rows 0..7,
-//   O^T += V^T P^T: the S accumulators of a row are exactly the B fragment of P^T, and V's fragments (already laid
-//   out along the keys) are the A operand, so a 16 x 128 output needs 32 accumulator registers, not 64, and half
-//   the MMAs of O += P V.
+//   S^T = K Q^T (m16n8k16: the 16 keys are the m, the query vectors the n, so no MMA row is padding; K fragments
+//   dequantized in registers without their block scale, which is applied per (key, block) to the f32 scores),
+//   the score options and an online softmax on the accumulators (one query vector per column),
+//   O^T += V^T P^T: movmatrix turns the (key, query) accumulators of P into the B fragment of P^T, multiplied by
+//   V's block scale per key; V's fragments (laid out along the keys) are the A operand, so a 16 x 128 output needs
+//   32 accumulator registers and half the MMAs of O += P V.
 // The only barrier per tile is the pipeline's. At the end the four warps' (max, sum, O) are merged in shared
 // memory and each row is finished (sinks, turbo V rotated back, strides) or written as a split partial.
 #pragma once
@@ -18,6 +19,7 @@
 #include <cstdint>
 
 #include "backend/cuda/decode_common.cuh"
+#include "backend/cuda/kv_fragments_unscaled.cuh"
 #include "backend/cuda/output_rows.cuh"
 #include "backend/cuda/ptx.cuh"
 #include "backend/cuda/score_variant.cuh"
@@ -30,7 +32,7 @@ struct NarrowDecodeConfig {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kKeyTile = 64;
   static constexpr int kWarpKeys = kKeyTile / kWarps;  // one k-step of the PV MMA
-  static constexpr int kMaxQvecs = 8;                  // the n of the PV MMA
+  static constexpr int kMaxQvecs = 8;                  // the n of both MMAs
   // f16 rows (35 KB stages): 3 stages, two CTAs per SM, ~140 KB in flight per SM. Smaller rows: ~44 KB of
   // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
@@ -42,8 +44,9 @@ struct NarrowDecodeConfig {
   static constexpr int kKUnits = kDimK / 64;
   static constexpr int kVUnits = kDimV / 32;
   static constexpr int kOMTiles = kDimV / 16;  // m-tiles of O^T
-  static constexpr int kQRows = 16;            // staged query rows: the m of the QK MMA
-  static constexpr int kQPitch = kDimK + 8;    // halves; +16 bytes keeps ldmatrix rows in distinct banks
+  // Staged query rows: 0..7 the query vectors, 8..15 their fragments packed per lane (decode_geometry() counts 16).
+  static constexpr int kQRows = 16;
+  static constexpr int kQPitch = kDimK + 8;    // halves; +16 bytes spreads the rows over the banks
 
   static constexpr int kQOffset = Geo::kStagesBytes;
   static constexpr int kVariantOffset = kQOffset + kQRows * kQPitch * 2;
@@ -60,12 +63,15 @@ template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionProblem p, const DecodeLaunch launch) {
   using Cfg = NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType>;
   using Geo = typename Cfg::Geo;
-  using KFrag = KvFragments<KType>;
-  using VFrag = KvFragments<VType>;
+  using KFrag = KvUnscaledFragments<KType>;
+  using VFrag = KvUnscaledFragments<VType>;
   constexpr int T = Cfg::kKeyTile;
   constexpr int S = Cfg::kStages;
   static_assert(k_dims_are_a_permutation<KFrag>(Cfg::kDimK), "K fragment order must cover the head dim once");
   static_assert(v_dims_are_a_permutation<VFrag>(Cfg::kDimV), "V fragment order must cover the head dim once");
+  static_assert((KType != KvType::q8_0 && KType != KvType::q4_0) ||
+                    (Geo::kRowBytesK % 4 == 0 && Geo::kPitchK % 4 == 0 && Geo::kStageBytes % 4 == 0),
+                "K rows start 4-byte aligned in shared memory (kv_fragments_unscaled.cuh's q8_0 / q4_0 loaders)");
   constexpr bool kRotatedV = kv_traits(VType).rotated;  // constant: device code never reads the host table
 
   extern __shared__ __align__(128) uint8_t smem[];
@@ -97,13 +103,36 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
     ptx::cp_async_commit();
   }
 
-  // This thread's query vector is row g of the QK m-tile; it scores keys 2t, 2t + 1, 8 + 2t, 9 + 2t of the warp's
-  // 16, and accumulates O^T for query vectors 2t and 2t + 1.
-  const bool valid = g < w.n_qvecs;
+  // S^T = K Q^T per warp: the 16 keys are the m of the MMA (rows g and g + 8 of this thread), the query vectors
+  // its n (columns 2t, 2t + 1), so no MMA row is padding. The accumulator is laid out by (key, query vector); one
+  // movmatrix per 8 keys turns P into the B operand of O^T = V^T P^T, laid out by (query vector, key).
+  // Q^T's B fragments are the same every tile: k-step ks is q_s row g, elements 16ks + 2t (+1) and 16ks + 8 + 2t (+1).
+  constexpr int kKSteps = Cfg::kDimK / 16;
+  // Up to 128 dims, the fragments are re-laid by (k-step pair, lane) into q_s's unused rows 8..15, so that a warp
+  // reads two k-steps with one conflict-free 16-byte load per lane.
+  constexpr bool kQPacked = kKSteps <= 8;
+  static_assert(!kQPacked || (kKSteps / 2 * 32 * 16 <= 8 * Cfg::kQPitch * 2 &&
+                               (Cfg::kQOffset + 8 * Cfg::kQPitch * 2) % 16 == 0),
+                "packed Q must fit q_s rows 8..15, 16-byte aligned");
+  const __half* q_row = q_s + g * Cfg::kQPitch + 2 * t;
+  uint4* q_packed = reinterpret_cast<uint4*>(q_s + 8 * Cfg::kQPitch);
+  if constexpr (kQPacked) {
+    if (warp == 0) {
+#pragma unroll
+      for (int j = 0; j < kKSteps / 2; ++j) {
+        const auto* q = reinterpret_cast<const uint32_t*>(q_row + 32 * j);
+        q_packed[j * 32 + lane] = make_uint4(q[0], q[4], q[8], q[12]);  // halves 0, 8, 16, 24 from 2t
+      }
+    }
+    // Read after the first tile's barrier.
+  }
   // Without options only the key range hides keys: skip the per-score calls.
   const bool plain = p.mask.data == nullptr && !p.options.causal && p.options.window == 0 &&
                      p.options.softcap == 0.0 && p.options.alibi_max_bias == 0.0;
-  float m_run = -INFINITY, l_run = 0.0f;  // l: this thread's part of the row sum
+  const bool valid0 = 2 * t < w.n_qvecs, valid1 = 2 * t + 1 < w.n_qvecs;
+  // Running max and this thread's part of the row sum (its keys g, g + 8) of query vectors 2t and 2t + 1.
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  constexpr float kLog2e = 1.4426950408889634f;
   float o[Cfg::kOMTiles][4];
 #pragma unroll
   for (int n = 0; n < Cfg::kOMTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -116,75 +145,113 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
     ptx::cp_async_commit();
     const uint8_t* tile_k = pipe.k_tile(it % S);
     const uint8_t* tile_v = pipe.v_tile(it % S);
-    const int64_t key0 = w.key_begin + static_cast<int64_t>(it) * T + warp * Cfg::kWarpKeys;
+    const int warp_key0 = warp * Cfg::kWarpKeys;
+    const int64_t key0 = w.key_begin + static_cast<int64_t>(it) * T + warp_key0;
     const int keys_left = static_cast<int>(std::min<int64_t>(w.key_end - key0, Cfg::kWarpKeys));
 
-    // S = Q K^T for this warp's 16 keys: two n-tiles of 8 keys; elements 0, 1 are row g (2, 3 are padding rows).
-    float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    // sc: (key g, qvec 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+    float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // one scale block's scores (scaled types)
+    uint4 q_pair{};
 #pragma unroll(Cfg::kKUnits <= 2 ? 2 : 1)
     for (int u = 0; u < Cfg::kKUnits; ++u) {
-      uint32_t kb[2][8];
-      KFrag::load_k(tile_k, pipe.pitch_k, warp * Cfg::kWarpKeys, u, lane, kb[0], cent_k);
-      KFrag::load_k(tile_k, pipe.pitch_k, warp * Cfg::kWarpKeys + 8, u, lane, kb[1], cent_k);
+      uint32_t k_lo[8], k_hi[8];  // B fragments of keys g and g + 8: the rows of the A fragment
+      KFrag::load_k(tile_k, pipe.pitch_k, warp_key0, u, lane, k_lo, cent_k);
+      KFrag::load_k(tile_k, pipe.pitch_k, warp_key0 + 8, u, lane, k_hi, cent_k);
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        uint32_t a[4];
-        ptx::ldmatrix_x4(a, q_s + (lane % 8 + 8 * ((lane / 8) % 2)) * Cfg::kQPitch + 16 * (4 * u + c) +
-                                8 * (lane / 16));
-        ptx::mma_f16(sc[0], a, kb[0][2 * c], kb[0][2 * c + 1]);
-        ptx::mma_f16(sc[1], a, kb[1][2 * c], kb[1][2 * c + 1]);
+        const int ks = 4 * u + c;
+        const uint32_t a[4] = {k_lo[2 * c], k_hi[2 * c], k_lo[2 * c + 1], k_hi[2 * c + 1]};
+        uint32_t q0, q1;
+        if constexpr (kQPacked) {
+          if (c % 2 == 0) q_pair = q_packed[(ks / 2) * 32 + lane];
+          q0 = c % 2 == 0 ? q_pair.x : q_pair.z;
+          q1 = c % 2 == 0 ? q_pair.y : q_pair.w;
+        } else {
+          q0 = *reinterpret_cast<const uint32_t*>(q_row + 16 * ks);
+          q1 = *reinterpret_cast<const uint32_t*>(q_row + 16 * ks + 8);
+        }
+        if constexpr (!KFrag::kHasScale) {
+          ptx::mma_f16(sc, a, q0, q1);
+        } else {
+          constexpr int P = KFrag::kKStepsPerScale;
+          if (ks % P == 0) acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
+          ptx::mma_f16(acc, a, q0, q1);
+          if (ks % P == P - 1) {
+            const float d0 = KFrag::k_scale(tile_k, pipe.pitch_k, warp_key0 + g, ks / P);
+            const float d1 = KFrag::k_scale(tile_k, pipe.pitch_k, warp_key0 + 8 + g, ks / P);
+            sc[0] = fmaf(d0, acc[0], sc[0]);
+            sc[1] = fmaf(d0, acc[1], sc[1]);
+            sc[2] = fmaf(d1, acc[2], sc[2]);
+            sc[3] = fmaf(d1, acc[3], sc[3]);
+          }
+        }
       }
     }
 
-    // Options and the online softmax of row g over its four scores.
-    float x[4] = {sc[0][0], sc[0][1], sc[1][0], sc[1][1]};
-    float mx = -INFINITY;
+    // Options and the online softmax of query vectors 2t and 2t + 1 over the warp's 16 keys. Without options the
+    // columns of query vectors past n_qvecs are left as they are: their Q rows are zeros, so their scores are
+    // finite, and no valid column reads them (the MMAs keep columns apart; the epilogue reads valid rows only).
+    float x[4] = {sc[0], sc[1], sc[2], sc[3]};
+    if (!plain) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int k = 8 * (e / 2) + 2 * t + (e % 2);  // key within the warp's 16
-      if (!valid || k >= keys_left) {
-        x[e] = -INFINITY;
-      } else if (!plain) {
-        x[e] = variants[g](x[e], key0 + k);
+      for (int e = 0; e < 4; ++e) {
+        const int k = g + 8 * (e / 2);
+        x[e] = (e % 2 ? valid1 : valid0) && k < keys_left ? variants[2 * t + e % 2](x[e], key0 + k) : -INFINITY;
       }
-      mx = fmaxf(mx, x[e]);
-    }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_run, mx);
-    const float alpha = m_new == -INFINITY ? 1.0f : __expf(m_run - m_new);
-    m_run = m_new;
-    float sum = 0.0f;
+    } else if (keys_left < Cfg::kWarpKeys) {  // a split's last tile (warp-uniform)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      x[e] = x[e] == -INFINITY ? 0.0f : __expf(x[e] - m_new);
-      sum += x[e];
+      for (int e = 0; e < 4; ++e) {
+        if (g + 8 * (e / 2) >= keys_left) x[e] = -INFINITY;
+      }
     }
-    l_run = l_run * alpha + sum;
-    // O^T columns are query vectors 2t and 2t + 1: their rescale factors live in lanes 8t and 8t + 4.
-    if (__any_sync(0xffffffffu, alpha != 1.0f)) {
-      const float a0 = __shfl_sync(0xffffffffu, alpha, 8 * t), a1 = __shfl_sync(0xffffffffu, alpha, 8 * t + 4);
+    float mx[2] = {fmaxf(x[0], x[2]), fmaxf(x[1], x[3])};
+    float alpha[2], m_log2[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 4));
+      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 8));
+      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 16));
+      const float m_new = fmaxf(m_run[j], mx[j]);
+      // exp(x - m) = 2^(x log2 e - m log2 e): one FFMA and one ex2 per score; a row that has seen no key yet keeps
+      // m = -inf, whose scores are -inf too (2^-inf = 0), so its offset is taken as 0 rather than -inf.
+      m_log2[j] = m_new == -INFINITY ? 0.0f : m_new * kLog2e;
+      alpha[j] = ptx::exp2_ftz(fmaf(m_run[j], kLog2e, -m_log2[j]));
+      m_run[j] = m_new;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) x[e] = ptx::exp2_ftz(fmaf(x[e], kLog2e, -m_log2[e % 2]));
+    l_run[0] = l_run[0] * alpha[0] + (x[0] + x[2]);
+    l_run[1] = l_run[1] * alpha[1] + (x[1] + x[3]);
+    // O^T's columns 2t, 2t + 1 are this thread's query vectors: their factors are at hand.
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
       for (int n = 0; n < Cfg::kOMTiles; ++n) {
-        o[n][0] *= a0;
-        o[n][1] *= a1;
-        o[n][2] *= a0;
-        o[n][3] *= a1;
+        o[n][0] *= alpha[0];
+        o[n][1] *= alpha[1];
+        o[n][2] *= alpha[0];
+        o[n][3] *= alpha[1];
       }
     }
-    // P^T as the B operand (k = key, n = query vector g): keys 2t, 2t + 1 and 8 + 2t, 9 + 2t of row g.
-    const uint32_t pb0 = ptx::as_u32(__floats2half2_rn(x[0], x[1]));
-    const uint32_t pb1 = ptx::as_u32(__floats2half2_rn(x[2], x[3]));
+    // P^T as the B operand (k = key, n = query vector g): keys 2t, 2t + 1 and 8 + 2t, 9 + 2t.
+    const uint32_t pb0 = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[0], x[1])));
+    const uint32_t pb1 = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[2], x[3])));
 #pragma unroll
     for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
       uint32_t vb[4][2];
-      VFrag::load_v(tile_v, pipe.pitch_v, warp * Cfg::kWarpKeys, vu, lane, vb, cent_v);
+      __half2 v_scale[2];
+      VFrag::load_v(tile_v, pipe.pitch_v, warp_key0, vu, lane, vb, cent_v, v_scale);
+      uint32_t p0 = pb0, p1 = pb1;
+      if constexpr (VFrag::kHasScale) {
+        p0 = ptx::as_u32(__hmul2(ptx::as_half2(pb0), v_scale[0]));
+        p1 = ptx::as_u32(__hmul2(ptx::as_half2(pb1), v_scale[1]));
+      }
       // V's B fragments of n-tiles (2h, 2h + 1) are the A fragment of O^T's m-tile 2vu + h: rows g / g + 8 are
       // head-dim elements v_dim(vu, g, 2h) / v_dim(vu, g, 2h + 1).
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const uint32_t a[4] = {vb[2 * h][0], vb[2 * h + 1][0], vb[2 * h][1], vb[2 * h + 1][1]};
-        ptx::mma_f16(o[2 * vu + h], a, pb0, pb1);
+        ptx::mma_f16(o[2 * vu + h], a, p0, p1);
       }
     }
     if (it + S < w.n_tiles) pipe.compute_offsets(it + S, it % S);
@@ -200,23 +267,31 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   float* l_w = m_w + Cfg::kWarps * Q;               // [warp][Q]
   float* m_row = l_w + Cfg::kWarps * Q;             // [Q]
   float* l_row = m_row + Q;                         // [Q]
-  l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
-  l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    l_run[j] += __shfl_xor_sync(0xffffffffu, l_run[j], 4);
+    l_run[j] += __shfl_xor_sync(0xffffffffu, l_run[j], 8);
+    l_run[j] += __shfl_xor_sync(0xffffffffu, l_run[j], 16);
+  }
   float* mine = o_w + warp * Q * Cfg::kDimV;
 #pragma unroll
   for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int d0 = VFrag::v_dim(vu, g, 2 * h), d1 = VFrag::v_dim(vu, g, 2 * h + 1);
-      mine[(2 * t) * Cfg::kDimV + d0] = o[2 * vu + h][0];
-      mine[(2 * t + 1) * Cfg::kDimV + d0] = o[2 * vu + h][1];
-      mine[(2 * t) * Cfg::kDimV + d1] = o[2 * vu + h][2];
-      mine[(2 * t + 1) * Cfg::kDimV + d1] = o[2 * vu + h][3];
+      constexpr float kW0 = VFrag::v_tile_weight(0), kW1 = VFrag::v_tile_weight(1);
+      const float wt = h == 0 ? kW0 : kW1;
+      mine[(2 * t) * Cfg::kDimV + d0] = o[2 * vu + h][0] * wt;
+      mine[(2 * t + 1) * Cfg::kDimV + d0] = o[2 * vu + h][1] * wt;
+      mine[(2 * t) * Cfg::kDimV + d1] = o[2 * vu + h][2] * wt;
+      mine[(2 * t + 1) * Cfg::kDimV + d1] = o[2 * vu + h][3] * wt;
     }
   }
-  if (t == 0) {
-    m_w[warp * Q + g] = m_run;
-    l_w[warp * Q + g] = l_run;
+  if (g == 0) {
+    m_w[warp * Q + 2 * t] = m_run[0];
+    m_w[warp * Q + 2 * t + 1] = m_run[1];
+    l_w[warp * Q + 2 * t] = l_run[0];
+    l_w[warp * Q + 2 * t + 1] = l_run[1];
   }
   __syncthreads();
   // Row state: the max over warps, each warp's weight, the merged sum.

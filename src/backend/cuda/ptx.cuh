@@ -50,6 +50,12 @@ __device__ __forceinline__ void cp_async(void* smem_dst, const void* global_src,
   }
 }
 
+/// A full 16-byte cp.async that also asks L2 to fetch the surrounding 256 bytes: for streams of contiguous tiles
+/// (decode's span copies), so that DRAM serves whole 256-byte runs ahead of the next requests.
+__device__ __forceinline__ void cp_async16_l2_256(void* smem_dst, const void* global_src) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(smem_address(smem_dst)), "l"(global_src));
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int Pending>
@@ -61,6 +67,21 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t
   // (a & b) | c in one LOP3 (the immediate is the truth table of that expression over inputs 0xF0, 0xCC, 0xAA).
   uint32_t r;
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+}
+
+/// The 8x8 b16 matrix whose fragment (row lane / 4, columns 2(lane % 4), +1) is `a`, transposed: the same fragment
+/// of the transpose. Turns an MMA accumulator laid out by (key, query) into the operand laid out by (query, key).
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t a) {
+  uint32_t r;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(r) : "r"(a));
+  return r;
+}
+
+/// 2^x with subnormal results flushed to zero (one MUFU.EX2, no range fix-up); 2^-inf = 0.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
   return r;
 }
 
