@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_bench_common.h"
 #include "kvflash/attention.h"
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
@@ -30,22 +31,6 @@ using namespace kvflash;
 
 namespace {
 
-#define CHECK_CUDA(call)                                                                         \
-  do {                                                                                           \
-    cudaError_t e_ = (call);                                                                     \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
-
-void check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
-    std::exit(1);
-  }
-}
-
 struct Case {
   std::string name;
   KvType kt, vt;
@@ -53,11 +38,6 @@ struct Case {
 };
 
 __global__ void empty_kernel() {}
-
-float median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0f : v[v.size() / 2];
-}
 
 /// Microseconds of each of `iters` calls of fn(i), timed with events, after `warmup` calls.
 template <typename Fn>

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_bench_common.h"
 #include "kvflash/attention.h"
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
@@ -26,31 +27,10 @@ using namespace kvflash;
 
 namespace {
 
-#define CHECK_CUDA(call)                                                                         \
-  do {                                                                                           \
-    cudaError_t e_ = (call);                                                                     \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
-
-void check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
-    std::exit(1);
-  }
-}
-
 struct Case {
   KvType type;
   int64_t depth, n_q, n_head_q, n_head_kv, d;
 };
-
-float median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0f : v[v.size() / 2];
-}
 
 /// Bottom-right causal: row i of n_q over n_kv keys sees n_kv - n_q + i + 1 of them.
 double causal_flops(const Case& c) {
