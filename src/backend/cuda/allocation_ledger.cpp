@@ -50,6 +50,17 @@ DeviceAllocatorStats AllocationLedger::stats(int64_t reserved_bytes, int64_t use
   return s;
 }
 
+Status check_request_bytes(std::string_view bucket, int64_t bytes) {
+  if (bytes > 0) return Status::Ok();
+  return invalid_argument("device allocation for bucket '" + std::string(bucket) + "': bytes = " +
+                          std::to_string(bytes) + " must be > 0");
+}
+
+Status check_keep_bytes(int64_t keep_bytes) {
+  if (keep_bytes >= 0) return Status::Ok();
+  return invalid_argument("trim_to: keep_bytes = " + std::to_string(keep_bytes) + " < 0");
+}
+
 std::string bytes_text(int64_t bytes) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%lld bytes (%.2f MiB)", static_cast<long long>(bytes),

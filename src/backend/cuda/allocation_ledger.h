@@ -10,6 +10,7 @@
 
 #include "kvflash/device_memory.h"
 #include "kvflash/memory_report.h"
+#include "kvflash/status.h"
 
 namespace kvflash::cuda {
 
@@ -49,6 +50,11 @@ class AllocationLedger {
   int64_t mapped_bytes_ = 0;
   int64_t peak_live_bytes_ = 0;
 };
+
+/// The argument checks both strategies make before touching the driver: a request of bytes > 0 for a named bucket,
+/// and trim_to()'s keep_bytes >= 0.
+Status check_request_bytes(std::string_view bucket, int64_t bytes);
+Status check_keep_bytes(int64_t keep_bytes);
 
 /// "123456789 bytes (117.74 MiB)", for out-of-memory messages.
 std::string bytes_text(int64_t bytes);

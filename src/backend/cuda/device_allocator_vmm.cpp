@@ -107,10 +107,7 @@ class VmmAllocator final : public DeviceAllocator {
   }
 
   StatusOr<void*> allocate(std::string_view bucket, MemoryKind kind, int64_t bytes, void* stream) override {
-    if (bytes <= 0) {
-      return invalid_argument("device allocation for bucket '" + std::string(bucket) + "': bytes = " +
-                              std::to_string(bytes) + " must be > 0");
-    }
+    KVFLASH_RETURN_IF_ERROR(check_request_bytes(bucket, bytes));
     std::lock_guard<std::mutex> lock(mu_);
     ScopedDevice guard(device_);
     KVFLASH_RETURN_IF_ERROR(guard.status());
@@ -174,7 +171,7 @@ class VmmAllocator final : public DeviceAllocator {
   }
 
   Status trim_to(int64_t keep_bytes) override {
-    if (keep_bytes < 0) return invalid_argument("trim_to: keep_bytes = " + std::to_string(keep_bytes) + " < 0");
+    KVFLASH_RETURN_IF_ERROR(check_keep_bytes(keep_bytes));
     return Status::Ok();  // every free already went back to the driver
   }
 
