@@ -207,6 +207,11 @@ std::vector<Case> default_cases() {
   cases.push_back({"f16 batch16 kv=32768", KvType::f16, KvType::f16, 16, 32768, 1, 32, 8, 128, 128});
   cases.push_back({"q4_0 batch16 kv=32768", KvType::q4_0, KvType::q4_0, 16, 32768, 1, 32, 8, 128, 128});
   cases.push_back({"f16 n_q=4 kv=32768", KvType::f16, KvType::f16, 1, 32768, 4, 32, 8, 128, 128});
+  // Multi-row steps (speculative decoding) read the same KV bytes as one row: with --causal they show what the
+  // per-score causal check costs against `kvflash bench`'s one-row figures.
+  for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
+    cases.push_back({std::string(kv_traits(t).name) + " n_q=4 kv=131072", t, t, 1, 131072, 4, 32, 8, 128, 128});
+  }
   cases.push_back({"f16 d512 gqa2 kv=32768", KvType::f16, KvType::f16, 1, 32768, 1, 8, 4, 512, 512});
   cases.push_back({"f16/turbo3 kv=32768", KvType::f16, KvType::turbo3, 1, 32768, 1, 32, 8, 128, 128});
   return cases;

@@ -188,6 +188,30 @@ TEST(CudaDecode, HeadDim512WithGqa2AndMlaViews) {
   }
 }
 
+TEST(CudaDecode, CausalMultiRowStepsMaskOnlyTheLastKeysOfEachSequence) {
+  KVFLASH_REQUIRE_GPU();
+  // Causal alone masks per score only the keys some row of the step cannot see (the last n_q - 1 of a sequence);
+  // every other tile takes the plain path. Per-sequence lengths drawn in [1, 300] put that boundary at every offset
+  // of a 16-key warp tile and a 64-key CTA tile, on a split's first or last tile, and past the start of the cache
+  // (rows that see no key when kv_len < n_q). Head dim 256 covers the wide kernel.
+  uint64_t seed = 1200;
+  for (const auto& [d, t] : {std::pair{128, KvType::f16}, std::pair{128, KvType::q4_0}, std::pair{64, KvType::turbo3},
+                             std::pair{256, KvType::q8_0}}) {
+    for (int64_t n_q : {2, 4, 9, 16}) {
+      for (int64_t splits : {int64_t{0}, int64_t{3}}) {
+        ProblemSpec spec = decode_spec(d, d, t, t, ++seed);
+        spec.shape.n_kv = 300;
+        spec.shape.n_seq = 12;
+        spec.shape.n_q = n_q;
+        spec.varlen = true;
+        spec.causal = true;
+        const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0});
+        EXPECT_TRUE(c.decode_kernel) << spec_name(spec) << " routed to " << c.route;
+      }
+    }
+  }
+}
+
 TEST(CudaDecode, EmptyCachesAndRowsThatSeeNoKey) {
   KVFLASH_REQUIRE_GPU();
   ProblemSpec empty = decode_spec(128, 128, KvType::f16, KvType::f16, 1100);

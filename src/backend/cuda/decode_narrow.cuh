@@ -126,9 +126,9 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
     }
     // Read after the first tile's barrier.
   }
-  // Without options only the key range hides keys: skip the per-score calls.
-  const bool plain = p.mask.data == nullptr && !p.options.causal && p.options.window == 0 &&
-                     p.options.softcap == 0.0 && p.options.alibi_max_bias == 0.0;
+  // Keys below plain_end need no per-score call (decode_common.cuh's plain_keys_end): without options all keys,
+  // with causal alone all but the last n_q - 1 of the sequence.
+  const int64_t plain_end = plain_keys_end(p, w);
   const bool valid0 = 2 * t < w.n_qvecs, valid1 = 2 * t + 1 < w.n_qvecs;
   // Running max and this thread's part of the row sum (its keys g, g + 8) of query vectors 2t and 2t + 1.
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
@@ -189,11 +189,11 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
       }
     }
 
-    // Options and the online softmax of query vectors 2t and 2t + 1 over the warp's 16 keys. Without options the
+    // Options and the online softmax of query vectors 2t and 2t + 1 over the warp's 16 keys. On plain keys the
     // columns of query vectors past n_qvecs are left as they are: their Q rows are zeros, so their scores are
     // finite, and no valid column reads them (the MMAs keep columns apart; the epilogue reads valid rows only).
     float x[4] = {sc[0], sc[1], sc[2], sc[3]};
-    if (!plain) {
+    if (key0 + Cfg::kWarpKeys > plain_end) {  // warp-uniform: a warp's 16 keys share key0
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int k = g + 8 * (e / 2);

@@ -116,8 +116,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
   const bool my_row_valid = my_row < w.n_qvecs;
   ScoreVariant variant;
   if (my_row_valid) variant = ScoreVariant::make(p, w.s, w.head_of(my_row), w.row_of(my_row), w.len);
-  const bool plain = p.mask.data == nullptr && !p.options.causal && p.options.window == 0 &&
-                     p.options.softcap == 0.0 && p.options.alibi_max_bias == 0.0;
+  const int64_t plain_end = plain_keys_end(p, w);  // keys below it need no per-score call
   float m_run = -INFINITY, l_run = 0.0f;
 
   const int dim_group = warp % Cfg::kDimGroups, key_group = warp / Cfg::kDimGroups;
@@ -138,6 +137,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
     const uint8_t* tile_k = pipe.k_tile(it % S);
     const uint8_t* tile_v = pipe.v_tile(it % S);
     const int64_t tile_key0 = w.key_begin + static_cast<int64_t>(it) * T;
+    const bool plain_tile = tile_key0 + T <= plain_end;  // uniform across the CTA
 
     // 1. S = Q K^T over this warp's keys.
     {
@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
         float x = srow[j];
         if (!my_row_valid || key >= w.key_end) {
           x = -INFINITY;
-        } else if (!plain) {
+        } else if (!plain_tile) {
           x = variant(x, key);
         }
         srow[j] = x;
