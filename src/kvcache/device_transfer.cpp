@@ -140,15 +140,6 @@ StatusOr<StreamGate> StreamGate::create() {
   return g;
 }
 
-StreamGate::StreamGate(StreamGate&& o) noexcept { *this = std::move(o); }
-
-StreamGate& StreamGate::operator=(StreamGate&& o) noexcept {
-  std::swap(words_, o.words_);
-  std::swap(device_words_, o.device_words_);
-  std::swap(token_, o.token_);
-  return *this;
-}
-
 StreamGate::~StreamGate() {
   if (words_ != nullptr) (void)cudaFreeHost(words_);
 }
@@ -234,13 +225,6 @@ Status DeviceEventTimer::start(void*) { return no_cuda(); }
 Status DeviceEventTimer::stop(void*) { return no_cuda(); }
 StatusOr<double> DeviceEventTimer::elapsed_us() const { return no_cuda(); }
 StatusOr<StreamGate> StreamGate::create() { return no_cuda(); }
-StreamGate::StreamGate(StreamGate&& o) noexcept { *this = std::move(o); }
-StreamGate& StreamGate::operator=(StreamGate&& o) noexcept {
-  std::swap(words_, o.words_);
-  std::swap(device_words_, o.device_words_);
-  std::swap(token_, o.token_);
-  return *this;
-}
 StreamGate::~StreamGate() = default;
 Status StreamGate::close(void*) { return no_cuda(); }
 void StreamGate::open() {}
@@ -250,5 +234,15 @@ StatusOr<int64_t> device_l2_bytes() { return no_cuda(); }
 StatusOr<double> measure_device_copy_gbps(DeviceAllocator&, int64_t) { return no_cuda(); }
 
 #endif
+
+// Moves only swap the members, with or without CUDA.
+StreamGate::StreamGate(StreamGate&& o) noexcept { *this = std::move(o); }
+
+StreamGate& StreamGate::operator=(StreamGate&& o) noexcept {
+  std::swap(words_, o.words_);
+  std::swap(device_words_, o.device_words_);
+  std::swap(token_, o.token_);
+  return *this;
+}
 
 }  // namespace kvflash::kvcache
