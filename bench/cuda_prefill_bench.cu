@@ -6,7 +6,9 @@
 // torch SDPA (bench/sdpa_compare.py --prefill) counts the same way on the same f16 shapes.
 //
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
-// case on stdout and, with --json FILE, one JSON object per line.
+// case on stdout and, with --json FILE, one JSON object per line. --n-q N times chunks of N new tokens instead of
+// 512; --one-split runs the planned route with its keys unsplit (what the prefill kernel did before it could split
+// them), for a same-run comparison on chunks too short to fill the GPU with query tiles.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -68,7 +70,7 @@ struct Result {
   std::string route;
 };
 
-Result run_case(const Case& c, cudaStream_t stream, int iters) {
+Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split) {
   const int64_t n_kv = c.depth + c.n_q, dks = stored_dim(c.type, c.d);
   const int64_t rb = row_bytes(c.type, dks);
   AttentionProblem p;
@@ -91,6 +93,12 @@ Result run_case(const Case& c, cudaStream_t stream, int iters) {
   p.v.data = make_cache(c.type, c.d, c.n_head_kv * n_kv, 12);
   StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
   check(route.status(), "plan_route");
+  if (one_split) {  // a route of one split has no partials: no workspace
+    route->n_splits = 1;
+    route->keys_per_split = n_kv;
+    route->workspace_bytes = 0;
+    route->layout = WorkspaceLayout{};
+  }
   void* workspace = nullptr;
   if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&] {
@@ -114,7 +122,7 @@ Result run_case(const Case& c, cudaStream_t stream, int iters) {
   for (auto& e : ev) CHECK_CUDA(cudaEventDestroy(e));
   Result r;
   r.us = median(us);
-  r.route = std::string(kernel_name(route->kernel));
+  r.route = std::string(kernel_name(route->kernel)) + " (" + std::to_string(route->n_splits) + ")";
   CHECK_CUDA(cudaFree(const_cast<void*>(p.k.data)));
   CHECK_CUDA(cudaFree(const_cast<void*>(p.v.data)));
   CHECK_CUDA(cudaFree(q));
@@ -129,12 +137,17 @@ int main(int argc, char** argv) {
   const char* json_path = nullptr;
   int iters = 20;
   std::string only;
+  int64_t n_q = 512;
+  bool one_split = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    else if (std::strcmp(argv[i], "--n-q") == 0 && i + 1 < argc) n_q = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--one-split") == 0) one_split = true;
     else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only \"TYPE DEPTH\"]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only \"TYPE DEPTH\"] [--n-q N] [--one-split]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -142,24 +155,24 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device %s, %d SMs; prefill n_q 512, 32/8 heads, d 128, causal bottom-right\n", prop.name,
-              prop.multiProcessorCount);
+  std::printf("device %s, %d SMs; prefill n_q %lld, 32/8 heads, d 128, causal bottom-right%s\n", prop.name,
+              prop.multiProcessorCount, static_cast<long long>(n_q), one_split ? ", keys unsplit" : "");
   FILE* json = json_path != nullptr ? std::fopen(json_path, "w") : nullptr;
   std::printf("%-8s %8s %12s %10s  %s\n", "type", "depth", "us", "TFLOP/s", "route");
   for (int64_t depth : {int64_t{0}, int64_t{32768}, int64_t{131072}}) {
     for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
-      const Case c{t, depth, 512, 32, 8, 128};
+      const Case c{t, depth, n_q, 32, 8, 128};
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
-      const Result r = run_case(c, stream, iters);
+      const Result r = run_case(c, stream, iters, one_split);
       const double tflops = causal_flops(c) / (r.us * 1e6);
       std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
                   r.route.c_str());
       std::fflush(stdout);
       if (json != nullptr) {
-        std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": 512, \"us\": %.2f, \"tflops\": %.2f, "
-                     "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
-                     r.route.c_str());
+        std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": %lld, \"us\": %.2f, \"tflops\": %.2f, "
+                     "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), static_cast<long long>(n_q),
+                     r.us, tflops, r.route.c_str());
         std::fflush(json);
       }
     }

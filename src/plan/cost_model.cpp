@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cuda/split_plan.h"
+
 namespace kvflash::plan {
 
 Work work_of(const AttentionProblem& p) {
@@ -34,23 +36,33 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
     }
     case CostModel::cuda_prefill: {
-      // One CTA (8 warps, one CTA per SM) per 128 query vectors of a KV head (64 above d_v 128) reads that head's
-      // K/V once and runs the MMAs of whole 128-vector tiles at ~230 TFLOP/s on an H100 (measured, bench/README.md;
-      // causal halves both). The bytes are counted at the decode rows' rate (this kernel's streaming rate at
-      // decode shapes is unmeasured), so with the padded MMAs of a CTA holding a few vectors a decode-sized
-      // problem (n_q <= 16) never costs less here than on the split-KV decode rows, which also fill the GPU over
-      // keys: a launch under one CTA per SM pays for the idle SMs.
+      // One CTA (8 warps, one CTA per SM) per 128 query vectors of a KV head (64 above d_v 128) and key split reads
+      // that head's K/V once and runs the MMAs of whole 128-vector tiles at ~230 TFLOP/s on an H100 (measured,
+      // bench/README.md). The bytes are counted at the decode rows' rate (this kernel's streaming rate at decode
+      // shapes is unmeasured), so a decode-sized problem (n_q <= 16: one pass, padded MMAs, plus the combine of its
+      // splits) never costs less here than on the split-KV decode rows. A launch under one CTA per SM pays for the
+      // idle SMs; split keys (the route's n_splits) multiply the CTAs and add the combine, a second launch that
+      // reads and writes the partial rows.
       const AttentionShape& s = p.shape;
       const double qvecs = static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q);
-      const double cta_qvecs = stored_dim(p.v.type, s.d_v) <= 128 ? 128.0 : 64.0;
+      const double cta_qvecs = cuda::prefill_qvecs_per_cta(p.v.type, s.d_v);
       const double passes = std::ceil(qvecs / cta_qvecs);
       const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
-      const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes;
-      const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count));
-      const double visible = p.options.causal ? 0.5 : 1.0;
+      const double splits = static_cast<double>(std::max<int64_t>(1, route.n_splits));
+      const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes * splits;
+      const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count * cuda::kPrefillCtasPerSm));
+      // Bottom-right causal: row i of n_q sees n_kv - n_q + i + 1 keys, so a square prefill reads half the keys
+      // and a short chunk at depth nearly all of them.
+      const double n_kv = static_cast<double>(std::max<int64_t>(1, s.n_kv));
+      const double visible =
+          p.options.causal ? std::clamp((n_kv - 0.5 * static_cast<double>(s.n_q - 1)) / n_kv, 0.0, 1.0) : 1.0;
       const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
       const double mma_us = visible * padding * w.flops / 230e6;
-      return 10.0 + std::max(bytes_us, mma_us) / fill;
+      const double partial_bytes = splits > 1.0 ? 2.0 * splits * static_cast<double>(s.n_seq * s.n_head_q * s.n_q) *
+                                                      static_cast<double>(s.d_v + 2) * 4.0
+                                                : 0.0;
+      const double combine_us = splits > 1.0 ? 5.0 + partial_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) : 0.0;
+      return 10.0 + std::max(bytes_us, mma_us) / fill + combine_us;
     }
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
