@@ -239,17 +239,18 @@ struct TurboRows {
 
   // Thread (g, t) reads values 64(u % 2) + 16t .. +15 of block u / 2 of key key0 + g.
   __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
-                                                uint32_t (&b)[8]) {
+                                                uint32_t (&b)[8], Centroids c) {
     const int t = lane % 4;
     const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (u / 2);
+    const turbo::TableRegs regs = turbo::load_table_regs(c.table);
     if constexpr (Type == KvType::turbo3) {
       const uint8_t* qs = block + 2 + 16 * (u % 2) + 4 * t;
       const uint32_t q = turbo::join16(detail::lds_u16(qs), detail::lds_u16(qs + 2));
       const uint32_t s = detail::lds_u16(block + 34 + 8 * (u % 2) + 2 * t);
       uint32_t even, odd;
-      turbo::turbo3_selectors(q, s, even, odd);
-      const turbo::Bytes4 e0 = turbo::lookup4<Type>(even), e1 = turbo::lookup4<Type>(turbo::high_half(even));
-      const turbo::Bytes4 o0 = turbo::lookup4<Type>(odd), o1 = turbo::lookup4<Type>(turbo::high_half(odd));
+      turbo::turbo3_selectors(q, s, regs, even, odd);
+      const turbo::Bytes4 e0 = turbo::lookup4<Type>(even, regs), e1 = turbo::lookup4<Type>(turbo::high_half(even), regs);
+      const turbo::Bytes4 o0 = turbo::lookup4<Type>(odd, regs), o1 = turbo::lookup4<Type>(turbo::high_half(odd), regs);
       b[0] = turbo::pair<0, 1>(e0);
       b[1] = turbo::pair<2, 3>(e0);
       b[2] = turbo::pair<0, 1>(e1);
@@ -261,8 +262,8 @@ struct TurboRows {
     } else {
       const uint8_t* qs = block + 4 + 32 * (u % 2) + 8 * t;
       uint32_t lo[4], hi[4];
-      turbo::turbo4_pairs(detail::lds_u32(qs), lo);
-      turbo::turbo4_pairs(detail::lds_u32(qs + 4), hi);
+      turbo::turbo4_pairs(detail::lds_u32(qs), regs, lo);
+      turbo::turbo4_pairs(detail::lds_u32(qs + 4), regs, hi);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         b[k] = lo[k];
@@ -282,8 +283,9 @@ struct TurboRows {
   // compiler loads them and builds their selectors once) and takes 4 of them per vu. turbo4: values
   // 32(vu % 4) + 4g .. +3.
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
-                                                uint32_t (&b)[4][2], uint32_t (&norm)[2]) {
+                                                uint32_t (&b)[4][2], Centroids c, uint32_t (&norm)[2]) {
     const int g = lane / 4, t = lane % 4, quarter = vu % 4;
+    const turbo::TableRegs regs = turbo::load_table_regs(c.table);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * (vu / 4);
@@ -294,19 +296,19 @@ struct TurboRows {
         const uint32_t qa = turbo::join16(detail::lds_u16(ba + 2 + 4 * g), detail::lds_u16(ba + 4 + 4 * g));
         const uint32_t qb = turbo::join16(detail::lds_u16(bb + 2 + 4 * g), detail::lds_u16(bb + 4 + 4 * g));
         uint32_t even_a, odd_a, even_b, odd_b;
-        turbo::turbo3_selectors(qa, detail::lds_u16(ba + 34 + 2 * g), even_a, odd_a);
-        turbo::turbo3_selectors(qb, detail::lds_u16(bb + 34 + 2 * g), even_b, odd_b);
+        turbo::turbo3_selectors(qa, detail::lds_u16(ba + 34 + 2 * g), regs, even_a, odd_a);
+        turbo::turbo3_selectors(qb, detail::lds_u16(bb + 34 + 2 * g), regs, even_b, odd_b);
         // Byte `quarter` of a selector holds values 4 quarter (+ 2) (even) or 4 quarter + 1 (+ 2) (odd).
         const uint32_t pick = quarter | (quarter + 4) << 4;
-        const turbo::Bytes4 e = turbo::lookup4<Type>(__byte_perm(even_a, even_b, pick));
-        const turbo::Bytes4 o = turbo::lookup4<Type>(__byte_perm(odd_a, odd_b, pick));
+        const turbo::Bytes4 e = turbo::lookup4<Type>(__byte_perm(even_a, even_b, pick), regs);
+        const turbo::Bytes4 o = turbo::lookup4<Type>(__byte_perm(odd_a, odd_b, pick), regs);
         pairs[0] = turbo::pair<0, 2>(e);
         pairs[1] = turbo::pair<1, 3>(e);
         pairs[2] = turbo::pair<0, 2>(o);
         pairs[3] = turbo::pair<1, 3>(o);
       } else {
         turbo::turbo4_key_pairs(detail::lds_u16(ba + 4 + 16 * quarter + 2 * g),
-                                detail::lds_u16(bb + 4 + 16 * quarter + 2 * g), pairs);
+                                detail::lds_u16(bb + 4 + 16 * quarter + 2 * g), regs, pairs);
       }
 #pragma unroll
       for (int j = 0; j < 4; ++j) b[j][r] = pairs[j];
@@ -321,12 +323,12 @@ struct TurboRows {
 
 template <KvType Type>
 struct KvTurboFragments : TurboRows<Type> {
-  static constexpr bool kNeedsCentroids = false;
+  static constexpr bool kNeedsCentroids = true;  // the table words (turbo_centroids.cuh's load_centroids_f16)
   using TurboRows<Type>::kBlockBytes;
 
   __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
-                                                uint32_t (&b)[8], Centroids) {
-    TurboRows<Type>::load_k(tile, row_stride, key0, u, lane, b);
+                                                uint32_t (&b)[8], Centroids c) {
+    TurboRows<Type>::load_k(tile, row_stride, key0, u, lane, b, c);
     const uint32_t n = TurboRows<Type>::norm_bits(tile + (key0 + lane / 4) * row_stride, u / 2);
     const __half2 n2 = detail::half2_from_bits(n, n);
 #pragma unroll
@@ -334,9 +336,9 @@ struct KvTurboFragments : TurboRows<Type> {
   }
 
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
-                                                uint32_t (&b)[4][2], Centroids) {
+                                                uint32_t (&b)[4][2], Centroids c) {
     uint32_t norm[2];
-    TurboRows<Type>::load_v(tile, row_stride, key0, vu, lane, b, norm);
+    TurboRows<Type>::load_v(tile, row_stride, key0, vu, lane, b, c, norm);
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll

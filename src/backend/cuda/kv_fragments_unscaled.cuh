@@ -205,14 +205,14 @@ struct KvUnscaledFragments<KvType::q4_0> {
 // ---- turbo3 / turbo4: centroids by index (register tables), one norm per 128-value block (rotated domain). ----
 template <KvType Type>
 struct KvUnscaledTurbo : TurboRows<Type> {
-  static constexpr bool kNeedsCentroids = false;
+  static constexpr bool kNeedsCentroids = true;  // the table words (turbo_centroids.cuh's load_centroids_f16)
   static constexpr bool kHasScale = true;
   static constexpr int kKStepsPerScale = 8;
   using TurboRows<Type>::kBlockBytes;
 
   __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
-                                                uint32_t (&b)[8], Centroids) {
-    TurboRows<Type>::load_k(tile, row_stride, key0, u, lane, b);
+                                                uint32_t (&b)[8], Centroids c) {
+    TurboRows<Type>::load_k(tile, row_stride, key0, u, lane, b, c);
   }
   __host__ __device__ static constexpr float k_query_weight(int, int, int) { return 1.0f; }
   __device__ __forceinline__ static float k_scale(const uint8_t* tile, int row_stride, int key, int block) {
@@ -220,9 +220,9 @@ struct KvUnscaledTurbo : TurboRows<Type> {
   }
 
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
-                                                uint32_t (&b)[4][2], Centroids, __half2 (&scale)[2]) {
+                                                uint32_t (&b)[4][2], Centroids c, __half2 (&scale)[2]) {
     uint32_t norm[2];
-    TurboRows<Type>::load_v(tile, row_stride, key0, vu, lane, b, norm);
+    TurboRows<Type>::load_v(tile, row_stride, key0, vu, lane, b, c, norm);
     scale[0] = ptx::as_half2(norm[0]);
     scale[1] = ptx::as_half2(norm[1]);
   }

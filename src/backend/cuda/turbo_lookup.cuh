@@ -90,6 +90,33 @@ struct ByteTable<KvType::turbo4> {  // the magnitudes c[8..15]
   static constexpr uint32_t kHi1 = table_word(format::kTurbo4Centroids, 12, 1);
 };
 
+/// The table words a lookup needs in registers: a PRMT's first data operand must be a register (its second is
+/// an immediate), and left to itself ptxas rematerializes such constants before every use under the decode
+/// kernel's 128-register cap (64-81 moves per warp and tile, measured in SASS). So the kernel keeps the words in
+/// shared memory (load_centroids_f16) and each fragment call reads them with one 16-byte load.
+struct TableRegs {
+  uint32_t lo0, hi0, spread;
+  uint32_t pad;  // word 3: makes the read one 16-byte load
+};
+
+/// Word k (0: lo0, 1: hi0, 2: turbo3's bit-spreading table, 3: unused) of the shared-memory copy.
+template <KvType Type>
+__host__ __device__ constexpr uint32_t table_regs_word(int k) {
+  constexpr uint32_t kSpreadLo = 0x00000400u;  // see turbo3_selectors
+  return k == 0 ? ByteTable<Type>::kLo0 : k == 1 ? ByteTable<Type>::kHi0 : k == 2 && Type == KvType::turbo3 ? kSpreadLo : 0u;
+}
+
+/// The words at `words` (shared memory, 16-byte aligned), read afresh at each call: volatile, so that the compiler
+/// neither merges the reads of successive calls (which would keep the words live across the whole tile) nor drops
+/// them.
+__device__ __forceinline__ TableRegs load_table_regs(const void* words) {
+  TableRegs r;
+  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r.lo0), "=r"(r.hi0), "=r"(r.spread), "=r"(r.pad)
+               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(words))));
+  return r;
+}
+
 /// x >> N as an integer multiply-high: the shifts, masks and permutes of the lookups all issue to the integer ALU
 /// pipe (half the issue rate), the multiply to the FMA pipe, which these loops leave mostly idle.
 template <int N>
@@ -123,9 +150,9 @@ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
 /// The entries named by the four nibbles of sel's low 16 bits (each nibble < 8: bit 3 would make PRMT replicate a
 /// sign instead of selecting).
 template <KvType Type>
-__device__ __forceinline__ Bytes4 lookup4(uint32_t sel) {
+__device__ __forceinline__ Bytes4 lookup4(uint32_t sel, const TableRegs& regs) {
   using T = ByteTable<Type>;
-  return {prmt(T::kLo0, T::kLo1, sel), prmt(T::kHi0, T::kHi1, sel)};
+  return {prmt(regs.lo0, T::kLo1, sel), prmt(regs.hi0, T::kHi1, sel)};
 }
 
 /// The half2 (entry of nibble N0, entry of nibble N1) of a lookup.
@@ -138,14 +165,16 @@ __device__ __forceinline__ uint32_t pair(Bytes4 b) {
 
 /// Selectors for 16 turbo3 values: q holds the low 2 index bits of value i at bits 2i, s the index's bit 2 of value
 /// i at bit i. Nibble n of `even` is the index of value 2n, nibble n of `odd` the index of value 2n + 1.
-__device__ __forceinline__ void turbo3_selectors(uint32_t q, uint32_t s, uint32_t& even, uint32_t& odd) {
+__device__ __forceinline__ void turbo3_selectors(uint32_t q, uint32_t s, const TableRegs& regs, uint32_t& even,
+                                                 uint32_t& odd) {
   // Bit-spreading table for PRMT: a nibble holding bits (x at bit 0, y at bit 2) -> byte with x at bit 2, y at bit
   // 6, i.e. bit 2 of two consecutive selector nibbles. Entries 0, 1, 4, 5 = 0x00, 0x04, 0x40, 0x44.
-  constexpr uint32_t kSpreadLo = 0x00000400u, kSpreadHi = 0x00004440u;
+  // regs.spread holds entries 0..3 (0x00000400), the immediate entries 4..7.
+  constexpr uint32_t kSpreadHi = 0x00004440u;
   // s & 0x5555: nibble N carries the bit 2 of values 4N (bit 0) and 4N + 2 (bit 2) -> byte N of the even
   // selectors, whose nibbles 2N, 2N + 1 are values 4N, 4N + 2. The same one bit up for the odd values.
-  even = (q & 0x33333333u) | prmt(kSpreadLo, kSpreadHi, s & 0x5555u);
-  odd = (shift_right<2>(q) & 0x33333333u) | prmt(kSpreadLo, kSpreadHi, shift_right<1>(s) & 0x5555u);
+  even = (q & 0x33333333u) | prmt(regs.spread, kSpreadHi, s & 0x5555u);
+  odd = (shift_right<2>(q) & 0x33333333u) | prmt(regs.spread, kSpreadHi, shift_right<1>(s) & 0x5555u);
 }
 
 // ---- turbo4 ----
@@ -171,9 +200,9 @@ __device__ __forceinline__ uint32_t turbo4_signed_hi(uint32_t hi, uint32_t x, ui
 }
 
 /// f16 pairs of 8 turbo4 values (x: nibble n = index of value n): out[k] = (value 2k, value 2k + 1).
-__device__ __forceinline__ void turbo4_pairs(uint32_t x, uint32_t (&out)[4]) {
+__device__ __forceinline__ void turbo4_pairs(uint32_t x, const TableRegs& regs, uint32_t (&out)[4]) {
   const uint32_t m = turbo4_magnitudes(x), x_shl4 = x << 4;
-  Bytes4 lo = lookup4<KvType::turbo4>(m), hi = lookup4<KvType::turbo4>(high_half(m));
+  Bytes4 lo = lookup4<KvType::turbo4>(m, regs), hi = lookup4<KvType::turbo4>(high_half(m), regs);
   lo.hi = turbo4_signed_hi<0>(lo.hi, x, x_shl4);
   hi.hi = turbo4_signed_hi<1>(hi.hi, x, x_shl4);
   out[0] = pair<0, 1>(lo);
@@ -184,10 +213,10 @@ __device__ __forceinline__ void turbo4_pairs(uint32_t x, uint32_t (&out)[4]) {
 
 /// f16 pairs across two keys: qa, qb hold 4 turbo4 indexes each (low 16 bits, nibble j = value j);
 /// out[j] = (value j of a, value j of b).
-__device__ __forceinline__ void turbo4_key_pairs(uint32_t qa, uint32_t qb, uint32_t (&out)[4]) {
+__device__ __forceinline__ void turbo4_key_pairs(uint32_t qa, uint32_t qb, const TableRegs& regs, uint32_t (&out)[4]) {
   const uint32_t x = __byte_perm(qa, qb, 0x5140);  // nibbles a0 a1 b0 b1 a2 a3 b2 b3
   const uint32_t m = turbo4_magnitudes(x), x_shl4 = x << 4;
-  Bytes4 lo = lookup4<KvType::turbo4>(m), hi = lookup4<KvType::turbo4>(high_half(m));
+  Bytes4 lo = lookup4<KvType::turbo4>(m, regs), hi = lookup4<KvType::turbo4>(high_half(m), regs);
   lo.hi = turbo4_signed_hi<0>(lo.hi, x, x_shl4);
   hi.hi = turbo4_signed_hi<1>(hi.hi, x, x_shl4);
   out[0] = pair<0, 2>(lo);
