@@ -77,6 +77,13 @@ Status run_probe(const uint8_t* rows, int row_bytes, int pitch, int dim, uint16_
   return st;
 }
 
+template <KvType Type>
+Status probe_type(bool scaled, const uint8_t* rows, int row_bytes, int pitch, int dim, uint16_t* k_bits,
+                  uint16_t* v_bits) {
+  if (scaled) return run_probe<Type, KvFragments<Type>, true>(rows, row_bytes, pitch, dim, k_bits, v_bits);
+  return run_probe<Type, KvUnscaledFragments<Type>, false>(rows, row_bytes, pitch, dim, k_bits, v_bits);
+}
+
 }  // namespace
 
 Status probe_turbo_fragments(KvType type, bool scaled, const uint8_t* rows, int row_bytes, int pitch, int dim,
@@ -88,13 +95,9 @@ Status probe_turbo_fragments(KvType type, bool scaled, const uint8_t* rows, int 
   }
   switch (type) {
     case KvType::turbo3:
-      return scaled ? run_probe<KvType::turbo3, KvFragments<KvType::turbo3>, true>(rows, row_bytes, pitch, dim, k_bits, v_bits)
-                    : run_probe<KvType::turbo3, KvUnscaledFragments<KvType::turbo3>, false>(rows, row_bytes, pitch, dim, k_bits,
-                                                                             v_bits);
+      return probe_type<KvType::turbo3>(scaled, rows, row_bytes, pitch, dim, k_bits, v_bits);
     case KvType::turbo4:
-      return scaled ? run_probe<KvType::turbo4, KvFragments<KvType::turbo4>, true>(rows, row_bytes, pitch, dim, k_bits, v_bits)
-                    : run_probe<KvType::turbo4, KvUnscaledFragments<KvType::turbo4>, false>(rows, row_bytes, pitch, dim, k_bits,
-                                                                             v_bits);
+      return probe_type<KvType::turbo4>(scaled, rows, row_bytes, pitch, dim, k_bits, v_bits);
     default:
       return invalid_argument(std::string("type ") + std::string(kv_traits(type).name) +
                               " has no register-table fragments (turbo3 and turbo4 do)");

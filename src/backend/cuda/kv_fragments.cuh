@@ -249,8 +249,10 @@ struct TurboRows {
       const uint32_t s = detail::lds_u16(block + 34 + 8 * (u % 2) + 2 * t);
       uint32_t even, odd;
       turbo::turbo3_selectors(q, s, regs, even, odd);
-      const turbo::Bytes4 e0 = turbo::lookup4<Type>(even, regs), e1 = turbo::lookup4<Type>(turbo::high_half(even), regs);
-      const turbo::Bytes4 o0 = turbo::lookup4<Type>(odd, regs), o1 = turbo::lookup4<Type>(turbo::high_half(odd), regs);
+      const turbo::Bytes4 e0 = turbo::lookup4<Type>(even, regs);
+      const turbo::Bytes4 e1 = turbo::lookup4<Type>(turbo::high_half(even), regs);
+      const turbo::Bytes4 o0 = turbo::lookup4<Type>(odd, regs);
+      const turbo::Bytes4 o1 = turbo::lookup4<Type>(turbo::high_half(odd), regs);
       b[0] = turbo::pair<0, 1>(e0);
       b[1] = turbo::pair<2, 3>(e0);
       b[2] = turbo::pair<0, 1>(e1);

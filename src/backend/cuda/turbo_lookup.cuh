@@ -49,9 +49,11 @@ constexpr uint16_t f16_bits_rne(float x) {
 }
 
 // Spot checks against the IEEE conversion (Python struct '<e' of the float literal): the extremes of both tables.
-static_assert(f16_bits_rne(format::kTurbo3Centroids[4]) == 0x257e && f16_bits_rne(format::kTurbo3Centroids[7]) == 0x321a);
+static_assert(f16_bits_rne(format::kTurbo3Centroids[4]) == 0x257e);
+static_assert(f16_bits_rne(format::kTurbo3Centroids[7]) == 0x321a);
 static_assert(f16_bits_rne(format::kTurbo3Centroids[0]) == 0xb21a);
-static_assert(f16_bits_rne(format::kTurbo4Centroids[8]) == 0x1f1b && f16_bits_rne(format::kTurbo4Centroids[15]) == 0x3191);
+static_assert(f16_bits_rne(format::kTurbo4Centroids[8]) == 0x1f1b);
+static_assert(f16_bits_rne(format::kTurbo4Centroids[15]) == 0x3191);
 
 template <int N>
 constexpr bool is_symmetric(const float (&c)[N]) {
@@ -103,7 +105,9 @@ struct TableRegs {
 template <KvType Type>
 __host__ __device__ constexpr uint32_t table_regs_word(int k) {
   constexpr uint32_t kSpreadLo = 0x00000400u;  // see turbo3_selectors
-  return k == 0 ? ByteTable<Type>::kLo0 : k == 1 ? ByteTable<Type>::kHi0 : k == 2 && Type == KvType::turbo3 ? kSpreadLo : 0u;
+  if (k == 0) return ByteTable<Type>::kLo0;
+  if (k == 1) return ByteTable<Type>::kHi0;
+  return k == 2 && Type == KvType::turbo3 ? kSpreadLo : 0u;
 }
 
 /// The words at `words` (shared memory, 16-byte aligned), read afresh at each call: volatile, so that the compiler
