@@ -26,6 +26,7 @@
 #include <cstdint>
 
 #include "backend/cuda/ptx.cuh"
+#include "backend/cuda/turbo_lookup.cuh"
 #include "kvflash/attention_problem.h"
 #include "kvflash/kv_type.h"
 
@@ -219,95 +220,138 @@ struct KvFragments<KvType::q4_0> {
   }
 };
 
-// ---- turbo3: blocks of 128 {f16 norm; u8 qs[32] (2-bit low index); u8 signs[16] (bit 2)}, rotated domain. ----
-template <>
-struct KvFragments<KvType::turbo3> {
-  static constexpr bool kNeedsCentroids = true;
-  static constexpr int kBlockBytes = 50;
+// ---- turbo3 / turbo4: blocks of 128 values, one f16 norm each, centroids by index (rotated domain). ----
+// TurboRows reads the centroids (turbo_lookup.cuh: register tables, no shared-memory lookups) and leaves the norm
+// out; KvFragments multiplies it in (one HMUL2 per pair, as q8_0 / q4_0 do with d), the narrow decode kernel
+// applies it per (key, block) instead (kv_fragments_unscaled.cuh).
+//   turbo3 = {f16 norm; u8 qs[32] (2-bit low index); u8 signs[16] (index bit 2)}, 50 bytes: rows may start at any
+//   even address (span copies put rows 50 bytes apart), so words are read as two aligned u16.
+//   turbo4 = {f16 norm; f16 rnorm; u8 qs[64] (4-bit index, even value in the low nibble)}, 68 bytes: 4-byte aligned.
+template <KvType Type>
+struct TurboRows {
+  static_assert(Type == KvType::turbo3 || Type == KvType::turbo4);
+  static constexpr int kBlockBytes = Type == KvType::turbo3 ? 50 : 68;
+
+  /// The norm of `block` of a row, as f16 bits.
+  __device__ __forceinline__ static uint32_t norm_bits(const uint8_t* row, int block) {
+    return detail::lds_u16(row + kBlockBytes * block);
+  }
 
   // Thread (g, t) reads values 64(u % 2) + 16t .. +15 of block u / 2 of key key0 + g.
   __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
                                                 uint32_t (&b)[8], Centroids c) {
     const int t = lane % 4;
     const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (u / 2);
-    const __half norm = __ushort_as_half(static_cast<uint16_t>(detail::lds_u16(block)));
-    const __half2 n2 = __halves2half2(norm, norm);
-    uint32_t q[1];
-    detail::load_words<1>(block + 2 + 16 * (u % 2) + 4 * t, q);
-    const uint32_t s = detail::lds_u16(block + 34 + 8 * (u % 2) + 2 * t);
+    const turbo::TableRegs regs = turbo::load_table_regs(c.table);
+    if constexpr (Type == KvType::turbo3) {
+      const uint8_t* qs = block + 2 + 16 * (u % 2) + 4 * t;
+      const uint32_t q = turbo::join16(detail::lds_u16(qs), detail::lds_u16(qs + 2));
+      const uint32_t s = detail::lds_u16(block + 34 + 8 * (u % 2) + 2 * t);
+      uint32_t even, odd;
+      turbo::turbo3_selectors(q, s, regs, even, odd);
+      const turbo::Bytes4 e0 = turbo::lookup4<Type>(even, regs);
+      const turbo::Bytes4 e1 = turbo::lookup4<Type>(turbo::high_half(even), regs);
+      const turbo::Bytes4 o0 = turbo::lookup4<Type>(odd, regs);
+      const turbo::Bytes4 o1 = turbo::lookup4<Type>(turbo::high_half(odd), regs);
+      b[0] = turbo::pair<0, 1>(e0);
+      b[1] = turbo::pair<2, 3>(e0);
+      b[2] = turbo::pair<0, 1>(e1);
+      b[3] = turbo::pair<2, 3>(e1);
+      b[4] = turbo::pair<0, 1>(o0);
+      b[5] = turbo::pair<2, 3>(o0);
+      b[6] = turbo::pair<0, 1>(o1);
+      b[7] = turbo::pair<2, 3>(o1);
+    } else {
+      const uint8_t* qs = block + 4 + 32 * (u % 2) + 8 * t;
+      uint32_t lo[4], hi[4];
+      turbo::turbo4_pairs(detail::lds_u32(qs), regs, lo);
+      turbo::turbo4_pairs(detail::lds_u32(qs + 4), regs, hi);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const uint32_t i0 = ((q[0] >> (4 * k)) & 3u) | (((s >> (2 * k)) & 1u) << 2);
-      const uint32_t i1 = ((q[0] >> (4 * k + 2)) & 3u) | (((s >> (2 * k + 1)) & 1u) << 2);
-      b[k] = ptx::as_u32(__hmul2(__halves2half2(c.table[i0], c.table[i1]), n2));
+      for (int k = 0; k < 4; ++k) {
+        b[k] = lo[k];
+        b[4 + k] = hi[k];
+      }
     }
   }
-  __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
+  // turbo3: b[k] holds the even values 4k, 4k + 2 (k < 4), then the odd ones; turbo4: values 2k, 2k + 1.
+  __host__ __device__ static constexpr int k_dim(int u, int t, int i) {
+    const int k = i / 2, e = i % 2;
+    const int local = Type == KvType::turbo3 ? 4 * (k % 4) + 2 * e + k / 4 : i;
+    return 64 * u + 16 * t + local;
+  }
 
-  // Thread (g, t) reads values 32(vu % 4) + 4g .. +3 of block vu / 4 of keys 2t, 2t+1, 2t+8, 2t+9.
+  // Keys 2t, 2t+1, 2t+8, 2t+9 (a, b of r = 0, 1); `norm[r]` = (norm of a, norm of b) of block vu / 4.
+  // turbo3: thread g reads values 16g .. 16g + 15 of the block (the same words for every vu of a block, so the
+  // compiler loads them and builds their selectors once) and takes 4 of them per vu. turbo4: values
+  // 32(vu % 4) + 4g .. +3.
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
-                                                uint32_t (&b)[4][2], Centroids c) {
+                                                uint32_t (&b)[4][2], Centroids c, uint32_t (&norm)[2]) {
     const int g = lane / 4, t = lane % 4, quarter = vu % 4;
+    const turbo::TableRegs regs = turbo::load_table_regs(c.table);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * (vu / 4);
       const uint8_t* bb = ba + row_stride;
-      const uint32_t qa = ba[2 + 8 * quarter + g], qb = bb[2 + 8 * quarter + g];
-      const uint32_t sa = ba[34 + 4 * quarter + g / 2] >> (4 * (g % 2));
-      const uint32_t sb = bb[34 + 4 * quarter + g / 2] >> (4 * (g % 2));
-      const __half2 n2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t ia = ((qa >> (2 * j)) & 3u) | (((sa >> j) & 1u) << 2);
-        const uint32_t ib = ((qb >> (2 * j)) & 3u) | (((sb >> j) & 1u) << 2);
-        b[j][r] = ptx::as_u32(__hmul2(__halves2half2(c.table[ia], c.table[ib]), n2));
+      norm[r] = turbo::join16(detail::lds_u16(ba), detail::lds_u16(bb));
+      uint32_t pairs[4];
+      if constexpr (Type == KvType::turbo3) {
+        const uint32_t qa = turbo::join16(detail::lds_u16(ba + 2 + 4 * g), detail::lds_u16(ba + 4 + 4 * g));
+        const uint32_t qb = turbo::join16(detail::lds_u16(bb + 2 + 4 * g), detail::lds_u16(bb + 4 + 4 * g));
+        uint32_t even_a, odd_a, even_b, odd_b;
+        turbo::turbo3_selectors(qa, detail::lds_u16(ba + 34 + 2 * g), regs, even_a, odd_a);
+        turbo::turbo3_selectors(qb, detail::lds_u16(bb + 34 + 2 * g), regs, even_b, odd_b);
+        // Byte `quarter` of a selector holds values 4 quarter (+ 2) (even) or 4 quarter + 1 (+ 2) (odd).
+        const uint32_t pick = quarter | (quarter + 4) << 4;
+        const turbo::Bytes4 e = turbo::lookup4<Type>(__byte_perm(even_a, even_b, pick), regs);
+        const turbo::Bytes4 o = turbo::lookup4<Type>(__byte_perm(odd_a, odd_b, pick), regs);
+        pairs[0] = turbo::pair<0, 2>(e);
+        pairs[1] = turbo::pair<1, 3>(e);
+        pairs[2] = turbo::pair<0, 2>(o);
+        pairs[3] = turbo::pair<1, 3>(o);
+      } else {
+        turbo::turbo4_key_pairs(detail::lds_u16(ba + 4 + 16 * quarter + 2 * g),
+                                detail::lds_u16(bb + 4 + 16 * quarter + 2 * g), regs, pairs);
       }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j][r] = pairs[j];
     }
   }
-  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
+  // turbo3: pairs 0..3 are local values 0, 2, 1, 3 of the vu's four.
+  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) {
+    if constexpr (Type == KvType::turbo3) return 128 * (vu / 4) + 16 * col + 4 * (vu % 4) + 2 * (j % 2) + j / 2;
+    return 32 * vu + 4 * col + j;
+  }
 };
 
-// ---- turbo4: blocks of 128 {f16 norm; f16 rnorm; u8 qs[64] (4-bit index, even value in the low nibble)}. ----
-template <>
-struct KvFragments<KvType::turbo4> {
-  static constexpr bool kNeedsCentroids = true;
-  static constexpr int kBlockBytes = 68;
+template <KvType Type>
+struct KvTurboFragments : TurboRows<Type> {
+  static constexpr bool kNeedsCentroids = true;  // the table words (turbo_centroids.cuh's load_centroids_f16)
+  using TurboRows<Type>::kBlockBytes;
 
   __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
                                                 uint32_t (&b)[8], Centroids c) {
-    const int t = lane % 4;
-    const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (u / 2);
-    const __half norm = __ushort_as_half(static_cast<uint16_t>(detail::lds_u16(block)));
-    const __half2 n2 = __halves2half2(norm, norm);
-    const uint8_t* qs = block + 4 + 32 * (u % 2) + 8 * t;  // 4-byte aligned: block and row strides are
-    const uint32_t w[2] = {detail::lds_u32(qs), detail::lds_u32(qs + 4)};
+    TurboRows<Type>::load_k(tile, row_stride, key0, u, lane, b, c);
+    const uint32_t n = TurboRows<Type>::norm_bits(tile + (key0 + lane / 4) * row_stride, u / 2);
+    const __half2 n2 = detail::half2_from_bits(n, n);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const uint32_t byte = (w[k / 4] >> (8 * (k % 4))) & 0xffu;
-      b[k] = ptx::as_u32(__hmul2(__halves2half2(c.table[byte & 15u], c.table[byte >> 4]), n2));
-    }
+    for (int k = 0; k < 8; ++k) b[k] = ptx::as_u32(__hmul2(ptx::as_half2(b[k]), n2));
   }
-  __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
 
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
                                                 uint32_t (&b)[4][2], Centroids c) {
-    const int g = lane / 4, t = lane % 4, quarter = vu % 4;
+    uint32_t norm[2];
+    TurboRows<Type>::load_v(tile, row_stride, key0, vu, lane, b, c, norm);
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * (vu / 4);
-      const uint8_t* bb = ba + row_stride;
-      const uint32_t qa = detail::lds_u16(ba + 4 + 16 * quarter + 2 * g);
-      const uint32_t qb = detail::lds_u16(bb + 4 + 16 * quarter + 2 * g);
-      const __half2 n2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
+    for (int r = 0; r < 2; ++r)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t ia = (qa >> (4 * j)) & 15u, ib = (qb >> (4 * j)) & 15u;
-        b[j][r] = ptx::as_u32(__hmul2(__halves2half2(c.table[ia], c.table[ib]), n2));
-      }
-    }
+      for (int j = 0; j < 4; ++j) b[j][r] = ptx::as_u32(__hmul2(ptx::as_half2(b[j][r]), ptx::as_half2(norm[r])));
   }
-  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
 };
+
+template <>
+struct KvFragments<KvType::turbo3> : KvTurboFragments<KvType::turbo3> {};
+template <>
+struct KvFragments<KvType::turbo4> : KvTurboFragments<KvType::turbo4> {};
 
 /// Whether Frag's k_dim visits every element of a `dim`-wide head exactly once (dim a multiple of 64): the query is
 /// staged through it, so a slot left out or doubled would silently drop or double a product.

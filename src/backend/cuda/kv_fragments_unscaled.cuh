@@ -202,75 +202,30 @@ struct KvUnscaledFragments<KvType::q4_0> {
   __host__ __device__ static constexpr float v_tile_weight(int h) { return h == 1 ? 0.0625f : 1.0f; }
 };
 
-// ---- turbo3 / turbo4: centroids by index, one norm per 128-value block (rotated domain). ----
+// ---- turbo3 / turbo4: centroids by index (register tables), one norm per 128-value block (rotated domain). ----
 template <KvType Type>
-struct KvUnscaledTurbo {
-  static constexpr bool kNeedsCentroids = true;
+struct KvUnscaledTurbo : TurboRows<Type> {
+  static constexpr bool kNeedsCentroids = true;  // the table words (turbo_centroids.cuh's load_centroids_f16)
   static constexpr bool kHasScale = true;
-  static constexpr int kBlockBytes = Type == KvType::turbo3 ? 50 : 68;
   static constexpr int kKStepsPerScale = 8;
+  using TurboRows<Type>::kBlockBytes;
 
   __device__ __forceinline__ static void load_k(const uint8_t* tile, int row_stride, int key0, int u, int lane,
                                                 uint32_t (&b)[8], Centroids c) {
-    const int t = lane % 4;
-    const uint8_t* block = tile + (key0 + lane / 4) * row_stride + kBlockBytes * (u / 2);
-    if constexpr (Type == KvType::turbo3) {
-      uint32_t q[1];
-      detail::load_words<1>(block + 2 + 16 * (u % 2) + 4 * t, q);
-      const uint32_t s = detail::lds_u16(block + 34 + 8 * (u % 2) + 2 * t);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t i0 = ((q[0] >> (4 * k)) & 3u) | (((s >> (2 * k)) & 1u) << 2);
-        const uint32_t i1 = ((q[0] >> (4 * k + 2)) & 3u) | (((s >> (2 * k + 1)) & 1u) << 2);
-        b[k] = ptx::as_u32(__halves2half2(c.table[i0], c.table[i1]));
-      }
-    } else {
-      const uint8_t* qs = block + 4 + 32 * (u % 2) + 8 * t;  // 4-byte aligned: block and row strides are
-      const uint32_t w[2] = {detail::lds_u32(qs), detail::lds_u32(qs + 4)};
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t byte = (w[k / 4] >> (8 * (k % 4))) & 0xffu;
-        b[k] = ptx::as_u32(__halves2half2(c.table[byte & 15u], c.table[byte >> 4]));
-      }
-    }
+    TurboRows<Type>::load_k(tile, row_stride, key0, u, lane, b, c);
   }
-  __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
   __host__ __device__ static constexpr float k_query_weight(int, int, int) { return 1.0f; }
   __device__ __forceinline__ static float k_scale(const uint8_t* tile, int row_stride, int key, int block) {
-    return detail::f16_bits_to_float(detail::lds_u16(tile + key * row_stride + kBlockBytes * block));
+    return detail::f16_bits_to_float(TurboRows<Type>::norm_bits(tile + key * row_stride, block));
   }
 
-  // Values 32(vu % 4) + 4g .. +3 of block vu / 4 of keys 2t, 2t+1, 2t+8, 2t+9.
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
                                                 uint32_t (&b)[4][2], Centroids c, __half2 (&scale)[2]) {
-    const int g = lane / 4, t = lane % 4, quarter = vu % 4;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * (vu / 4);
-      const uint8_t* bb = ba + row_stride;
-      scale[r] = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
-      if constexpr (Type == KvType::turbo3) {
-        const uint32_t qa = ba[2 + 8 * quarter + g], qb = bb[2 + 8 * quarter + g];
-        const uint32_t sa = ba[34 + 4 * quarter + g / 2] >> (4 * (g % 2));
-        const uint32_t sb = bb[34 + 4 * quarter + g / 2] >> (4 * (g % 2));
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t ia = ((qa >> (2 * j)) & 3u) | (((sa >> j) & 1u) << 2);
-          const uint32_t ib = ((qb >> (2 * j)) & 3u) | (((sb >> j) & 1u) << 2);
-          b[j][r] = ptx::as_u32(__halves2half2(c.table[ia], c.table[ib]));
-        }
-      } else {
-        const uint32_t qa = detail::lds_u16(ba + 4 + 16 * quarter + 2 * g);
-        const uint32_t qb = detail::lds_u16(bb + 4 + 16 * quarter + 2 * g);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t ia = (qa >> (4 * j)) & 15u, ib = (qb >> (4 * j)) & 15u;
-          b[j][r] = ptx::as_u32(__halves2half2(c.table[ia], c.table[ib]));
-        }
-      }
-    }
+    uint32_t norm[2];
+    TurboRows<Type>::load_v(tile, row_stride, key0, vu, lane, b, c, norm);
+    scale[0] = ptx::as_half2(norm[0]);
+    scale[1] = ptx::as_half2(norm[1]);
   }
-  __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
   __host__ __device__ static constexpr float v_tile_weight(int) { return 1.0f; }
 };
 

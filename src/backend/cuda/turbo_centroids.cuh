@@ -4,6 +4,7 @@
 
 #include <cuda_fp16.h>
 
+#include "backend/cuda/turbo_lookup.cuh"
 #include "format/blocks.h"
 #include "kvflash/kv_type.h"
 
@@ -35,8 +36,19 @@ __device__ __forceinline__ const CentroidTable* centroid_table(KvType t) {
   }
 }
 
-/// Fills `table` (16 halves in shared memory) with the centroids of `t`; call from all threads, then synchronize.
+/// Fills `table` (32 bytes of shared memory, 16-byte aligned: the kernels' lut_k / lut_v) with what the fragment
+/// loaders of `t` read: for turbo3 / turbo4 the register-table words of turbo_lookup.cuh (TableRegs), else the 16
+/// centroids as halves. Call from all threads, then synchronize.
 __device__ __forceinline__ void load_centroids_f16(KvType t, __half* table) {
+  auto* words = reinterpret_cast<uint32_t*>(table);
+  if (t == KvType::turbo3 || t == KvType::turbo4) {
+    if (threadIdx.x < 4) {
+      const int k = static_cast<int>(threadIdx.x);
+      words[k] = t == KvType::turbo3 ? turbo::table_regs_word<KvType::turbo3>(k)
+                                     : turbo::table_regs_word<KvType::turbo4>(k);
+    }
+    return;
+  }
   const CentroidTable* c = centroid_table(t);
   if (c != nullptr && threadIdx.x < 16) table[threadIdx.x] = __float2half_rn(c->v[threadIdx.x % c->count]);
 }
