@@ -6,13 +6,16 @@
 // torch SDPA (bench/sdpa_compare.py --prefill) counts the same way on the same f16 shapes.
 //
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
-// case on stdout and, with --json FILE, one JSON object per line.
+// case on stdout and, with --json FILE, one JSON object per line. The f16 cases run twice where the router takes
+// the wgmma kernel: on that route and forced onto the mma.sync row (cuda.prefill.f16), so both are measured in
+// the same run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +25,7 @@
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
 #include "kvflash/route.h"
+#include "plan/kernel_table.h"  // KernelId: the f16 cases also run forced onto the mma.sync row
 
 using namespace kvflash;
 
@@ -68,7 +72,8 @@ struct Result {
   std::string route;
 };
 
-Result run_case(const Case& c, cudaStream_t stream, int iters) {
+/// `force`: run this kernel row instead of the planned one (a row without splits or workspace).
+Result run_case(const Case& c, cudaStream_t stream, int iters, std::optional<KernelId> force = std::nullopt) {
   const int64_t n_kv = c.depth + c.n_q, dks = stored_dim(c.type, c.d);
   const int64_t rb = row_bytes(c.type, dks);
   AttentionProblem p;
@@ -91,6 +96,7 @@ Result run_case(const Case& c, cudaStream_t stream, int iters) {
   p.v.data = make_cache(c.type, c.d, c.n_head_kv * n_kv, 12);
   StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
   check(route.status(), "plan_route");
+  if (force.has_value()) route->kernel = *force;
   void* workspace = nullptr;
   if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&] {
@@ -151,16 +157,23 @@ int main(int argc, char** argv) {
       const Case c{t, depth, 512, 32, 8, 128};
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
-      const Result r = run_case(c, stream, iters);
-      const double tflops = causal_flops(c) / (r.us * 1e6);
-      std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
-                  r.route.c_str());
-      std::fflush(stdout);
-      if (json != nullptr) {
-        std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": 512, \"us\": %.2f, \"tflops\": %.2f, "
-                     "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
-                     r.route.c_str());
-        std::fflush(json);
+      std::vector<std::optional<KernelId>> routes = {std::nullopt};
+      if (t == KvType::f16) routes.push_back(KernelId::cuda_prefill_f16);
+      std::string planned;
+      for (const std::optional<KernelId>& force : routes) {
+        const Result r = run_case(c, stream, iters, force);
+        if (!force.has_value()) planned = r.route;
+        if (force.has_value() && r.route == planned) continue;  // the planner took it already
+        const double tflops = causal_flops(c) / (r.us * 1e6);
+        std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
+                    r.route.c_str());
+        std::fflush(stdout);
+        if (json != nullptr) {
+          std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": 512, \"us\": %.2f, \"tflops\": %.2f, "
+                       "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
+                       r.route.c_str());
+          std::fflush(json);
+        }
       }
     }
   }

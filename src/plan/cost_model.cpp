@@ -15,6 +15,29 @@ Work work_of(const AttentionProblem& p) {
   return w;
 }
 
+namespace {
+
+/// The tensor-core prefill rows: a CTA per `cta_qvecs` query vectors of a KV head reads that head's K/V once and
+/// runs the MMAs of whole tiles at `flops_per_us` (causal halves both). The bytes are counted at the decode rows'
+/// rate (this kernel's streaming rate at decode shapes is unmeasured), so with the padded MMAs of a CTA holding a
+/// few vectors a decode-sized problem (n_q <= 16) never costs less here than on the split-KV decode rows, which
+/// also fill the GPU over keys: a launch under one CTA per SM pays for the idle SMs.
+double prefill_cost_us(const AttentionProblem& p, const BackendCaps& caps, const Work& w, double cta_qvecs,
+                       double flops_per_us) {
+  const AttentionShape& s = p.shape;
+  const double qvecs = static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q);
+  const double passes = std::ceil(qvecs / cta_qvecs);
+  const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
+  const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes;
+  const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count));
+  const double visible = p.options.causal ? 0.5 : 1.0;
+  const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
+  const double mma_us = visible * padding * w.flops / flops_per_us;
+  return 10.0 + std::max(bytes_us, mma_us) / fill;
+}
+
+}  // namespace
+
 double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps,
                         const Route& route) {
   (void)route;
@@ -33,25 +56,14 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       const double passes = std::ceil(static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q) / 8.0);
       return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
     }
-    case CostModel::cuda_prefill: {
-      // One CTA (8 warps, one CTA per SM) per 128 query vectors of a KV head (64 above d_v 128) reads that head's
-      // K/V once and runs the MMAs of whole 128-vector tiles at ~230 TFLOP/s on an H100 (measured, bench/README.md;
-      // causal halves both). The bytes are counted at the decode rows' rate (this kernel's streaming rate at
-      // decode shapes is unmeasured), so with the padded MMAs of a CTA holding a few vectors a decode-sized
-      // problem (n_q <= 16) never costs less here than on the split-KV decode rows, which also fill the GPU over
-      // keys: a launch under one CTA per SM pays for the idle SMs.
-      const AttentionShape& s = p.shape;
-      const double qvecs = static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q);
-      const double cta_qvecs = stored_dim(p.v.type, s.d_v) <= 128 ? 128.0 : 64.0;
-      const double passes = std::ceil(qvecs / cta_qvecs);
-      const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
-      const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes;
-      const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count));
-      const double visible = p.options.causal ? 0.5 : 1.0;
-      const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
-      const double mma_us = visible * padding * w.flops / 230e6;
-      return 10.0 + std::max(bytes_us, mma_us) / fill;
-    }
+    case CostModel::cuda_prefill:
+      // One CTA (8 warps, one CTA per SM) per 128 query vectors of a KV head (64 above d_v 128), its MMAs at
+      // ~230 TFLOP/s on an H100 (measured, bench/prefill_notes.md p4).
+      return prefill_cost_us(p, caps, w, stored_dim(p.v.type, p.shape.d_v) <= 128 ? 128.0 : 64.0, 230e6);
+    case CostModel::cuda_prefill_wgmma:
+      // Two warpgroups per CTA, 128 query vectors; the MMA rate is the prediction of bench/prefill_notes.md (w1)
+      // until measured.
+      return prefill_cost_us(p, caps, w, 128.0, 330e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

@@ -49,6 +49,7 @@ enum class KernelId : uint16_t {
   cuda_prefill_q4_0,
   cuda_prefill_turbo3,
   cuda_prefill_turbo4,
+  cuda_prefill_wgmma_f16,
 };
 
 namespace plan {
@@ -109,6 +110,7 @@ enum class CostModel : uint8_t {
   cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
   cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
   cuda_prefill,  // tensor-core prefill: K/V once per 128 query vectors (64 above d_v 128); parallel over query tiles
+  cuda_prefill_wgmma,  // as cuda_prefill, on Hopper warpgroup MMAs (128 query vectors per CTA, a faster MMA rate)
 };
 
 struct KernelSpec {
@@ -143,6 +145,8 @@ inline constexpr HeadDimPair kCudaDecodeMixDims[] = {{128, 128}, {256, 256}, {51
 // 16 query vectors x d_v accumulators in registers, and 16 x 512 f32 is 256 registers per thread before the scores.
 inline constexpr HeadDimPair kCudaPrefillDims[] = {{64, 64}, {128, 128}, {256, 256}};
 inline constexpr HeadDimPair kCudaPrefillQuantDims[] = {{128, 128}, {256, 256}};
+// The wgmma prefill holds a 64 x d_v accumulator per warpgroup next to a 64 x 128 score tile: d 128 first.
+inline constexpr HeadDimPair kCudaPrefillWgmmaDims[] = {{128, 128}};
 
 // ---- The table -------------------------------------------------------------------------------------------------
 inline constexpr KernelSpec kKernels[] = {
@@ -207,6 +211,13 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cuda_prefill_turbo4, "cuda.prefill.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
      type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false,
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+    // The Hopper prefill (src/backend/cuda/prefill_wgmma.cuh, sm_90a wgmma): same contract as cuda.prefill.* (any
+    // n_q, every option, no split, no workspace); its cost model's faster MMA rate makes the router prefer it
+    // over cuda.prefill.f16 wherever both accept.
+    {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
+     type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
+     /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
+     "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
 
