@@ -44,12 +44,12 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo3,
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
+  cuda_prefill_wgmma_f16,
   cuda_prefill_f16,
   cuda_prefill_q8_0,
   cuda_prefill_q4_0,
   cuda_prefill_turbo3,
   cuda_prefill_turbo4,
-  cuda_prefill_wgmma_f16,
 };
 
 namespace plan {
@@ -191,6 +191,14 @@ inline constexpr KernelSpec kKernels[] = {
      type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
+    // The Hopper prefill (src/backend/cuda/prefill_wgmma.cuh, sm_90a wgmma): same contract as cuda.prefill.* (any
+    // n_q, every option, no split, no workspace). Its row comes before cuda.prefill.f16 and its cost model differs
+    // only by a faster MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at
+    // depth): the router prefers it wherever both accept.
+    {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
+     type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
+     /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
+     "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
     // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
     // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 128
     // query vectors, no split and no workspace. Same-type pairs people run, at the head dims that pay (each
@@ -211,13 +219,6 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cuda_prefill_turbo4, "cuda.prefill.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
      type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false,
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
-    // The Hopper prefill (src/backend/cuda/prefill_wgmma.cuh, sm_90a wgmma): same contract as cuda.prefill.* (any
-    // n_q, every option, no split, no workspace); its cost model's faster MMA rate makes the router prefer it
-    // over cuda.prefill.f16 wherever both accept.
-    {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
-     type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
-     /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
-     "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
 
