@@ -45,6 +45,8 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
   cuda_prefill_wgmma_f16,
+  cuda_prefill_wgmma_q8_0,
+  cuda_prefill_wgmma_q4_0,
   cuda_prefill_f16,
   cuda_prefill_q8_0,
   cuda_prefill_q4_0,
@@ -192,13 +194,20 @@ inline constexpr KernelSpec kKernels[] = {
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
     // The Hopper prefill (src/backend/cuda/prefill_wgmma.cuh, sm_90a wgmma): same contract as cuda.prefill.* (any
-    // n_q, every option, no split, no workspace). Its row comes before cuda.prefill.f16 and its cost model differs
-    // only by a faster MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at
-    // depth): the router prefers it wherever both accept.
+    // n_q, every option, no split, no workspace); q8_0 and q4_0 are dequantized in shared memory into the f16 tiles
+    // its MMAs read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by
+    // a faster MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth):
+    // the router prefers it wherever both accept.
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
      /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
      "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
+    {KernelId::cuda_prefill_wgmma_q8_0, "cuda.prefill_wgmma.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
+     type_bit(KvType::q8_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
+     CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
+    {KernelId::cuda_prefill_wgmma_q4_0, "cuda.prefill_wgmma.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
+     type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
+     CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
     // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
     // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 128
     // query vectors, no split and no workspace. Same-type pairs people run, at the head dims that pay (each

@@ -29,12 +29,18 @@
 #include "backend/cuda/prefill_attention.cuh"
 #include "backend/cuda/ptx.cuh"
 #include "backend/cuda/score_variant.cuh"
+#include "backend/cuda/swizzled_dequant.cuh"
 #include "backend/cuda/wgmma.cuh"
 #include "kvflash/attention_problem.h"
 #include "kvflash/route.h"
 
 namespace kvflash::cuda {
 
+/// Bytes of a 64-half row of a swizzled operand (one 128-byte swizzle row).
+inline constexpr int kSwizzleRowBytes = 128;
+
+/// Type: the K and V cache type (the same for both).
+template <KvType Type>
 struct WgmmaPrefillConfig {
   static constexpr int kWarpgroups = 2;
   static constexpr int kThreads = 128 * kWarpgroups;
@@ -46,7 +52,7 @@ struct WgmmaPrefillConfig {
   static constexpr int kStages = 2;
   // Swizzled operand layout: a matrix of R rows x 128 halves is two column blocks of 64 halves (128-byte rows), block
   // c at c * R * 128 bytes; 8-row atoms of 1024 bytes.
-  static constexpr int kRowBytes = 128;
+  static constexpr int kRowBytes = kSwizzleRowBytes;
   static constexpr int kAtomBytes = 8 * kRowBytes;
   static constexpr int kQBytes = kQvecs * kDim * 2;
   static constexpr int kTileBytes = kKeyTile * kDim * 2;  // one K or V tile
@@ -55,7 +61,13 @@ struct WgmmaPrefillConfig {
   // The epilogue's f32 output rows, maxima and sums alias the stages once every MMA is done.
   static constexpr int kEpilogueBytes = kQvecs * (kDim + 2) * 4;
   static_assert(kEpilogueBytes <= kStagesBytes);
-  static constexpr int kVariantOffset = kStagesOffset + kStagesBytes;
+  // Quantized K/V: a tile as stored (rows of kRawRowBytes, back to back) lands in one raw slot for K and one for V,
+  // and all threads dequantize it into an f16 slot (swizzled_dequant.cuh) a tile before the MMAs read it.
+  static constexpr bool kQuantized = Type != KvType::f16;
+  static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
+  static constexpr int kRawTileBytes = kQuantized ? (kKeyTile * kRawRowBytes + 15) / 16 * 16 : 0;
+  static constexpr int kRawOffset = kStagesOffset + kStagesBytes;
+  static constexpr int kVariantOffset = kRawOffset + 2 * kRawTileBytes;
   static constexpr int kOffsetsOffset = (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kUsedBytes = kOffsetsOffset + 3 * 2 * kKeyTile * 8;  // int64 [tile % 3][K, V][row]
   // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
@@ -66,7 +78,7 @@ struct WgmmaPrefillConfig {
 /// Byte offset of 16-byte chunk `chunk` (0..15: halves 8 chunk .. 8 chunk + 7) of row `row` in a swizzled matrix of
 /// `rows` rows.
 __device__ __forceinline__ uint32_t swizzled_chunk(int row, int chunk, int rows) {
-  return static_cast<uint32_t>((chunk / 8) * rows * WgmmaPrefillConfig::kRowBytes + row * WgmmaPrefillConfig::kRowBytes +
+  return static_cast<uint32_t>((chunk / 8) * rows * kSwizzleRowBytes + row * kSwizzleRowBytes +
                                (((chunk % 8) ^ (row % 8)) * 16));
 }
 
@@ -120,12 +132,30 @@ __device__ __forceinline__ void copy_swizzled_tile(uint8_t* tile, const void* da
   }
 }
 
+/// Dequantizes KeyTile stored rows (raw, rows RawRowBytes apart) into a swizzled f16 tile, the chunks of
+/// copy_swizzled_tile per thread; then makes the writes visible to the tensor cores (async proxy) before the
+/// caller's next barrier.
+template <KvType Type, int RawRowBytes, int KeyTile, int Threads>
+__device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw) {
+  constexpr int kRowsPerPass = Threads / 16;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int chunk = tid % 16;
+#pragma unroll 4
+  for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+    const int row = tid / 16 + kRowsPerPass * i;
+    *reinterpret_cast<uint4*>(tile + swizzled_chunk(row, chunk, KeyTile)) =
+        SwizzledDequant<Type>::chunk(raw + row * RawRowBytes, chunk);
+  }
+  wgmma::fence_proxy_async();
+}
+
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-__global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
+__global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
     prefill_wgmma_kernel(const AttentionProblem p, const PrefillLaunch launch) {
-  using Cfg = WgmmaPrefillConfig;
-  static_assert(KType == KvType::f16 && VType == KvType::f16 && HeadDimK == Cfg::kDim && HeadDimV == Cfg::kDim,
-                "the wgmma prefill is compiled for f16 K/V at head dim 128");
+  using Cfg = WgmmaPrefillConfig<KType>;
+  static_assert(KType == VType && (KType == KvType::f16 || has_swizzled_dequant(KType)) && HeadDimK == Cfg::kDim &&
+                    HeadDimV == Cfg::kDim,
+                "the wgmma prefill is compiled for f16, q8_0 or q4_0 K/V (one type) at head dim 128");
   constexpr int T = Cfg::kKeyTile;
   constexpr int D = Cfg::kDim;
 
@@ -143,13 +173,17 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
   const PrefillWork w = prefill_work<T>(p, launch, Cfg::kQvecs);
   if (w.n_qvecs <= 0) return;
   const DecodeWork& keys = w.keys;
-  const bool k_aligned = kv_copy_width(p.k, w.s, w.hkv, D * 2) >= 16;
-  const bool v_aligned = kv_copy_width(p.v, w.s, w.hkv, D * 2) >= 16;
-  // Offsets of tile n in slot n % 3: K(n) is copied two iterations before it is multiplied and V(n) one, so a slot
-  // is read over two iterations and rewritten a barrier after its last reader.
+  const int n_tiles = keys.n_tiles;
+  // Offsets of tile n in slot n % 3, computed kOffsetsLead iterations before tile n is multiplied: f16 K(n) is
+  // copied two iterations before and V(n) one; a quantized K(n) is copied as stored three before (dequantized two
+  // before) and V(n) two. A slot is read over two iterations and rewritten a barrier after its last reader.
+  constexpr int kOffsetsLead = Cfg::kQuantized ? 4 : 3;
   const auto tile_offsets = [&](int n) {
     swizzled_tile_offsets<T>(p, w, keys.key_begin + static_cast<int64_t>(n) * T, offsets + (n % 3) * 2 * T);
   };
+  // f16: copies straight into the f16 slots.
+  const bool k_aligned = kv_copy_width(p.k, w.s, w.hkv, D * 2) >= 16;
+  const bool v_aligned = kv_copy_width(p.v, w.s, w.hkv, D * 2) >= 16;
   const auto issue_k = [&](int n) {
     copy_swizzled_tile<T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, p.k.data, offsets + (n % 3) * 2 * T,
                                          k_aligned);
@@ -158,16 +192,47 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
     copy_swizzled_tile<T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes, p.v.data,
                                          offsets + (n % 3) * 2 * T + T, v_aligned);
   };
+  // Quantized: copies of the stored rows into the raw slots, then dequantization into the f16 slots.
+  uint8_t* raw_k = smem + Cfg::kRawOffset;
+  uint8_t* raw_v = raw_k + Cfg::kRawTileBytes;
+  const int width_k = kv_copy_width(p.k, w.s, w.hkv, Cfg::kRawRowBytes);
+  const int width_v = kv_copy_width(p.v, w.s, w.hkv, Cfg::kRawRowBytes);
+  const auto issue_raw_k = [&](int n) {
+    copy_rows<Cfg::kRawRowBytes, Cfg::kRawRowBytes, T, Cfg::kThreads>(raw_k, p.k.data, offsets + (n % 3) * 2 * T,
+                                                                       width_k, tid);
+  };
+  const auto issue_raw_v = [&](int n) {
+    copy_rows<Cfg::kRawRowBytes, Cfg::kRawRowBytes, T, Cfg::kThreads>(raw_v, p.v.data,
+                                                                       offsets + (n % 3) * 2 * T + T, width_v, tid);
+  };
+  const auto dequant_k = [&](int n) {
+    if constexpr (Cfg::kQuantized) {
+      dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, raw_k);
+    }
+  };
+  const auto dequant_v = [&](int n) {
+    if constexpr (Cfg::kQuantized) {
+      dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes,
+                                                                           raw_v);
+    }
+  };
   static_assert(Cfg::kThreads == 2 * T, "one thread computes each K and V row offset of a tile");
-  const int n_tiles = keys.n_tiles;
-  for (int n = 0; n < 2 && n < n_tiles; ++n) tile_offsets(n);
+  for (int n = 0; n < kOffsetsLead - 1 && n < n_tiles; ++n) tile_offsets(n);
   __syncthreads();
-  if (n_tiles > 0) issue_k(0);
-  ptx::cp_async_commit();
-  if (n_tiles > 1) issue_k(1);
-  if (n_tiles > 0) issue_v(0);
-  ptx::cp_async_commit();
-  if (n_tiles > 2) tile_offsets(2);  // slot 2: nobody reads it before the loop's first barrier
+  if constexpr (Cfg::kQuantized) {
+    if (n_tiles > 0) {
+      issue_raw_k(0);
+      issue_raw_v(0);
+    }
+    ptx::cp_async_commit();
+  } else {
+    if (n_tiles > 0) issue_k(0);
+    ptx::cp_async_commit();
+    if (n_tiles > 1) issue_k(1);
+    if (n_tiles > 0) issue_v(0);
+    ptx::cp_async_commit();
+    if (n_tiles > 2) tile_offsets(2);  // slot 2: nobody reads it before the loop's first barrier
+  }
 
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
   // As in prefill_attention.cuh: without per-score options log2(e) rides in the staged query (base-2 softmax).
@@ -190,6 +255,7 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
     *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Cfg::kQvecs)) =
         make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
+  wgmma::fence_proxy_async();  // the staged query, for the wgmma after the next barrier
 
   // This thread's two rows (h = 0, 1): r_h = 64 wg + 16 warp_in_group + g + 8 h.
   const int group_row0 = Cfg::kGroupQvecs * wg;
@@ -311,9 +377,30 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
   // n + 1 runs while the tensor cores still multiply P(n) V(n); the rescale of O waits for that product.
   float s[64];
   uint32_t pa[T / 16][4];
-  ptx::cp_async_wait<1>();  // K(0) landed
-  wgmma::fence_proxy_async();
-  __syncthreads();  // K(0) and the query staged by every thread
+  if constexpr (Cfg::kQuantized) {
+    // Before the loop: f16 K(0), V(0), K(1) in their slots, raw K(2) and V(1) in flight (what iteration 0 expects).
+    ptx::cp_async_wait<0>();
+    __syncthreads();  // raw K(0), V(0) landed for every thread
+    if (n_tiles > 0) {
+      dequant_k(0);
+      dequant_v(0);
+    }
+    __syncthreads();  // the raw slots are free again
+    if (n_tiles > 1) issue_raw_k(1);
+    ptx::cp_async_commit();
+    if (n_tiles > 3) tile_offsets(3);  // slot 0: tile 0's offsets were last read before the barriers above
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+    if (n_tiles > 1) dequant_k(1);
+    __syncthreads();
+    if (n_tiles > 2) issue_raw_k(2);
+    if (n_tiles > 1) issue_raw_v(1);
+    ptx::cp_async_commit();
+  } else {
+    ptx::cp_async_wait<1>();  // K(0) landed
+    wgmma::fence_proxy_async();
+    __syncthreads();  // K(0) and the query staged by every thread
+  }
   if (group_busy(0)) {
     wgmma::fence();
     issue_scores(0, s);
@@ -327,11 +414,22 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
     wgmma::fence_proxy_async();  // this thread's cp.async / st.shared writes, visible to the wgmma (async proxy)
     // K(it + 1) and V(it) landed for every thread; every warpgroup is done with S(it) (K slot it % 2) and with
     // O += P(it - 1) V(it - 1) (V slot (it + 1) % 2), which the copies below overwrite.
+    // Quantized: raw K(it + 2) and V(it + 1) landed instead, and are dequantized into those slots here.
     __syncthreads();
-    if (it + 2 < n_tiles) issue_k(it + 2);
-    if (it + 1 < n_tiles) issue_v(it + 1);
+    if constexpr (Cfg::kQuantized) {
+      if (it + 2 < n_tiles) dequant_k(it + 2);
+      if (it + 1 < n_tiles) dequant_v(it + 1);
+      __syncthreads();  // the raw slots are free again
+      if (it + 3 < n_tiles) issue_raw_k(it + 3);
+      if (it + 2 < n_tiles) issue_raw_v(it + 2);
+    } else {
+      if (it + 2 < n_tiles) issue_k(it + 2);
+      if (it + 1 < n_tiles) issue_v(it + 1);
+    }
     ptx::cp_async_commit();
-    if (it + 3 < n_tiles) tile_offsets(it + 3);  // slot it % 3: tile it's, last read by V(it)'s copy
+    // The slot of tile it + kOffsetsLead - 3 (f16: tile it, last read by V(it)'s copy; quantized: tile it + 1,
+    // last read by the raw copy of V(it + 1)), both a barrier ago.
+    if (it + kOffsetsLead < n_tiles) tile_offsets(it + kOffsetsLead);
 
     if (!group_busy(it)) continue;
     // P(it) to the f16 A operand: the accumulators of key step ks (n-blocks 2 ks, 2 ks + 1).
@@ -412,7 +510,7 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig::kThreads, 1)
 /// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 Status prepare_prefill_wgmma_kernel() {
-  using Cfg = WgmmaPrefillConfig;
+  using Cfg = WgmmaPrefillConfig<KType>;
   static const Status prepared = []() -> Status {
     const auto kernel = prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>;
     KVFLASH_CUDA_RETURN_IF_ERROR(
@@ -432,7 +530,7 @@ Status prepare_prefill_wgmma_kernel() {
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
   (void)workspace;  // everything stays on chip
-  using Cfg = WgmmaPrefillConfig;
+  using Cfg = WgmmaPrefillConfig<KType>;
   if (route.n_splits > 1) {
     return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
                             " does not fit the wgmma prefill kernel (it never splits the keys)");
