@@ -6,8 +6,8 @@
 // torch SDPA (bench/sdpa_compare.py --prefill) counts the same way on the same f16 shapes.
 //
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
-// case on stdout and, with --json FILE, one JSON object per line. The f16, q8_0 and q4_0 cases run twice where the
-// router takes the wgmma kernel: on that route and forced onto the mma.sync row (cuda.prefill.<type>), so both are
+// case on stdout and, with --json FILE, one JSON object per line. The f16 and q4_0 cases run twice where the router
+// takes the wgmma kernel: on that route and forced onto the mma.sync row (cuda.prefill.<type>), so both are
 // measured in the same run.
 #include <cuda_runtime.h>
 
@@ -159,7 +159,6 @@ int main(int argc, char** argv) {
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
       std::vector<std::optional<KernelId>> routes = {std::nullopt};
       if (t == KvType::f16) routes.push_back(KernelId::cuda_prefill_f16);
-      if (t == KvType::q8_0) routes.push_back(KernelId::cuda_prefill_q8_0);
       if (t == KvType::q4_0) routes.push_back(KernelId::cuda_prefill_q4_0);
       std::string planned;
       for (const std::optional<KernelId>& force : routes) {

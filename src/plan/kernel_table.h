@@ -45,7 +45,6 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
   cuda_prefill_wgmma_f16,
-  cuda_prefill_wgmma_q8_0,
   cuda_prefill_wgmma_q4_0,
   cuda_prefill_f16,
   cuda_prefill_q8_0,
@@ -194,17 +193,15 @@ inline constexpr KernelSpec kKernels[] = {
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
     // The Hopper prefill (src/backend/cuda/prefill_wgmma.cuh, sm_90a wgmma): same contract as cuda.prefill.* (any
-    // n_q, every option, no split, no workspace); q8_0 and q4_0 are dequantized in shared memory into the f16 tiles
-    // its MMAs read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by
-    // a faster MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth):
-    // the router prefers it wherever both accept.
+    // n_q, every option, no split, no workspace); q4_0 is dequantized in shared memory into the f16 tiles its MMAs
+    // read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by a faster
+    // MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth): the router
+    // prefers it wherever both accept. Only where it measured faster (bench/prefill_notes.md w2): the q8_0
+    // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row.
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
      /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
      "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
-    {KernelId::cuda_prefill_wgmma_q8_0, "cuda.prefill_wgmma.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
-     type_bit(KvType::q8_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
-     CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
     {KernelId::cuda_prefill_wgmma_q4_0, "cuda.prefill_wgmma.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
      type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
      CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},

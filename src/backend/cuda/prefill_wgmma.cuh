@@ -68,7 +68,8 @@ struct WgmmaPrefillConfig {
   static constexpr int kRawTileBytes = kQuantized ? (kKeyTile * kRawRowBytes + 15) / 16 * 16 : 0;
   static constexpr int kRawOffset = kStagesOffset + kStagesBytes;
   static constexpr int kVariantOffset = kRawOffset + 2 * kRawTileBytes;
-  static constexpr int kOffsetsOffset = (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
+  static constexpr int kOffsetsOffset =
+      (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kUsedBytes = kOffsetsOffset + 3 * 2 * kKeyTile * 8;  // int64 [tile % 3][K, V][row]
   // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
   static constexpr int kSmemBytes = kUsedBytes + 1024;
@@ -250,7 +251,9 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
                                                         w.row_of(r) * p.q.stride.row) +
                          8 * chunk;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
+      for (int e = 0; e < 4; ++e) {
+        packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
+      }
     }
     *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Cfg::kQvecs)) =
         make_uint4(packed[0], packed[1], packed[2], packed[3]);

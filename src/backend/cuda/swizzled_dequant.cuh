@@ -15,7 +15,9 @@
 
 namespace kvflash::cuda {
 
-/// Whether the wgmma prefill has a producer for `t` (f16 is copied as is).
+/// Whether the wgmma prefill has a producer for `t` (f16 is copied as is). The kernel table routes q4_0 to it; q8_0
+/// is correct (kvflash_gpu_tests, run 2 of bench/prefill_notes.md w2) but measured slower than cuda.prefill.q8_0,
+/// so it has no row yet.
 constexpr bool has_swizzled_dequant(KvType t) { return t == KvType::q8_0 || t == KvType::q4_0; }
 
 template <KvType Type>
