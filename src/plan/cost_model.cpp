@@ -61,8 +61,9 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       // ~230 TFLOP/s on an H100 (measured, bench/prefill_notes.md p4).
       return prefill_cost_us(p, caps, w, stored_dim(p.v.type, p.shape.d_v) <= 128 ? 128.0 : 64.0, 230e6);
     case CostModel::cuda_prefill_wgmma:
-      // Two warpgroups per CTA, 128 query vectors; ~290-300 TFLOP/s on an H100 for f16 (measured,
-      // bench/prefill_notes.md w1).
+      // Two warpgroups per CTA, 128 query vectors; ~290-300 TFLOP/s on an H100 for f16, ~205 for q4_0 (measured,
+      // bench/prefill_notes.md w1, w2). The row order, not this rate, is what makes the router prefer it over the
+      // mma.sync rows (kernel_table.h).
       return prefill_cost_us(p, caps, w, 128.0, 295e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization

@@ -1,10 +1,14 @@
-// Tensor-core prefill on Hopper warpgroup MMAs (wgmma, sm_90a), f16 K/V at head dim 128.
+// Tensor-core prefill on Hopper warpgroup MMAs (wgmma, sm_90a) at head dim 128: f16 K/V, and block-quantized K/V
+// (q4_0 routed; q8_0 compiled by nothing yet, see swizzled_dequant.cuh) dequantized in shared memory into the very
+// f16 tiles the f16 path copies, so the MMA and softmax code is the same for every type.
 //
 // A CTA of two warpgroups owns 128 query vectors of one (sequence, KV head), the GQA group folded into M as in
 // prefill_attention.cuh (whose work split, PrefillWork, it shares); warpgroup w owns vectors 64w .. 64w + 63.
 // Keys come in tiles of 128:
 //   all 256 threads copy K and V tiles with cp.async into the 128-byte swizzled layout wgmma reads, K two tiles and
 //   V one tile ahead of the MMAs (two slots each; row offsets, page table included, a tile ahead in shared memory);
+//   quantized: the stored rows land in one raw slot each a tile earlier, and all threads dequantize them into
+//   those slots between two barriers;
 //   S = Q K^T: 8 wgmma m64n128k16 per warpgroup, Q and K both from shared memory (K-major);
 //   the score options (score_variant.cuh) and the online softmax in base 2 on the accumulators in registers;
 //   O += P V: 8 wgmma m64n128k16 with P's accumulators re-packed as the register A operand and the [key][d] V tile
