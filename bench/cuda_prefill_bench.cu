@@ -6,9 +6,11 @@
 // torch SDPA (bench/sdpa_compare.py --prefill) counts the same way on the same f16 shapes.
 //
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
-// case on stdout and, with --json FILE, one JSON object per line. The f16 and q4_0 cases run twice where the router
-// takes the wgmma kernel: on that route and forced onto the mma.sync row (cuda.prefill.<type>), so both are
-// measured in the same run.
+// case on stdout and, with --json FILE, one JSON object per line. --n-q N times chunks of N new tokens instead of
+// 512; --one-split runs the planned route with its keys unsplit (what the prefill kernel did before it could split
+// them), for a same-run comparison on chunks too short to fill the GPU with query tiles. The f16 and q4_0 cases run
+// twice where the router takes the wgmma kernel: on that route and forced onto the mma.sync row
+// (cuda.prefill.<type>, keys unsplit), so both are measured in the same run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -72,8 +74,9 @@ struct Result {
   std::string route;
 };
 
-/// `force`: run this kernel row instead of the planned one (a row without splits or workspace).
-Result run_case(const Case& c, cudaStream_t stream, int iters, std::optional<KernelId> force = std::nullopt) {
+/// `force`: run this kernel row instead of the planned one, with one split (no workspace).
+Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
+                std::optional<KernelId> force = std::nullopt) {
   const int64_t n_kv = c.depth + c.n_q, dks = stored_dim(c.type, c.d);
   const int64_t rb = row_bytes(c.type, dks);
   AttentionProblem p;
@@ -97,6 +100,12 @@ Result run_case(const Case& c, cudaStream_t stream, int iters, std::optional<Ker
   StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
   check(route.status(), "plan_route");
   if (force.has_value()) route->kernel = *force;
+  if (one_split || force.has_value()) {  // a route of one split has no partials: no workspace
+    route->n_splits = 1;
+    route->keys_per_split = n_kv;
+    route->workspace_bytes = 0;
+    route->layout = WorkspaceLayout{};
+  }
   void* workspace = nullptr;
   if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&] {
@@ -120,7 +129,7 @@ Result run_case(const Case& c, cudaStream_t stream, int iters, std::optional<Ker
   for (auto& e : ev) CHECK_CUDA(cudaEventDestroy(e));
   Result r;
   r.us = median(us);
-  r.route = std::string(kernel_name(route->kernel));
+  r.route = std::string(kernel_name(route->kernel)) + " (" + std::to_string(route->n_splits) + ")";
   CHECK_CUDA(cudaFree(const_cast<void*>(p.k.data)));
   CHECK_CUDA(cudaFree(const_cast<void*>(p.v.data)));
   CHECK_CUDA(cudaFree(q));
@@ -135,12 +144,17 @@ int main(int argc, char** argv) {
   const char* json_path = nullptr;
   int iters = 20;
   std::string only;
+  int64_t n_q = 512;
+  bool one_split = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    else if (std::strcmp(argv[i], "--n-q") == 0 && i + 1 < argc) n_q = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--one-split") == 0) one_split = true;
     else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only \"TYPE DEPTH\"]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only \"TYPE DEPTH\"] [--n-q N] [--one-split]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -148,13 +162,13 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device %s, %d SMs; prefill n_q 512, 32/8 heads, d 128, causal bottom-right\n", prop.name,
-              prop.multiProcessorCount);
+  std::printf("device %s, %d SMs; prefill n_q %lld, 32/8 heads, d 128, causal bottom-right%s\n", prop.name,
+              prop.multiProcessorCount, static_cast<long long>(n_q), one_split ? ", keys unsplit" : "");
   FILE* json = json_path != nullptr ? std::fopen(json_path, "w") : nullptr;
   std::printf("%-8s %8s %12s %10s  %s\n", "type", "depth", "us", "TFLOP/s", "route");
   for (int64_t depth : {int64_t{0}, int64_t{32768}, int64_t{131072}}) {
     for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
-      const Case c{t, depth, 512, 32, 8, 128};
+      const Case c{t, depth, n_q, 32, 8, 128};
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
       std::vector<std::optional<KernelId>> routes = {std::nullopt};
@@ -162,7 +176,7 @@ int main(int argc, char** argv) {
       if (t == KvType::q4_0) routes.push_back(KernelId::cuda_prefill_q4_0);
       std::string planned;
       for (const std::optional<KernelId>& force : routes) {
-        const Result r = run_case(c, stream, iters, force);
+        const Result r = run_case(c, stream, iters, one_split, force);
         if (!force.has_value()) planned = r.route;
         if (force.has_value() && r.route == planned) continue;  // the planner took it already
         const double tflops = causal_flops(c) / (r.us * 1e6);
@@ -170,9 +184,9 @@ int main(int argc, char** argv) {
                     r.route.c_str());
         std::fflush(stdout);
         if (json != nullptr) {
-          std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": 512, \"us\": %.2f, \"tflops\": %.2f, "
-                       "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
-                       r.route.c_str());
+          std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": %lld, \"us\": %.2f, \"tflops\": %.2f, "
+                       "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth),
+                       static_cast<long long>(n_q), r.us, tflops, r.route.c_str());
           std::fflush(json);
         }
       }

@@ -93,8 +93,8 @@ enum class KvSplit : uint8_t {
   none,   // one worker sees all keys of a (sequence, head) row: no partial results
   split,  // keys cut into ranges of whole kv_tiles, enough to fill parallel_units(), at most max_splits; partial
           // outputs and softmax statistics are combined afterwards
-  whole_waves,  // as split, but the count fills whole waves of the CUDA decode instance's resident CTAs
-                // (backend/cuda/split_plan.h: decode_geometry(), plan_whole_waves())
+  whole_waves,  // as split, but the count fills whole waves of the CUDA instance's resident CTAs (decode:
+                // decode_geometry(); prefill: prefill_qvecs_per_cta(), one CTA per SM; backend/cuda/split_plan.h)
 };
 
 /// Per-worker scratch a kernel keeps in the workspace (never allocated inside the call).
@@ -206,24 +206,26 @@ inline constexpr KernelSpec kKernels[] = {
      type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
      CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
     // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
-    // the split-KV decode rows, which also parallelize over keys), K/V read in their stored format once per 128
-    // query vectors, no split and no workspace. Same-type pairs people run, at the head dims that pay (each
-    // instance costs CI compile time); every other pair and head dim stays on cuda.generic.
+    // the split-KV decode rows), K/V read in their stored format once per 128 query vectors. Keys are split only
+    // where the query tiles leave SMs idle (whole waves of one CTA per SM: a 64-row chunk at depth has 16 CTAs
+    // over 8 KV heads, a 512-row one 128), in whole 64-key tiles; then partials go to the workspace and the shared
+    // combine merges them. Same-type pairs people run, at the head dims that pay (each instance costs CI compile
+    // time); every other pair and head dim stays on cuda.generic.
     {KernelId::cuda_prefill_f16, "cuda.prefill.f16", BackendKind::cuda, false, type_bit(KvType::f16),
-     type_bit(KvType::f16), kCudaPrefillDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
-     /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill, "launch_prefill",
+     type_bit(KvType::f16), kCudaPrefillDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::whole_waves,
+     /*kv_tile=*/64, /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill, "launch_prefill",
      "backend/cuda/prefill_attention.cuh"},
     {KernelId::cuda_prefill_q8_0, "cuda.prefill.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
-     type_bit(KvType::q8_0), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
-     CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+     type_bit(KvType::q8_0), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
+     Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
     {KernelId::cuda_prefill_q4_0, "cuda.prefill.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
-     type_bit(KvType::q4_0), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
-     CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+     type_bit(KvType::q4_0), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
+     Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
     {KernelId::cuda_prefill_turbo3, "cuda.prefill.turbo3", BackendKind::cuda, false, type_bit(KvType::turbo3),
-     type_bit(KvType::turbo3), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false,
+     type_bit(KvType::turbo3), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
     {KernelId::cuda_prefill_turbo4, "cuda.prefill.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
-     type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false,
+     type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));

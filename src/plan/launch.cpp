@@ -47,8 +47,13 @@ int32_t workers_for(const KernelSpec& spec, const BackendCaps& caps) {
 
 namespace {
 
-/// The whole-wave geometry of the CUDA decode instance `inst` runs on: split granule = the row's kv_tile.
+/// The whole-wave geometry of the CUDA instance `inst` runs on (a decode or a prefill row): split granule = the
+/// row's kv_tile.
 cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCaps& caps, const SplitInstance& inst) {
+  if (spec.cost == CostModel::cuda_prefill) {
+    return {spec.kv_tile, cuda::prefill_qvecs_per_cta(inst.v_type, inst.d_v), cuda::kPrefillCtasPerSm,
+            cuda::kPrefillMaxWaves};
+  }
   const cuda::DecodeGeometry g = cuda::decode_geometry(inst.k_type, inst.d_k, inst.v_type, inst.d_v);
   return {spec.kv_tile, g.qvecs_per_cta, cuda::resident_ctas_per_sm(g, caps.shared_mem_per_block)};
 }

@@ -54,7 +54,7 @@ struct RunConfig {
   int64_t force_splits = 0;  // 0: the planned split count
   // Moves the mask's and K/V's bytes this far into a larger device buffer (64-bit offsets beyond 2^31).
   int64_t far_offset = 0;
-  // Runs the planned route on this row instead (a row without splits or workspace, e.g. one prefill kernel where
+  // Runs this row instead of the planned one, with the keys unsplit and no workspace (e.g. one prefill kernel where
   // the router prefers another); the planner must still accept the problem.
   std::optional<KernelId> force_kernel;
 };
@@ -191,7 +191,13 @@ inline StatusOr<GpuResult> run_cuda(const HostProblem& hp, const RunConfig& conf
   const AttentionProblem& p = dev->problem;
   StatusOr<Route> route = cuda_route(p, config.force_splits);
   KVFLASH_RETURN_IF_ERROR(route.status());
-  if (config.force_kernel.has_value()) route->kernel = *config.force_kernel;
+  if (config.force_kernel.has_value()) {
+    route->kernel = *config.force_kernel;
+    route->n_splits = 1;
+    route->keys_per_split = p.shape.n_kv;
+    route->workspace_bytes = 0;
+    route->layout = WorkspaceLayout{};
+  }
   DeviceBytes workspace(static_cast<size_t>(route->workspace_bytes));
   if (!workspace.ok()) return out_of_memory("cudaMalloc of the workspace failed");
   KVFLASH_RETURN_IF_ERROR(cuda_ok(cudaMemset(dev->o.data(), 0xff, dev->o.size()), "poison O"));

@@ -177,6 +177,32 @@ TEST(CudaPrefill, ManyKeyTilesThroughTheFragmentPipeline) {
   }
 }
 
+TEST(CudaPrefill, SplitKeysMergeThroughTheCombine) {
+  KVFLASH_REQUIRE_GPU();
+  // A short chunk at depth splits its keys (each split's CTA leaves partial rows, the shared combine merges them):
+  // forced counts from 1 to one split per 64-key tile, with sinks and per-sequence lengths (splits past a
+  // sequence's end see no key), a window (splits before it see none), and turbo V (partials stay rotated).
+  uint64_t seed = 3750;
+  for (KvType t : {KvType::f16, KvType::q8_0, KvType::turbo3, KvType::turbo4}) {
+    for (int64_t d : {int64_t{128}, int64_t{256}}) {
+      ProblemSpec spec = prefill_spec(d, d, t, t, ++seed);
+      spec.shape.n_q = 40;
+      spec.shape.n_kv = 1997;
+      spec.sinks = true;
+      spec.varlen = true;
+      for (int64_t splits : {1, 2, 5, 32}) {
+        const Comparison c = expect_prefill_matches(spec, RunConfig{splits, 0, std::nullopt});
+        if (splits > 1) {
+          EXPECT_GT(c.n_splits, 1) << spec_name(spec);
+        }
+      }
+      spec.window = 300;
+      spec.varlen = false;
+      expect_prefill_matches(spec, RunConfig{7, 0, std::nullopt});
+    }
+  }
+}
+
 TEST(CudaPrefill, RowsThatSeeNoKeyOutputZeros) {
   KVFLASH_REQUIRE_GPU();
   // Causal with n_q > n_kv: the first n_q - n_kv rows sit before the first key (bottom-right alignment).

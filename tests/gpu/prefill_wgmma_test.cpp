@@ -1,5 +1,6 @@
 // The Hopper (wgmma) prefill kernel, cuda.prefill_wgmma.{f16,q4_0}, against the reference oracle (on the dequantized
-// cache): the router takes it for those caches at head dim 128, and it matches the oracle with every option, strided
+// cache): the router takes it for those caches at head dim 128 where the query tiles fill the GPU (short chunks go to
+// the mma.sync rows, which split their keys), and, run on it, it matches the oracle with every option, strided
 // (2-byte aligned) and paged layouts, per-sequence lengths, query counts that are not a multiple of its 128-vector
 // CTA, many 128-key tiles through its slot rings (and, for q4_0, the dequantization into them), and rows that
 // bottom-right causal masking hides entirely.
@@ -19,6 +20,17 @@ constexpr KvType kWgmmaTypes[] = {KvType::f16, KvType::q4_0};
 
 std::string wgmma_row(KvType t) { return "cuda.prefill_wgmma." + std::string(kv_traits(t).name); }
 
+KernelId wgmma_kernel(KvType t) {
+  return t == KvType::q4_0 ? KernelId::cuda_prefill_wgmma_q4_0 : KernelId::cuda_prefill_wgmma_f16;
+}
+
+/// The wgmma row for spec's cache type, whatever the router would take for these small shapes.
+RunConfig on_wgmma(const ProblemSpec& spec) {
+  RunConfig config;
+  config.force_kernel = wgmma_kernel(spec.ktype);
+  return config;
+}
+
 ProblemSpec wgmma_spec(uint64_t seed, KvType type = KvType::f16) {
   ProblemSpec spec;
   // 77 new rows over 300 keys: depth 223 (three 128-key tiles, the last partial), four query heads per KV head
@@ -30,9 +42,9 @@ ProblemSpec wgmma_spec(uint64_t seed, KvType type = KvType::f16) {
   return spec;
 }
 
-/// Runs `spec` on the route the planner picks, checks that it is the wgmma row and the tensor-core bound.
+/// Runs `spec` on the wgmma row of its type and checks the tensor-core bound.
 void expect_wgmma_matches(const ProblemSpec& spec) {
-  const Comparison c = compare_with_reference(spec);
+  const Comparison c = compare_with_reference(spec, on_wgmma(spec));
   EXPECT_EQ(c.route, wgmma_row(spec.ktype)) << spec_name(spec);
   EXPECT_LE(c.nmse, kDecodeTolerance) << spec_name(spec) << " route " << c.route;
 }
@@ -44,7 +56,7 @@ TEST(CudaPrefillWgmma, CausalAndFullAttentionMatchTheReference) {
     for (bool causal : {true, false}) {
       ProblemSpec spec = wgmma_spec(++seed, t);
       spec.causal = causal;
-      const Comparison c = compare_with_reference(spec);
+      const Comparison c = compare_with_reference(spec, on_wgmma(spec));
       EXPECT_EQ(c.route, wgmma_row(t)) << spec_name(spec);
       EXPECT_LE(c.nmse, kDecodeTolerance) << spec_name(spec);
       std::printf("  %-60s nmse %.2e\n", spec_name(spec).c_str(), c.nmse);
@@ -236,7 +248,16 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   ASSERT_TRUE(rt.ok()) << rt.status().message();
   EXPECT_EQ(kernel_name(rt->kernel), "cuda.prefill.turbo3");
 
+  // A 64-row chunk at depth fills 16 CTAs: the mma.sync row splits its keys to fill the SMs and is taken.
   spec.ktype = spec.vtype = KvType::f16;
+  spec.shape = AttentionShape{1, 64, 32768, 32, 8, 128, 128};
+  StatusOr<HostProblem> chunk = HostProblem::make(spec);
+  ASSERT_TRUE(chunk.ok()) << chunk.status().message();
+  StatusOr<Route> rc = plan_route(chunk->problem(), caps);
+  ASSERT_TRUE(rc.ok()) << rc.status().message();
+  EXPECT_EQ(kernel_name(rc->kernel), "cuda.prefill.f16") << explain(chunk->problem(), caps).to_string();
+  EXPECT_GT(rc->n_splits, 1);
+
   spec.causal = false;  // one row per sequence sees every key anyway
   spec.shape = AttentionShape{16, 1, 4096, 32, 8, 128, 128};
   StatusOr<HostProblem> decode = HostProblem::make(spec);

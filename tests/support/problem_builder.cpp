@@ -155,13 +155,13 @@ class ProblemDrawer {
   void draw_paging() {
     if (spec_.layout != KvLayout::paged) return;
     static constexpr int64_t kPageRows[] = {1, 2, 3, 4, 5, 7, 8, 16, 32};
-    paging_.page_rows = kPageRows[uniform(0, std::size(kPageRows) - 1)];
-    if (s_.n_kv > 0) paging_.page_rows = std::min(paging_.page_rows, s_.n_kv);
+    paging_.page_rows = spec_.page_rows > 0 ? spec_.page_rows : kPageRows[uniform(0, std::size(kPageRows) - 1)];
+    if (s_.n_kv > 0 && spec_.page_rows == 0) paging_.page_rows = std::min(paging_.page_rows, s_.n_kv);
     // One spare page slot per sequence sometimes: a table longer than n_kv needs is legal.
     paging_.pages_per_seq = std::max<int64_t>(1, (s_.n_kv + paging_.page_rows - 1) / paging_.page_rows) + uniform(0, 1);
     const int64_t used = s_.n_seq * paging_.pages_per_seq;
     paging_.total_pages = used + uniform(1, 3);  // spare pages hold garbage
-    paging_.row_major_in_page = coin();
+    paging_.row_major_in_page = spec_.page_rows == 0 && coin();
     std::vector<int32_t> perm(paging_.total_pages);
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng_);
@@ -194,7 +194,8 @@ class ProblemDrawer {
         break;
       }
       case KvLayout::paged: {
-        const int64_t pad = unit * uniform(0, 2);
+        const bool packed = spec_.page_rows > 0;
+        const int64_t pad = packed ? 0 : unit * uniform(0, 2);
         if (paging_.row_major_in_page) {
           pl.stride.head = row + pad;
           pl.stride.row = s_.n_head_kv * pl.stride.head;
@@ -206,7 +207,7 @@ class ProblemDrawer {
         pl.paging.pages_per_seq = paging_.pages_per_seq;
         pl.paging.page_bytes =
             (paging_.row_major_in_page ? paging_.page_rows * pl.stride.row : s_.n_head_kv * pl.stride.head) +
-            unit * uniform(0, 2);
+            (packed ? 0 : unit * uniform(0, 2));
         pl.bytes = paging_.total_pages * pl.paging.page_bytes;
         break;
       }

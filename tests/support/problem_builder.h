@@ -45,6 +45,9 @@ struct ProblemSpec {
   bool sinks = false;
   bool varlen = false;          // per-sequence kv_len drawn in [1, n_kv]
   bool v_is_view_of_k = false;  // MLA: V rows are the first d_v values of the K rows (same type)
+  // Paged only: 0 draws the page size, the order inside a page and the padding per seed; else pages of this many
+  // rows laid out as kvflash's KvCache stores them ([head, row] inside a page, no padding).
+  int64_t page_rows = 0;
   uint64_t seed = 1;
 };
 

@@ -137,26 +137,43 @@ __device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& 
   __syncthreads();
 }
 
-/// Whether the KeyTile rows of every tile of this CTA form one contiguous, 16-byte-aligned span of a view (rows
-/// back to back, no page boundary inside a tile): then a tile is copied as a flat byte range with 16-byte cp.async
-/// and no per-row addressing, and its rows lie row_bytes apart in shared memory.
+/// Rows per contiguous run of a tile in shared memory's flat layout: a tile of runs is copied as byte ranges with
+/// 16-byte cp.async and no per-row addressing, and its rows lie row_bytes apart in shared memory.
+/// KeyTile: the whole tile is one run (rows back to back, no page boundary inside a tile).
+/// kPageRunRows: pages of a multiple of 16 rows smaller than a tile (vLLM's 16-token blocks), head-major in the
+///   page: each 16-row run is contiguous and starts 16-byte aligned, so formats whose rows are not a multiple of
+///   16 bytes (q4_0's 72, turbo3's 50) still move 16 bytes per instruction, where the row copy falls to the
+///   widest power of two dividing the row (8 and 2 bytes: turbo3 over 16-token pages took synchronous 2-byte
+///   copies).
+/// 0: rows are copied one by one (kv_tile_copy.cuh).
+inline constexpr int kPageRunRows = 16;
+
 template <int KeyTile>
-__device__ inline bool kv_tiles_are_spans(const KvView& v, const DecodeWork& w, int row_bytes) {
-  if (v.stride.row != row_bytes || (int64_t{KeyTile} * row_bytes) % 16 != 0) return false;
+__device__ inline int kv_tile_run_rows(const KvView& v, const DecodeWork& w, int row_bytes) {
+  static_assert(KeyTile % kPageRunRows == 0, "a tile is a whole number of page runs");
+  if (v.stride.row != row_bytes) return 0;
   const uint64_t data = reinterpret_cast<uint64_t>(v.data);
   if (v.paging.pages != nullptr) {
-    return v.paging.page_rows % KeyTile == 0 && w.key_begin % KeyTile == 0 && v.paging.page_bytes % 16 == 0 &&
-           (data + static_cast<uint64_t>(w.hkv * v.stride.head)) % 16 == 0;
+    if (w.key_begin % KeyTile != 0 || v.paging.page_bytes % 16 != 0 ||
+        (data + static_cast<uint64_t>(w.hkv * v.stride.head)) % 16 != 0) {
+      return 0;
+    }
+    if (v.paging.page_rows % KeyTile == 0 && (int64_t{KeyTile} * row_bytes) % 16 == 0) return KeyTile;
+    if (v.paging.page_rows % kPageRunRows == 0 && (int64_t{kPageRunRows} * row_bytes) % 16 == 0) return kPageRunRows;
+    return 0;
   }
-  return (data + static_cast<uint64_t>(w.s * v.stride.seq + w.hkv * v.stride.head + w.key_begin * row_bytes)) %
-             16 == 0;
+  if ((int64_t{KeyTile} * row_bytes) % 16 != 0) return 0;
+  return (data + static_cast<uint64_t>(w.s * v.stride.seq + w.hkv * v.stride.head + w.key_begin * row_bytes)) % 16 ==
+                 0
+             ? KeyTile
+             : 0;
 }
 
-/// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for a span, its start) are computed
-/// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Spans are allowed for
+/// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for runs, their starts) are computed
+/// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Runs are allowed for
 /// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
 /// and which needs the padded pitch to avoid bank conflicts).
-template <class Geo, int KeyTile, int Threads, bool SpansK, bool SpansV>
+template <class Geo, int KeyTile, int Threads, bool RunsK, bool RunsV>
 struct KvPipeline {
   static_assert(2 * KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
   const AttentionProblem& p;
@@ -164,27 +181,29 @@ struct KvPipeline {
   uint8_t* stages;
   int64_t* offsets;
   int width_k, width_v;
-  bool span_k, span_v;
+  int run_k, run_v;      // kv_tile_run_rows(), 0 where the format or the kernel copies rows one by one
   int pitch_k, pitch_v;  // bytes between rows in shared memory
 
   __device__ KvPipeline(const AttentionProblem& p_, const DecodeWork& w_, uint8_t* stages_, int64_t* offsets_)
       : p(p_), w(w_), stages(stages_), offsets(offsets_) {
     width_k = kv_copy_width(p.k, w.s, w.hkv, Geo::kRowBytesK);
     width_v = kv_copy_width(p.v, w.s, w.hkv, Geo::kRowBytesV);
-    span_k = SpansK && kv_tiles_are_spans<KeyTile>(p.k, w, Geo::kRowBytesK);
-    span_v = SpansV && kv_tiles_are_spans<KeyTile>(p.v, w, Geo::kRowBytesV);
-    pitch_k = span_k ? Geo::kRowBytesK : Geo::kPitchK;
-    pitch_v = span_v ? Geo::kRowBytesV : Geo::kPitchV;
+    run_k = RunsK ? kv_tile_run_rows<KeyTile>(p.k, w, Geo::kRowBytesK) : 0;
+    run_v = RunsV ? kv_tile_run_rows<KeyTile>(p.v, w, Geo::kRowBytesV) : 0;
+    pitch_k = run_k > 0 ? Geo::kRowBytesK : Geo::kPitchK;
+    pitch_v = run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
   }
 
   __device__ void compute_offsets(int tile, int slot) const {
     const int tid = static_cast<int>(threadIdx.x);
     const int64_t key0 = w.key_begin + static_cast<int64_t>(tile) * KeyTile;
     int64_t* offs = offsets + slot * 2 * KeyTile;
+    // Runs need only the offset of each run's first row.
     if (tid < KeyTile) {
-      if (!span_k || tid == 0) kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
+      if (run_k == 0 || tid % run_k == 0) kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
     } else {
-      if (!span_v || tid == KeyTile) kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, tid - KeyTile);
+      const int r = tid - KeyTile;
+      if (run_v == 0 || r % run_v == 0) kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, r);
     }
   }
 
@@ -216,28 +235,45 @@ struct KvPipeline {
     }
   }
 
+  /// A tile as runs of kPageRunRows rows, run r starting at offs[r * kPageRunRows]: the same flat layout and zero
+  /// fill as a span. A run is RowBytes 16-byte chunks, so the run of a chunk is a division by a constant.
+  template <int RowBytes>
+  __device__ void copy_page_runs(uint8_t* dst, const void* data, const int64_t* offs, int64_t rows_valid) const {
+    const auto* base = static_cast<const uint8_t*>(data);
+    constexpr int kRunChunks = kPageRunRows * RowBytes / 16;
+    constexpr int kChunks = KeyTile * RowBytes / 16;
+    if (rows_valid >= KeyTile) {
+#pragma unroll 2
+      for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
+        const int run = c / kRunChunks;
+        ptx::cp_async16_l2_256(dst + 16 * c, base + offs[run * kPageRunRows] + 16 * (c - run * kRunChunks));
+      }
+      return;
+    }
+    const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
+#pragma unroll 2
+    for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
+      const int run = c / kRunChunks;
+      const int n = min(max(valid_bytes - 16 * c, 0), 16);
+      ptx::cp_async<16>(dst + 16 * c, n > 0 ? base + offs[run * kPageRunRows] + 16 * (c - run * kRunChunks) : base, n);
+    }
+  }
+
+  template <int RowBytes, int Pitch>
+  __device__ void copy_tile(uint8_t* dst, const void* data, const int64_t* offs, int run, int width,
+                            int64_t rows_valid) const {
+    if (run == KeyTile) return copy_span<RowBytes>(dst, data, offs[0], rows_valid);
+    if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, data, offs, rows_valid);
+    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, data, offs, width, static_cast<int>(threadIdx.x));
+  }
+
   __device__ void issue(int tile, int slot) const {
-    const int tid = static_cast<int>(threadIdx.x);
     uint8_t* dst_k = stages + slot * Geo::kStageBytes;
     const int64_t* offs = offsets + slot * 2 * KeyTile;
     const int64_t rows_valid = w.key_end - (w.key_begin + static_cast<int64_t>(tile) * KeyTile);
-    if constexpr (SpansK) {
-      if (span_k) {
-        copy_span<Geo::kRowBytesK>(dst_k, p.k.data, offs[0], rows_valid);
-      } else {
-        copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
-      }
-    } else {
-      copy_rows<Geo::kRowBytesK, Geo::kPitchK, KeyTile, Threads>(dst_k, p.k.data, offs, width_k, tid);
-    }
-    if constexpr (SpansV) {
-      if (span_v) {
-        copy_span<Geo::kRowBytesV>(dst_k + Geo::kVTileOffset, p.v.data, offs[KeyTile], rows_valid);
-        return;
-      }
-    }
-    copy_rows<Geo::kRowBytesV, Geo::kPitchV, KeyTile, Threads>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile,
-                                                                width_v, tid);
+    copy_tile<Geo::kRowBytesK, Geo::kPitchK>(dst_k, p.k.data, offs, RunsK ? run_k : 0, width_k, rows_valid);
+    copy_tile<Geo::kRowBytesV, Geo::kPitchV>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile, RunsV ? run_v : 0,
+                                             width_v, rows_valid);
   }
 
   __device__ const uint8_t* k_tile(int slot) const { return stages + slot * Geo::kStageBytes; }

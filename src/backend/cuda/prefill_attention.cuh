@@ -11,7 +11,8 @@
 //   S = Q K^T with m16n8k16 MMAs, each K fragment (ldmatrix for f16) feeding both m-tiles;
 //   the score options (score_variant.cuh) and the online softmax in base 2, in registers;
 //   O += P V where P's accumulators are re-packed as the A operand directly (no shared-memory round trip).
-// No dequantized K/V ever leaves the SM; no split-KV (the query tiles fill the GPU), so no workspace.
+// No dequantized K/V ever leaves the SM. Keys are split only when the query tiles leave SMs idle (a short chunk at
+// depth): each split's CTA leaves partial rows in the planner's workspace and the shared combine merges them.
 // Turbo K: the staged query is rotated once; turbo V: finish_row rotates each output row back.
 #pragma once
 
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/cuda/combine.h"
 #include "backend/cuda/cuda_status.h"
 #include "backend/cuda/decode_common.cuh"
 #include "backend/cuda/output_rows.cuh"
@@ -35,9 +37,11 @@ namespace kvflash::cuda {
 
 /// Per-launch values that are not part of the problem.
 struct PrefillLaunch {
-  float scale = 1.0f;     // effective_scale(p), folded into the staged query
-  int64_t n_qchunks = 1;  // CTAs per (sequence, KV head)
-  int64_t seq_begin = 0;  // first sequence of this launch (launches are chunked to fit the grid limit)
+  float scale = 1.0f;         // effective_scale(p), folded into the staged query
+  int64_t n_qchunks = 1;      // query tiles per (sequence, KV head)
+  int64_t keys_per_split = 0;  // a multiple of the key tile; out.n_splits ranges per (sequence, KV head, tile)
+  int64_t seq_begin = 0;      // first sequence of this launch (launches are chunked to fit the grid limit)
+  SplitOutput out;            // n_splits == 1: finish_row writes the final rows
 };
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
@@ -57,6 +61,7 @@ struct PrefillConfig {
   static constexpr int kMTiles = kDimVStored <= 128 ? 2 : 1;
   static constexpr int kWarpQvecs = 16 * kMTiles;
   static constexpr int kQvecs = kWarpQvecs * kQuerySlots;
+  static_assert(kQvecs == prefill_qvecs_per_cta(VType, HeadDimV), "the planner counts CTAs with split_plan.h's figure");
   // Quantized K or V is dequantized once per CTA and tile, by all warps, into f16 MMA fragments in shared memory
   // (fragment order, so each later read is one conflict-free 8- or 16-byte load per lane), instead of once per
   // warp; two fragment buffers let the dequantization of tile i + 1 run beside the MMAs of tile i.
@@ -111,7 +116,7 @@ struct PrefillConfig {
 
 /// The (sequence, KV head, query chunk) of a CTA, the key range it reads, and its query vectors.
 struct PrefillWork {
-  int64_t s = 0, hkv = 0, group = 1;
+  int64_t s = 0, hkv = 0, split = 0, group = 1;
   int64_t qvec0 = 0;
   int n_qvecs = 0;
   int64_t len = 0;  // the sequence's keys (kv_len, clamped to the view)
@@ -129,6 +134,8 @@ __device__ inline PrefillWork prefill_work(const AttentionProblem& p, const Pref
   // masking the last rows see the most keys, so the longest CTAs start in the first wave.
   const int64_t qchunk = launch.n_qchunks - 1 - work % launch.n_qchunks;
   work /= launch.n_qchunks;
+  w.split = work % launch.out.n_splits;
+  work /= launch.out.n_splits;
   w.hkv = work % p.shape.n_head_kv;
   w.s = launch.seq_begin + work / p.shape.n_head_kv;
   w.group = p.shape.n_head_q / p.shape.n_head_kv;
@@ -141,8 +148,9 @@ __device__ inline PrefillWork prefill_work(const AttentionProblem& p, const Pref
   k.hkv = w.hkv;
   k.group = w.group;
   k.len = w.len;
-  k.key_begin = 0;
-  k.key_end = w.len;
+  k.split = w.split;
+  k.key_begin = std::min(w.len, w.split * launch.keys_per_split);
+  k.key_end = std::min(w.len, k.key_begin + launch.keys_per_split);
   if (w.n_qvecs > 0) {
     const int64_t first_pos = w.len - p.shape.n_q + w.qvec0 / w.group;
     const int64_t last_pos = w.len - p.shape.n_q + (w.qvec0 + w.n_qvecs - 1) / w.group;
@@ -150,7 +158,7 @@ __device__ inline PrefillWork prefill_work(const AttentionProblem& p, const Pref
     if (p.options.causal) k.key_end = std::min(k.key_end, last_pos + 1);
     // Keys before the first row's window likewise; whole tiles, so paged tiles stay page-aligned spans.
     if (p.options.window > 0) {
-      k.key_begin = std::max<int64_t>(0, first_pos - p.options.window + 1) / KeyTile * KeyTile;
+      k.key_begin = std::max(k.key_begin, std::max<int64_t>(0, first_pos - p.options.window + 1) / KeyTile * KeyTile);
     }
   }
   k.n_tiles = k.key_begin < k.key_end ? static_cast<int>((k.key_end - k.key_begin + KeyTile - 1) / KeyTile) : 0;
@@ -610,10 +618,10 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
     }
   }
   __syncthreads();
-  const SplitOutput single;  // one split: finish_row writes the final output rows
+  const int64_t split = launch.out.n_splits > 1 ? w.split : -1;  // -1: finish_row writes the final output rows
   for (int r = warp; r < w.n_qvecs; r += Cfg::kWarps) {
     finish_row(p, o_rows + r * Cfg::kDimV, Cfg::kDimV, kRotatedV, m_rows[r], l_rows[r], w.s, w.head_of(r),
-               w.row_of(r), single, -1);
+               w.row_of(r), launch.out, split);
   }
 }
 
@@ -640,20 +648,27 @@ Status prepare_prefill_kernel() {
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 Status launch_prefill(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
-  (void)workspace;  // the prefill kernel keeps everything on chip
   using Cfg = PrefillConfig<HeadDimK, HeadDimV, KType, VType>;
-  if (route.n_splits > 1) {
-    return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
-                            " does not fit the prefill kernel (it never splits the keys)");
-  }
   KVFLASH_RETURN_IF_ERROR((prepare_prefill_kernel<HeadDimK, HeadDimV, KType, VType>()));
   const AttentionShape& s = p.shape;
   if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
+  const SplitPlan plan = split_plan_of(route, s, Cfg::kKeyTile, Cfg::kQvecs);
+  if (plan.keys_per_split <= 0 || plan.keys_per_split % Cfg::kKeyTile != 0 ||
+      plan.n_splits * plan.keys_per_split < s.n_kv) {
+    return invalid_argument("route with n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
+                            std::to_string(plan.keys_per_split) + " does not fit the prefill kernel (key tile " +
+                            std::to_string(Cfg::kKeyTile) + ", n_kv = " + std::to_string(s.n_kv) + ")");
+  }
   PrefillLaunch launch;
   launch.scale = static_cast<float>(effective_scale(p));
-  const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
-  launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
-  const int64_t ctas_per_seq = s.n_head_kv * launch.n_qchunks;
+  launch.n_qchunks = plan.n_qchunks;
+  launch.keys_per_split = plan.keys_per_split;
+  launch.out = split_output_of(route, s, Cfg::kDimV, workspace);
+  if (plan.n_splits > 1 && (workspace == nullptr || launch.out.o_pitch < s.d_v)) {
+    return invalid_argument("route's workspace has no room for the partials of " + std::to_string(plan.n_splits) +
+                            " splits");
+  }
+  const int64_t ctas_per_seq = s.n_head_kv * launch.n_qchunks * plan.n_splits;
   const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
   for (int64_t s0 = 0; s0 < s.n_seq; s0 += seqs_per_launch) {
     launch.seq_begin = s0;
@@ -661,6 +676,9 @@ Status launch_prefill(const AttentionProblem& p, const Route& route, void* works
     prefill_kernel<HeadDimK, HeadDimV, KType, VType>
         <<<static_cast<unsigned>(ctas), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p, launch);
     KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  if (plan.n_splits > 1) {
+    KVFLASH_RETURN_IF_ERROR(launch_combine(p, Cfg::kDimV, kv_traits(VType).rotated, launch.out, stream));
   }
   return Status::Ok();
 }

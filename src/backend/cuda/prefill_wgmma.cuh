@@ -547,6 +547,8 @@ Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void*
   if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
   PrefillLaunch launch;
   launch.scale = static_cast<float>(effective_scale(p));
+  // One split (launch.out's default): every CTA reads its rows' whole key range, whole tiles of it.
+  launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
   const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
   launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
   const int64_t ctas_per_seq = s.n_head_kv * launch.n_qchunks;

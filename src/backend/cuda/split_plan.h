@@ -1,5 +1,5 @@
 // How a CUDA split-KV launch divides the keys and where its partial results live. Pure C++ (no CUDA types): the
-// planner (src/plan/launch.cpp, KvSplit::whole_waves) includes it to choose a decode route's splits.
+// planner (src/plan/launch.cpp, KvSplit::whole_waves) includes it to choose a decode or prefill route's splits.
 //
 // A launch runs one CTA per (sequence, KV head, query chunk, split). kv_len is device data the host must not read
 // (no synchronization inside a call), so splits are planned from n_kv, the longest possible sequence: a split
@@ -88,11 +88,27 @@ constexpr int resident_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_blo
   return static_cast<int>(std::clamp<int64_t>(by_smem, 1, g.max_ctas_by_registers));
 }
 
+/// Query vectors one CTA of the tensor-core prefill kernel carries (PrefillConfig::kQvecs in
+/// prefill_attention.cuh, static_asserted there): 4 query slots of two 16-vector m-tiles up to a stored d_v of
+/// 128, one m-tile above (the accumulators must fit 255 registers).
+constexpr int prefill_qvecs_per_cta(KvType vt, int64_t dv) { return stored_dim(vt, dv) <= 128 ? 128 : 64; }
+
+/// The prefill kernel's resident CTAs per SM: 8 warps at 255 registers take the whole register file.
+inline constexpr int kPrefillCtasPerSm = 1;
+/// Prefill splits fill at most one wave: each CTA is long and alone on its SM, so splits beyond the SMs only
+/// shorten CTAs and add partial rows (a 32-row chunk of llama3-8b over 8 KV heads takes 16 splits, 128 CTAs; an
+/// 8-wave search took up to ~132 splits of chunks that far fewer fill: a 71 MiB workspace bound instead of 8.1).
+inline constexpr int kPrefillMaxWaves = 1;
+
+// Beyond this many waves the last wave's fill hardly matters: the search stops there.
+inline constexpr int64_t kMaxWaves = 8;
+
 /// What a kernel instance tells the split rule about itself.
 struct KernelGeometry {
   int key_tile = 64;              // keys per split granule: a split is a whole number of these
   int qvecs_per_cta = 16;         // query vectors (query head x query row) one CTA carries over the keys
   int resident_ctas_per_sm = 1;   // resident_ctas_per_sm() of the instance's DecodeGeometry
+  int64_t max_waves = kMaxWaves;  // the split search stops at this many waves (kPrefillMaxWaves for prefill)
 };
 
 struct SplitPlan {
@@ -105,8 +121,6 @@ struct SplitPlan {
 inline constexpr int64_t kMinTilesPerSplit = 2;
 // Caps the workspace (rows x splits x d_v floats) and the combine's loop; 128K keys / 512 is still 256 keys each.
 inline constexpr int64_t kMaxSplits = 512;
-// Beyond this many waves the last wave's fill hardly matters: the search stops there.
-inline constexpr int64_t kMaxWaves = 8;
 
 /// Query vectors of one (sequence, KV head): every query head of the group times every query row.
 inline int64_t group_qvecs(const AttentionShape& s) { return s.n_head_q / s.n_head_kv * s.n_q; }
@@ -142,9 +156,10 @@ struct WaveChoice {
   }
 };
 
-/// The split counts the whole-wave rule tries for `base` CTAs per split: 1 .. the first count reaching kMaxWaves.
-inline int64_t whole_wave_search_end(int64_t base, int64_t resident) {
-  return std::max<int64_t>(1, (kMaxWaves * resident + base - 1) / base);
+/// The split counts the whole-wave rule tries for `base` CTAs per split: 1 .. the first count reaching
+/// `max_waves` waves.
+inline int64_t whole_wave_search_end(int64_t base, int64_t resident, int64_t max_waves = kMaxWaves) {
+  return std::max<int64_t>(1, (max_waves * resident + base - 1) / base);
 }
 
 /// Splits of `tiles` tiles among at most `n` splits: whole tiles per split, recounted so that none is empty.
@@ -168,7 +183,7 @@ inline int64_t whole_wave_count(int64_t tiles, int64_t base, int64_t resident, i
 /// The split count that fills the GPU in whole waves, for `n_items` (sequence, KV head) pairs whose query vectors
 /// number `qvecs` each, over n_kv keys: the fewest splits whose launch keeps kGoodWaveFill of the resident CTA
 /// slots busy (wave_fill()), else the fullest launch, since every split costs a prologue and a partial row in the
-/// combine. No split shorter than kMinTilesPerSplit tiles, at most max_splits, at most kMaxWaves waves.
+/// combine. No split shorter than kMinTilesPerSplit tiles, at most max_splits, at most g.max_waves waves.
 inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, const KernelGeometry& g,
                                   int sm_count, int64_t max_splits = kMaxSplits) {
   SplitPlan plan;
@@ -177,7 +192,7 @@ inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, 
   const int64_t tiles = std::max<int64_t>(1, (n_kv + tile - 1) / tile);
   const int64_t base = std::max<int64_t>(1, n_items * plan.n_qchunks);
   const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
-  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident));
+  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, g.max_waves));
   plan.n_splits = whole_wave_count(tiles, base, resident, cap);
   plan.keys_per_split = (tiles + plan.n_splits - 1) / plan.n_splits * tile;
   return plan;
@@ -199,7 +214,7 @@ inline int64_t max_whole_wave_splits(int64_t n_items, int64_t n_qchunks, int64_t
   const int64_t max_tiles = (max_n_kv + tile - 1) / tile;
   const int64_t base = std::max<int64_t>(1, n_items * std::max<int64_t>(1, n_qchunks));
   const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
-  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident));
+  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, g.max_waves));
   int64_t settled = cap;  // the count every large enough tile count gets
   for (int64_t n = 1; n <= cap; ++n) {
     if (wave_fill(base * n, resident) >= kGoodWaveFill) {
