@@ -8,13 +8,16 @@
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
 // case on stdout and, with --json FILE, one JSON object per line. --n-q N times chunks of N new tokens instead of
 // 512; --one-split runs the planned route with its keys unsplit (what the prefill kernel did before it could split
-// them), for a same-run comparison on chunks too short to fill the GPU with query tiles.
+// them), for a same-run comparison on chunks too short to fill the GPU with query tiles. The f16 and q4_0 cases run
+// twice where the router takes the wgmma kernel: on that route and forced onto the mma.sync row
+// (cuda.prefill.<type>, keys unsplit), so both are measured in the same run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +27,7 @@
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
 #include "kvflash/route.h"
+#include "plan/kernel_table.h"  // KernelId: cases also run forced onto the mma.sync rows
 
 using namespace kvflash;
 
@@ -70,7 +74,9 @@ struct Result {
   std::string route;
 };
 
-Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split) {
+/// `force`: run this kernel row instead of the planned one, with one split (no workspace).
+Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
+                std::optional<KernelId> force = std::nullopt) {
   const int64_t n_kv = c.depth + c.n_q, dks = stored_dim(c.type, c.d);
   const int64_t rb = row_bytes(c.type, dks);
   AttentionProblem p;
@@ -93,7 +99,8 @@ Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split) {
   p.v.data = make_cache(c.type, c.d, c.n_head_kv * n_kv, 12);
   StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
   check(route.status(), "plan_route");
-  if (one_split) {  // a route of one split has no partials: no workspace
+  if (force.has_value()) route->kernel = *force;
+  if (one_split || force.has_value()) {  // a route of one split has no partials: no workspace
     route->n_splits = 1;
     route->keys_per_split = n_kv;
     route->workspace_bytes = 0;
@@ -164,16 +171,24 @@ int main(int argc, char** argv) {
       const Case c{t, depth, n_q, 32, 8, 128};
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
-      const Result r = run_case(c, stream, iters, one_split);
-      const double tflops = causal_flops(c) / (r.us * 1e6);
-      std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
-                  r.route.c_str());
-      std::fflush(stdout);
-      if (json != nullptr) {
-        std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": %lld, \"us\": %.2f, \"tflops\": %.2f, "
-                     "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth), static_cast<long long>(n_q),
-                     r.us, tflops, r.route.c_str());
-        std::fflush(json);
+      std::vector<std::optional<KernelId>> routes = {std::nullopt};
+      if (t == KvType::f16) routes.push_back(KernelId::cuda_prefill_f16);
+      if (t == KvType::q4_0) routes.push_back(KernelId::cuda_prefill_q4_0);
+      std::string planned;
+      for (const std::optional<KernelId>& force : routes) {
+        const Result r = run_case(c, stream, iters, one_split, force);
+        if (!force.has_value()) planned = r.route;
+        if (force.has_value() && r.route == planned) continue;  // the planner took it already
+        const double tflops = causal_flops(c) / (r.us * 1e6);
+        std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
+                    r.route.c_str());
+        std::fflush(stdout);
+        if (json != nullptr) {
+          std::fprintf(json, "{\"type\": \"%s\", \"depth\": %lld, \"n_q\": %lld, \"us\": %.2f, \"tflops\": %.2f, "
+                       "\"route\": \"%s\"}\n", name.c_str(), static_cast<long long>(depth),
+                       static_cast<long long>(n_q), r.us, tflops, r.route.c_str());
+          std::fflush(json);
+        }
       }
     }
   }

@@ -32,7 +32,7 @@ JOBS=${KVFLASH_JOBS:-16}
 PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench prefill cli profile}
 # Tests small enough to run under the sanitizers in a minute or two, covering the decode kernel (splits, layouts,
 # pages, empty rows), the generic kernel and the combine.
-SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts:CudaPrefill.RowsThatSeeNoKeyOutputZeros:CudaPrefill.ManyKeyTilesThroughTheFragmentPipeline:CudaDecode.CausalMultiRowStepsMaskOnlyTheLastKeysOfEachSequence"}
+SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts:CudaPrefill.RowsThatSeeNoKeyOutputZeros:CudaPrefill.ManyKeyTilesThroughTheFragmentPipeline:CudaDecode.CausalMultiRowStepsMaskOnlyTheLastKeysOfEachSequence:CudaPrefillWgmma.ManyKeyTilesThroughTheStageRing:CudaPrefillWgmma.RowsThatSeeNoKeyOutputZeros"}
 status=0
 
 log() { echo "== $(date +%T) $*"; }

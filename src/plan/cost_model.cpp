@@ -17,6 +17,39 @@ Work work_of(const AttentionProblem& p) {
   return w;
 }
 
+namespace {
+
+/// The tensor-core prefill rows: one CTA (one per SM) per `cta_qvecs` query vectors of a KV head and key split
+/// reads that head's K/V once and runs the MMAs of whole tiles at `flops_per_us`. The bytes are counted at the
+/// decode rows' rate (this kernel's streaming rate at decode shapes is unmeasured), so a decode-sized problem
+/// (n_q <= 16: one pass, padded MMAs, plus the combine of its splits) never costs less here than on the split-KV
+/// decode rows. A launch under one CTA per SM pays for the idle SMs; split keys (n_splits) multiply the CTAs and add
+/// the combine, a second launch that reads and writes the partial rows.
+double prefill_cost_us(const AttentionProblem& p, const BackendCaps& caps, const Work& w, int64_t n_splits,
+                       double cta_qvecs, double flops_per_us) {
+  const AttentionShape& s = p.shape;
+  const double qvecs = static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q);
+  const double passes = std::ceil(qvecs / cta_qvecs);
+  const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
+  const double splits = static_cast<double>(std::max<int64_t>(1, n_splits));
+  const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes * splits;
+  const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count * cuda::kPrefillCtasPerSm));
+  // Bottom-right causal: row i of n_q sees n_kv - n_q + i + 1 keys, so a square prefill reads half the keys and a
+  // short chunk at depth nearly all of them.
+  const double n_kv = static_cast<double>(std::max<int64_t>(1, s.n_kv));
+  const double visible =
+      p.options.causal ? std::clamp((n_kv - 0.5 * static_cast<double>(s.n_q - 1)) / n_kv, 0.0, 1.0) : 1.0;
+  const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
+  const double mma_us = visible * padding * w.flops / flops_per_us;
+  const double partial_bytes = splits > 1.0 ? 2.0 * splits * static_cast<double>(s.n_seq * s.n_head_q * s.n_q) *
+                                                  static_cast<double>(s.d_v + 2) * 4.0
+                                            : 0.0;
+  const double combine_us = splits > 1.0 ? 5.0 + partial_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) : 0.0;
+  return 10.0 + std::max(bytes_us, mma_us) / fill + combine_us;
+}
+
+}  // namespace
+
 double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps,
                         const Route& route) {
   (void)route;
@@ -35,35 +68,16 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       const double passes = std::ceil(static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q) / 8.0);
       return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
     }
-    case CostModel::cuda_prefill: {
-      // One CTA (8 warps, one CTA per SM) per 128 query vectors of a KV head (64 above d_v 128) and key split reads
-      // that head's K/V once and runs the MMAs of whole 128-vector tiles at ~230 TFLOP/s on an H100 (measured,
-      // bench/README.md). The bytes are counted at the decode rows' rate (this kernel's streaming rate at decode
-      // shapes is unmeasured), so a decode-sized problem (n_q <= 16: one pass, padded MMAs, plus the combine of its
-      // splits) never costs less here than on the split-KV decode rows. A launch under one CTA per SM pays for the
-      // idle SMs; split keys (the route's n_splits) multiply the CTAs and add the combine, a second launch that
-      // reads and writes the partial rows.
-      const AttentionShape& s = p.shape;
-      const double qvecs = static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q);
-      const double cta_qvecs = cuda::prefill_qvecs_per_cta(p.v.type, s.d_v);
-      const double passes = std::ceil(qvecs / cta_qvecs);
-      const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
-      const double splits = static_cast<double>(std::max<int64_t>(1, route.n_splits));
-      const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes * splits;
-      const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count * cuda::kPrefillCtasPerSm));
-      // Bottom-right causal: row i of n_q sees n_kv - n_q + i + 1 keys, so a square prefill reads half the keys
-      // and a short chunk at depth nearly all of them.
-      const double n_kv = static_cast<double>(std::max<int64_t>(1, s.n_kv));
-      const double visible =
-          p.options.causal ? std::clamp((n_kv - 0.5 * static_cast<double>(s.n_q - 1)) / n_kv, 0.0, 1.0) : 1.0;
-      const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
-      const double mma_us = visible * padding * w.flops / 230e6;
-      const double partial_bytes = splits > 1.0 ? 2.0 * splits * static_cast<double>(s.n_seq * s.n_head_q * s.n_q) *
-                                                      static_cast<double>(s.d_v + 2) * 4.0
-                                                : 0.0;
-      const double combine_us = splits > 1.0 ? 5.0 + partial_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) : 0.0;
-      return 10.0 + std::max(bytes_us, mma_us) / fill + combine_us;
-    }
+    case CostModel::cuda_prefill:
+      // One CTA (8 warps) per 128 query vectors (64 above d_v 128) and key split, its MMAs at ~230 TFLOP/s on an H100
+      // (measured, bench/README.md).
+      return prefill_cost_us(p, caps, w, route.n_splits, cuda::prefill_qvecs_per_cta(p.v.type, p.shape.d_v), 230e6);
+    case CostModel::cuda_prefill_wgmma:
+      // Two warpgroups per CTA, 128 query vectors, never split; ~290-300 TFLOP/s on an H100 for f16, ~205 for q4_0
+      // (measured, bench/prefill_notes.md w1, w2). Where neither row splits, the row order, not this rate, is what
+      // makes the router prefer it over the mma.sync rows (kernel_table.h); where the mma.sync row splits the keys
+      // of a short chunk to fill the SMs, that row estimates less and is taken.
+      return prefill_cost_us(p, caps, w, 1, 128.0, 295e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

@@ -44,6 +44,8 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo3,
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
+  cuda_prefill_wgmma_f16,
+  cuda_prefill_wgmma_q4_0,
   cuda_prefill_f16,
   cuda_prefill_q8_0,
   cuda_prefill_q4_0,
@@ -109,6 +111,7 @@ enum class CostModel : uint8_t {
   cuda_decode,   // tensor-core split-KV decode: the K/V bytes at (most of) the memory bandwidth
   cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
   cuda_prefill,  // tensor-core prefill: K/V once per 128 query vectors (64 above d_v 128); parallel over query tiles
+  cuda_prefill_wgmma,  // as cuda_prefill, on Hopper warpgroup MMAs (128 query vectors per CTA, a faster MMA rate)
 };
 
 struct KernelSpec {
@@ -143,6 +146,8 @@ inline constexpr HeadDimPair kCudaDecodeMixDims[] = {{128, 128}, {256, 256}, {51
 // 16 query vectors x d_v accumulators in registers, and 16 x 512 f32 is 256 registers per thread before the scores.
 inline constexpr HeadDimPair kCudaPrefillDims[] = {{64, 64}, {128, 128}, {256, 256}};
 inline constexpr HeadDimPair kCudaPrefillQuantDims[] = {{128, 128}, {256, 256}};
+// The wgmma prefill holds a 64 x d_v accumulator per warpgroup next to a 64 x 128 score tile: d 128 first.
+inline constexpr HeadDimPair kCudaPrefillWgmmaDims[] = {{128, 128}};
 
 // ---- The table -------------------------------------------------------------------------------------------------
 inline constexpr KernelSpec kKernels[] = {
@@ -187,6 +192,19 @@ inline constexpr KernelSpec kKernels[] = {
      type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
      kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none, CostModel::cuda_decode, "launch_decode",
      "backend/cuda/decode_split_kv.cuh"},
+    // The Hopper prefill (src/backend/cuda/prefill_wgmma.cuh, sm_90a wgmma): same contract as cuda.prefill.* (any
+    // n_q, every option, no split, no workspace); q4_0 is dequantized in shared memory into the f16 tiles its MMAs
+    // read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by a faster
+    // MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth): the router
+    // prefers it wherever both accept. Only where it measured faster (bench/prefill_notes.md w2): the q8_0
+    // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row.
+    {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
+     type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
+     /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
+     "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
+    {KernelId::cuda_prefill_wgmma_q4_0, "cuda.prefill_wgmma.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
+     type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1, false, Scratch::none,
+     CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma", "backend/cuda/prefill_wgmma.cuh"},
     // The tensor-core prefill (src/backend/cuda/prefill_attention.cuh): any n_q (the cost model leaves n_q <= 16 to
     // the split-KV decode rows), K/V read in their stored format once per 128 query vectors. Keys are split only
     // where the query tiles leave SMs idle (whole waves of one CTA per SM: a 64-row chunk at depth has 16 CTAs

@@ -154,13 +154,13 @@ TEST(CudaDecode, ForcedSplitCountsAgree) {
   spec.sinks = true;
   spec.varlen = true;
   for (int64_t splits : {1, 2, 3, 7, 24}) {
-    const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0});
+    const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0, std::nullopt});
     EXPECT_GE(c.n_splits, 1);
   }
   // Turbo V with several splits: partials stay rotated and the combine rotates back once.
   ProblemSpec turbo = decode_spec(128, 128, KvType::f16, KvType::turbo3, 901);
   turbo.shape.n_kv = 1000;
-  for (int64_t splits : {1, 5}) expect_matches_reference(turbo, RunConfig{splits, 0});
+  for (int64_t splits : {1, 5}) expect_matches_reference(turbo, RunConfig{splits, 0, std::nullopt});
 }
 
 TEST(CudaDecode, HeadDim512WithGqa2AndMlaViews) {
@@ -205,7 +205,7 @@ TEST(CudaDecode, CausalMultiRowStepsMaskOnlyTheLastKeysOfEachSequence) {
         spec.shape.n_q = n_q;
         spec.varlen = true;
         spec.causal = true;
-        const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0});
+        const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0, std::nullopt});
         EXPECT_TRUE(c.decode_kernel) << spec_name(spec) << " routed to " << c.route;
       }
     }

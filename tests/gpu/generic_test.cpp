@@ -76,7 +76,7 @@ TEST(CudaGeneric, ForcedSplitsAndStridedLayouts) {
   spec.layout = KvLayout::strided_padded;
   spec.varlen = true;
   spec.sinks = true;
-  for (int64_t splits : {1, 4, 44}) expect_matches_reference(spec, RunConfig{splits, 0});
+  for (int64_t splits : {1, 4, 44}) expect_matches_reference(spec, RunConfig{splits, 0, std::nullopt});
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,9 @@ struct RunConfig {
   int64_t force_splits = 0;  // 0: the planned split count
   // Moves the mask's and K/V's bytes this far into a larger device buffer (64-bit offsets beyond 2^31).
   int64_t far_offset = 0;
+  // Runs this row instead of the planned one, with the keys unsplit and no workspace (e.g. one prefill kernel where
+  // the router prefers another); the planner must still accept the problem.
+  std::optional<KernelId> force_kernel;
 };
 
 /// The planner's cuda route for `p`, or, with force_splits > 0, the same route cut into about that many key
@@ -187,6 +191,13 @@ inline StatusOr<GpuResult> run_cuda(const HostProblem& hp, const RunConfig& conf
   const AttentionProblem& p = dev->problem;
   StatusOr<Route> route = cuda_route(p, config.force_splits);
   KVFLASH_RETURN_IF_ERROR(route.status());
+  if (config.force_kernel.has_value()) {
+    route->kernel = *config.force_kernel;
+    route->n_splits = 1;
+    route->keys_per_split = p.shape.n_kv;
+    route->workspace_bytes = 0;
+    route->layout = WorkspaceLayout{};
+  }
   DeviceBytes workspace(static_cast<size_t>(route->workspace_bytes));
   if (!workspace.ok()) return out_of_memory("cudaMalloc of the workspace failed");
   KVFLASH_RETURN_IF_ERROR(cuda_ok(cudaMemset(dev->o.data(), 0xff, dev->o.size()), "poison O"));

@@ -38,7 +38,7 @@ TEST(CudaKvPipeline, DecodeOverPagesSmallerThanATile) {
       for (int64_t n_q : {1, 4}) {
         const ProblemSpec spec = paged_spec(n_q, 128, pair[0], pair[1], page_rows, ++seed);
         for (int64_t splits : {0, 3}) {
-          const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0});
+          const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0, std::nullopt});
           EXPECT_TRUE(c.decode_kernel) << spec_name(spec) << " page_rows " << page_rows << " route " << c.route;
         }
       }
@@ -53,7 +53,7 @@ TEST(CudaKvPipeline, WideDecodeAndPrefillOverPagesSmallerThanATile) {
     // Head dim 256: the wide decode kernel.
     for (KvType t : {KvType::q8_0, KvType::q4_0}) {
       const ProblemSpec spec = paged_spec(2, 256, t, t, page_rows, ++seed);
-      const Comparison c = expect_matches_reference(spec, RunConfig{2, 0});
+      const Comparison c = expect_matches_reference(spec, RunConfig{2, 0, std::nullopt});
       EXPECT_TRUE(c.decode_kernel) << spec_name(spec) << " route " << c.route;
     }
     // 40 new rows: the prefill kernel.

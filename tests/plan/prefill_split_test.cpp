@@ -29,7 +29,11 @@ AttentionProblem chunk_problem(KvType type, int64_t n_q, int64_t n_kv) {
   return shape_only_problem(s);
 }
 
-bool is_prefill(const Route& r) { return kernel_spec(r.kernel).cost == CostModel::cuda_prefill; }
+/// A tensor-core prefill row: mma.sync (cuda.prefill.*) or, where the router prefers it, wgmma (cuda.prefill_wgmma.*).
+bool is_prefill(const Route& r) {
+  const CostModel cost = kernel_spec(r.kernel).cost;
+  return cost == CostModel::cuda_prefill || cost == CostModel::cuda_prefill_wgmma;
+}
 
 TEST(PrefillSplits, ShortChunksAtDepthSplitTheKeysUntilTheGpuIsFull) {
   const BackendCaps caps = h100();

@@ -1,0 +1,566 @@
+// Tensor-core prefill on Hopper warpgroup MMAs (wgmma, sm_90a) at head dim 128: f16 K/V, and block-quantized K/V
+// (q4_0 routed; q8_0 compiled by nothing yet, see swizzled_dequant.cuh) dequantized in shared memory into the very
+// f16 tiles the f16 path copies, so the MMA and softmax code is the same for every type.
+//
+// A CTA of two warpgroups owns 128 query vectors of one (sequence, KV head), the GQA group folded into M as in
+// prefill_attention.cuh (whose work split, PrefillWork, it shares); warpgroup w owns vectors 64w .. 64w + 63.
+// Keys come in tiles of 128:
+//   all 256 threads copy K and V tiles with cp.async into the 128-byte swizzled layout wgmma reads, K two tiles and
+//   V one tile ahead of the MMAs (two slots each; row offsets, page table included, a tile ahead in shared memory);
+//   quantized: the stored rows land in one raw slot each a tile earlier, and all threads dequantize them into
+//   those slots between two barriers;
+//   S = Q K^T: 8 wgmma m64n128k16 per warpgroup, Q and K both from shared memory (K-major);
+//   the score options (score_variant.cuh) and the online softmax in base 2 on the accumulators in registers;
+//   O += P V: 8 wgmma m64n128k16 with P's accumulators re-packed as the register A operand and the [key][d] V tile
+//   read transposed (MN-major B, allowed for 16-bit types).
+// Per warpgroup the two are software-pipelined: S(n + 1) is issued with O += P(n) V(n), and the softmax of tile
+// n + 1 runs on the CUDA cores while the tensor cores finish P(n) V(n). The accumulators of a warpgroup are spread
+// over its 128 threads (64 f32 each for S and for O, 32 registers of P), which is what frees the registers that
+// capped the mma.sync kernel at 32-key steps. No producer warpgroup yet: one barrier per tile.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include "backend/cuda/cuda_status.h"
+#include "backend/cuda/kv_tile_copy.cuh"
+#include "backend/cuda/output_rows.cuh"
+#include "backend/cuda/prefill_attention.cuh"
+#include "backend/cuda/ptx.cuh"
+#include "backend/cuda/score_variant.cuh"
+#include "backend/cuda/swizzled_dequant.cuh"
+#include "backend/cuda/wgmma.cuh"
+#include "kvflash/attention_problem.h"
+#include "kvflash/route.h"
+
+namespace kvflash::cuda {
+
+/// Bytes of a 64-half row of a swizzled operand (one 128-byte swizzle row).
+inline constexpr int kSwizzleRowBytes = 128;
+
+/// Type: the K and V cache type (the same for both).
+template <KvType Type>
+struct WgmmaPrefillConfig {
+  static constexpr int kWarpgroups = 2;
+  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kGroupQvecs = 64;  // the M of one wgmma
+  static constexpr int kQvecs = kGroupQvecs * kWarpgroups;
+  static constexpr int kDim = 128;
+  static constexpr int kKeyTile = 128;  // the N of the score wgmma
+  // Two K slots and two V slots: K(n + 1) is multiplied while V(n) is, and K(n + 2), V(n + 1) are in flight.
+  static constexpr int kStages = 2;
+  // Swizzled operand layout: a matrix of R rows x 128 halves is two column blocks of 64 halves (128-byte rows), block
+  // c at c * R * 128 bytes; 8-row atoms of 1024 bytes.
+  static constexpr int kRowBytes = kSwizzleRowBytes;
+  static constexpr int kAtomBytes = 8 * kRowBytes;
+  static constexpr int kQBytes = kQvecs * kDim * 2;
+  static constexpr int kTileBytes = kKeyTile * kDim * 2;  // one K or V tile
+  static constexpr int kStagesOffset = kQBytes;
+  static constexpr int kStagesBytes = 2 * kStages * kTileBytes;  // K slot 0, K slot 1, V slot 0, V slot 1
+  // The epilogue's f32 output rows, maxima and sums alias the stages once every MMA is done.
+  static constexpr int kEpilogueBytes = kQvecs * (kDim + 2) * 4;
+  static_assert(kEpilogueBytes <= kStagesBytes);
+  // Quantized K/V: a tile as stored (rows of kRawRowBytes, back to back) lands in one raw slot for K and one for V,
+  // and all threads dequantize it into an f16 slot (swizzled_dequant.cuh) a tile before the MMAs read it.
+  static constexpr bool kQuantized = Type != KvType::f16;
+  static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
+  static constexpr int kRawTileBytes = kQuantized ? (kKeyTile * kRawRowBytes + 15) / 16 * 16 : 0;
+  static constexpr int kRawOffset = kStagesOffset + kStagesBytes;
+  static constexpr int kVariantOffset = kRawOffset + 2 * kRawTileBytes;
+  static constexpr int kOffsetsOffset =
+      (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
+  static constexpr int kUsedBytes = kOffsetsOffset + 3 * 2 * kKeyTile * 8;  // int64 [tile % 3][K, V][row]
+  // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
+  static constexpr int kSmemBytes = kUsedBytes + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
+};
+
+/// Byte offset of 16-byte chunk `chunk` (0..15: halves 8 chunk .. 8 chunk + 7) of row `row` in a swizzled matrix of
+/// `rows` rows.
+__device__ __forceinline__ uint32_t swizzled_chunk(int row, int chunk, int rows) {
+  return static_cast<uint32_t>((chunk / 8) * rows * kSwizzleRowBytes + row * kSwizzleRowBytes +
+                               (((chunk % 8) ^ (row % 8)) * 16));
+}
+
+/// Byte offsets of the K rows (threads 0 .. KeyTile - 1) and V rows (threads KeyTile ..) of the tile starting at
+/// key0, -1 past key_end; computed a tile ahead so that the copies read them from shared memory (a paged row's
+/// offset takes a page-table load, which would otherwise sit in every thread's copy loop).
+template <int KeyTile>
+__device__ __forceinline__ void swizzled_tile_offsets(const AttentionProblem& p, const PrefillWork& w, int64_t key0,
+                                                      int64_t* offsets) {
+  const int tid = static_cast<int>(threadIdx.x);
+  if (tid >= 2 * KeyTile) return;
+  const int row = tid % KeyTile;
+  const int64_t key = key0 + row;
+  const KvView& view = tid < KeyTile ? p.k : p.v;
+  offsets[tid] = key < w.keys.key_end ? kv_row_offset_on_device(view, w.s, w.hkv, key) : -1;
+}
+
+/// Copies KeyTile rows of 256 bytes (offsets from swizzled_tile_offsets, -1: a row of zeros, which keeps P * V
+/// finite) into a swizzled tile. Each thread moves 16-byte chunk tid % 16 of rows tid / 16 + Threads / 16 * i:
+/// cp.async when every row address is 16-byte aligned, else (odd strides or padding) 2-byte loads and one shared
+/// store per chunk.
+template <int KeyTile, int Threads>
+__device__ __forceinline__ void copy_swizzled_tile(uint8_t* tile, const void* data, const int64_t* offsets,
+                                                   bool aligned16) {
+  constexpr int kRowsPerPass = Threads / 16;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int chunk = tid % 16;
+  const auto* base = static_cast<const uint8_t*>(data);
+  if (aligned16) {
+#pragma unroll
+    for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+      const int row = tid / 16 + kRowsPerPass * i;
+      const int64_t off = offsets[row];
+      ptx::cp_async<16>(tile + swizzled_chunk(row, chunk, KeyTile), off >= 0 ? base + off + 16 * chunk : base,
+                        off >= 0 ? 16 : 0);
+    }
+    return;
+  }
+#pragma unroll 1
+  for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+    const int row = tid / 16 + kRowsPerPass * i;
+    const int64_t off = offsets[row];
+    uint32_t packed[4] = {0, 0, 0, 0};
+    if (off >= 0) {
+      const auto* src = reinterpret_cast<const uint16_t*>(base + off + 16 * chunk);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) packed[e] = src[2 * e] | (uint32_t{src[2 * e + 1]} << 16);
+    }
+    *reinterpret_cast<uint4*>(tile + swizzled_chunk(row, chunk, KeyTile)) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+}
+
+/// Dequantizes KeyTile stored rows (raw, rows RawRowBytes apart) into a swizzled f16 tile, the chunks of
+/// copy_swizzled_tile per thread; then makes the writes visible to the tensor cores (async proxy) before the
+/// caller's next barrier.
+template <KvType Type, int RawRowBytes, int KeyTile, int Threads>
+__device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw) {
+  constexpr int kRowsPerPass = Threads / 16;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int chunk = tid % 16;
+#pragma unroll 4
+  for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+    const int row = tid / 16 + kRowsPerPass * i;
+    *reinterpret_cast<uint4*>(tile + swizzled_chunk(row, chunk, KeyTile)) =
+        SwizzledDequant<Type>::chunk(raw + row * RawRowBytes, chunk);
+  }
+  wgmma::fence_proxy_async();
+}
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+__global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
+    prefill_wgmma_kernel(const AttentionProblem p, const PrefillLaunch launch) {
+  using Cfg = WgmmaPrefillConfig<KType>;
+  static_assert(KType == VType && (KType == KvType::f16 || has_swizzled_dequant(KType)) && HeadDimK == Cfg::kDim &&
+                    HeadDimV == Cfg::kDim,
+                "the wgmma prefill is compiled for f16, q8_0 or q4_0 K/V (one type) at head dim 128");
+  constexpr int T = Cfg::kKeyTile;
+  constexpr int D = Cfg::kDim;
+
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - ptx::smem_address(smem_raw) % 1024) % 1024);
+  uint8_t* q_s = smem;
+  uint8_t* stages = smem + Cfg::kStagesOffset;
+  ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
+  int64_t* offsets = reinterpret_cast<int64_t*>(smem + Cfg::kOffsetsOffset);  // tile n's rows in slot n % 3
+
+  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  const int wg = tid / 128, warp_in_group = warp % 4;
+  const int g = lane / 4, t = lane % 4;
+
+  const PrefillWork w = prefill_work<T>(p, launch, Cfg::kQvecs);
+  if (w.n_qvecs <= 0) return;
+  const DecodeWork& keys = w.keys;
+  const int n_tiles = keys.n_tiles;
+  // Offsets of tile n in slot n % 3, computed kOffsetsLead iterations before tile n is multiplied: f16 K(n) is
+  // copied two iterations before and V(n) one; a quantized K(n) is copied as stored three before (dequantized two
+  // before) and V(n) two. A slot is read over two iterations and rewritten a barrier after its last reader.
+  constexpr int kOffsetsLead = Cfg::kQuantized ? 4 : 3;
+  const auto tile_offsets = [&](int n) {
+    swizzled_tile_offsets<T>(p, w, keys.key_begin + static_cast<int64_t>(n) * T, offsets + (n % 3) * 2 * T);
+  };
+  // f16: copies straight into the f16 slots.
+  const bool k_aligned = kv_copy_width(p.k, w.s, w.hkv, D * 2) >= 16;
+  const bool v_aligned = kv_copy_width(p.v, w.s, w.hkv, D * 2) >= 16;
+  const auto issue_k = [&](int n) {
+    copy_swizzled_tile<T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, p.k.data, offsets + (n % 3) * 2 * T,
+                                         k_aligned);
+  };
+  const auto issue_v = [&](int n) {
+    copy_swizzled_tile<T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes, p.v.data,
+                                         offsets + (n % 3) * 2 * T + T, v_aligned);
+  };
+  // Quantized: copies of the stored rows into the raw slots, then dequantization into the f16 slots.
+  uint8_t* raw_k = smem + Cfg::kRawOffset;
+  uint8_t* raw_v = raw_k + Cfg::kRawTileBytes;
+  const int width_k = kv_copy_width(p.k, w.s, w.hkv, Cfg::kRawRowBytes);
+  const int width_v = kv_copy_width(p.v, w.s, w.hkv, Cfg::kRawRowBytes);
+  const auto issue_raw_k = [&](int n) {
+    copy_rows<Cfg::kRawRowBytes, Cfg::kRawRowBytes, T, Cfg::kThreads>(raw_k, p.k.data, offsets + (n % 3) * 2 * T,
+                                                                       width_k, tid);
+  };
+  const auto issue_raw_v = [&](int n) {
+    copy_rows<Cfg::kRawRowBytes, Cfg::kRawRowBytes, T, Cfg::kThreads>(raw_v, p.v.data,
+                                                                       offsets + (n % 3) * 2 * T + T, width_v, tid);
+  };
+  const auto dequant_k = [&](int n) {
+    if constexpr (Cfg::kQuantized) {
+      dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, raw_k);
+    }
+  };
+  const auto dequant_v = [&](int n) {
+    if constexpr (Cfg::kQuantized) {
+      dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes,
+                                                                           raw_v);
+    }
+  };
+  static_assert(Cfg::kThreads == 2 * T, "one thread computes each K and V row offset of a tile");
+  for (int n = 0; n < kOffsetsLead - 1 && n < n_tiles; ++n) tile_offsets(n);
+  __syncthreads();
+  if constexpr (Cfg::kQuantized) {
+    if (n_tiles > 0) {
+      issue_raw_k(0);
+      issue_raw_v(0);
+    }
+    ptx::cp_async_commit();
+  } else {
+    if (n_tiles > 0) issue_k(0);
+    ptx::cp_async_commit();
+    if (n_tiles > 1) issue_k(1);
+    if (n_tiles > 0) issue_v(0);
+    ptx::cp_async_commit();
+    if (n_tiles > 2) tile_offsets(2);  // slot 2: nobody reads it before the loop's first barrier
+  }
+
+  if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
+  // As in prefill_attention.cuh: without per-score options log2(e) rides in the staged query (base-2 softmax).
+  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
+                           p.options.alibi_max_bias == 0.0;
+  const float q_scale = causal_only ? launch.scale * kLog2e : launch.scale;
+  // Query vectors to f16 in the swizzled layout, 8 halves (one 16-byte chunk) per thread and step; zeros past
+  // n_qvecs.
+  for (int idx = tid; idx < Cfg::kQvecs * (D / 8); idx += Cfg::kThreads) {
+    const int r = idx / (D / 8), chunk = idx % (D / 8);
+    uint32_t packed[4] = {0, 0, 0, 0};
+    if (r < w.n_qvecs) {
+      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
+                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
+                                                        w.row_of(r) * p.q.stride.row) +
+                         8 * chunk;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
+      }
+    }
+    *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Cfg::kQvecs)) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+  wgmma::fence_proxy_async();  // the staged query, for the wgmma after the next barrier
+
+  // This thread's two rows (h = 0, 1): r_h = 64 wg + 16 warp_in_group + g + 8 h.
+  const int group_row0 = Cfg::kGroupQvecs * wg;
+  const int group_rows = std::min(int{Cfg::kGroupQvecs}, w.n_qvecs - group_row0);  // <= 0: the group only copies
+  const bool causal = p.options.causal;
+  const int64_t pos_base = w.len - p.shape.n_q;
+  const int64_t group_last_pos = group_rows > 0 ? pos_base + w.row_of(group_row0 + group_rows - 1) : INT64_MIN;
+  int rows[2], row_keys[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    rows[h] = group_row0 + 16 * warp_in_group + g + 8 * h;
+    // End of the row's visible keys relative to key_begin (causal: its position + 1; past n_qvecs: none).
+    const int64_t end = rows[h] >= w.n_qvecs ? keys.key_begin
+                        : causal             ? std::min(keys.key_end, pos_base + w.row_of(rows[h]) + 1)
+                                             : keys.key_end;
+    row_keys[h] = static_cast<int>(std::clamp<int64_t>(end - keys.key_begin, 0, INT_MAX));
+  }
+  const int clean_keys = std::min(row_keys[0], row_keys[1]);
+
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // m in base 2; l: this thread's part
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+
+  const uint32_t q_addr = ptx::smem_address(q_s) + group_row0 * Cfg::kRowBytes;
+  const uint32_t stages_addr = ptx::smem_address(stages);
+
+  // Masks tile n's scores (options, causal, key range), then the online softmax in base 2 (as in
+  // prefill_attention.cuh: a row with no key yet keeps m = -inf and uses 0): s becomes P (unnormalized, f32),
+  // m_run and l_run move to the tile, and alpha is the factor the accumulators still owe (applied by the caller
+  // once the O += P V in flight has landed).
+  const auto score_tile = [&](int n, float (&s)[64], float (&alpha)[2]) {
+    const int64_t key0 = keys.key_begin + static_cast<int64_t>(n) * T;
+    const int tile_rel0 = n * T;
+    // Element e of n-block j: key 8 j + 2 t + e % 2 of the tile, row h = e / 2.
+    if (causal_only) {
+      if (tile_rel0 + T > clean_keys) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int rel = std::clamp(row_keys[h] - tile_rel0, 0, T);  // first key of the tile the row may not see
+#pragma unroll
+          for (int j = 0; j < T / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              if (8 * j + 2 * t + e >= rel) s[4 * j + 2 * h + e] = -INFINITY;
+            }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = rows[h];
+#pragma unroll
+        for (int j = 0; j < T / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int64_t key = key0 + 8 * j + 2 * t + e;
+            float& x = s[4 * j + 2 * h + e];
+            x = r >= w.n_qvecs || key >= keys.key_end ? -INFINITY : variants[r](x, key) * kLog2e;
+          }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        mx[j] = fmaxf(fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]),
+                      fmaxf(s[4 * (j + 8) + 2 * h], s[4 * (j + 8) + 2 * h + 1]));
+      }
+#pragma unroll
+      for (int step = 1; step < 8; step *= 2)
+#pragma unroll
+        for (int j = 0; j + step < 8; j += 2 * step) mx[j] = fmaxf(mx[j], mx[j + step]);
+      float row_max = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], 1));
+      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 2));
+      const float m_new = fmaxf(m_run[h], row_max);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      alpha[h] = prefill_exp2(m_run[h] - m_use);
+      m_run[h] = m_new;
+      float sum[8];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        s[4 * j + 2 * h] = prefill_exp2(s[4 * j + 2 * h] - m_use);
+        s[4 * j + 2 * h + 1] = prefill_exp2(s[4 * j + 2 * h + 1] - m_use);
+        const float pair = s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
+        sum[j % 8] = j < 8 ? pair : sum[j % 8] + pair;
+      }
+#pragma unroll
+      for (int step = 1; step < 8; step *= 2)
+#pragma unroll
+        for (int j = 0; j + step < 8; j += 2 * step) sum[j] += sum[j + step];
+      l_run[h] = l_run[h] * alpha[h] + sum[0];
+    }
+  };
+  // S = Q K(n)^T into s: k-step ks reads halves 16 ks .. + 15, i.e. 32 bytes into column block ks / 4 of both
+  // operands. Issued, not waited for.
+  const auto issue_scores = [&](int n, float (&s)[64]) {
+    const uint32_t k_addr = stages_addr + (n % 2) * Cfg::kTileBytes;
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      const uint32_t col = (ks % 4) * 32;
+      const uint64_t da =
+          wgmma::descriptor(q_addr + (ks / 4) * Cfg::kQvecs * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
+      const uint64_t db = wgmma::descriptor(k_addr + (ks / 4) * T * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
+      wgmma::mma_m64n128k16_ss(s, da, db, ks > 0);
+    }
+    wgmma::commit();
+  };
+  // A warpgroup multiplies tile n only if one of its rows may see a key of it (uniform over the warpgroup: wgmma
+  // needs all 128 threads or none). Causal tiles past the group's last row are the only ones skipped, so a group
+  // busy at n was busy at every earlier tile.
+  const auto group_busy = [&](int n) {
+    return n < n_tiles && group_rows > 0 &&
+           !(causal && keys.key_begin + static_cast<int64_t>(n) * T > group_last_pos);
+  };
+
+  // Software pipeline per warpgroup: S(n + 1) is issued together with O += P(n) V(n), and the softmax of tile
+  // n + 1 runs while the tensor cores still multiply P(n) V(n); the rescale of O waits for that product.
+  float s[64];
+  uint32_t pa[T / 16][4];
+  if constexpr (Cfg::kQuantized) {
+    // Before the loop: f16 K(0), V(0), K(1) in their slots, raw K(2) and V(1) in flight (what iteration 0 expects).
+    ptx::cp_async_wait<0>();
+    __syncthreads();  // raw K(0), V(0) landed for every thread
+    if (n_tiles > 0) {
+      dequant_k(0);
+      dequant_v(0);
+    }
+    __syncthreads();  // the raw slots are free again
+    if (n_tiles > 1) issue_raw_k(1);
+    ptx::cp_async_commit();
+    if (n_tiles > 3) tile_offsets(3);  // slot 0: tile 0's offsets were last read before the barriers above
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+    if (n_tiles > 1) dequant_k(1);
+    __syncthreads();
+    if (n_tiles > 2) issue_raw_k(2);
+    if (n_tiles > 1) issue_raw_v(1);
+    ptx::cp_async_commit();
+  } else {
+    ptx::cp_async_wait<1>();  // K(0) landed
+    wgmma::fence_proxy_async();
+    __syncthreads();  // K(0) and the query staged by every thread
+  }
+  if (group_busy(0)) {
+    wgmma::fence();
+    issue_scores(0, s);
+    wgmma::wait<0>();
+    wgmma::fence_operands(s);
+    float alpha0[2];
+    score_tile(0, s, alpha0);  // o is still zero: alpha0 has nothing to scale
+  }
+  for (int it = 0; it < n_tiles; ++it) {
+    ptx::cp_async_wait<0>();
+    wgmma::fence_proxy_async();  // this thread's cp.async / st.shared writes, visible to the wgmma (async proxy)
+    // K(it + 1) and V(it) landed for every thread; every warpgroup is done with S(it) (K slot it % 2) and with
+    // O += P(it - 1) V(it - 1) (V slot (it + 1) % 2), which the copies below overwrite.
+    // Quantized: raw K(it + 2) and V(it + 1) landed instead, and are dequantized into those slots here.
+    __syncthreads();
+    if constexpr (Cfg::kQuantized) {
+      if (it + 2 < n_tiles) dequant_k(it + 2);
+      if (it + 1 < n_tiles) dequant_v(it + 1);
+      __syncthreads();  // the raw slots are free again
+      if (it + 3 < n_tiles) issue_raw_k(it + 3);
+      if (it + 2 < n_tiles) issue_raw_v(it + 2);
+    } else {
+      if (it + 2 < n_tiles) issue_k(it + 2);
+      if (it + 1 < n_tiles) issue_v(it + 1);
+    }
+    ptx::cp_async_commit();
+    // The slot of tile it + kOffsetsLead - 3 (f16: tile it, last read by V(it)'s copy; quantized: tile it + 1,
+    // last read by the raw copy of V(it + 1)), both a barrier ago.
+    if (it + kOffsetsLead < n_tiles) tile_offsets(it + kOffsetsLead);
+
+    if (!group_busy(it)) continue;
+    // P(it) to the f16 A operand: the accumulators of key step ks (n-blocks 2 ks, 2 ks + 1).
+#pragma unroll
+    for (int ks = 0; ks < T / 16; ++ks) {
+      pa[ks][0] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 0], s[8 * ks + 1]));
+      pa[ks][1] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 2], s[8 * ks + 3]));
+      pa[ks][2] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 4], s[8 * ks + 5]));
+      pa[ks][3] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 6], s[8 * ks + 7]));
+    }
+    const bool next = group_busy(it + 1);
+#pragma unroll
+    for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
+    wgmma::fence_operands(s);
+    wgmma::fence_operands(o);
+    wgmma::fence();
+    // Issued whether or not the group multiplies tile it + 1 (a wgmma under a condition between others of the
+    // same sequence makes ptxas serialize them all, C7520): past the last busy tile the product is not used, and
+    // the slot it reads holds K(it + 1) or a finished older tile, never one being copied.
+    issue_scores(it + 1, s);
+    // O += P V: key step ks (keys 16 ks .. + 15) is V rows 16 ks .., 2048 bytes into each column block; the two
+    // column blocks (d 0-63, 64-127) lie T rows apart (the leading byte offset of an MN-major operand).
+    const uint32_t v_addr = stages_addr + (2 + it % 2) * Cfg::kTileBytes;
+#pragma unroll
+    for (int ks = 0; ks < T / 16; ++ks) {
+      const uint64_t db = wgmma::descriptor(v_addr + ks * 16 * Cfg::kRowBytes, T * Cfg::kRowBytes, Cfg::kAtomBytes);
+      wgmma::mma_m64n128k16_rs_bt(o, pa[ks], db);
+    }
+    wgmma::commit();
+    float alpha[2] = {1.0f, 1.0f};
+    wgmma::wait<1>();  // S(it + 1); groups complete in order
+    wgmma::fence_operands(s);
+    if (next) score_tile(it + 1, s, alpha);
+    wgmma::wait<0>();
+    wgmma::fence_operands(o);
+#pragma unroll
+    for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      o[4 * j + 0] *= alpha[0];
+      o[4 * j + 1] *= alpha[0];
+      o[4 * j + 2] *= alpha[1];
+      o[4 * j + 3] *= alpha[1];
+    }
+  }
+
+  // ---- Epilogue: rows to shared memory in head-dim order (aliasing the stages), one warp finishes each row.
+  ptx::cp_async_wait<0>();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 1);
+    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 2);
+  }
+  __syncthreads();  // every warpgroup is done with the stages
+  float* o_rows = reinterpret_cast<float*>(stages);  // [kQvecs][D]
+  float* m_rows = o_rows + Cfg::kQvecs * D;
+  float* l_rows = m_rows + Cfg::kQvecs;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float* row = o_rows + rows[h] * D;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      *reinterpret_cast<float2*>(row + 8 * j + 2 * t) = make_float2(o[4 * j + 2 * h], o[4 * j + 2 * h + 1]);
+    }
+    if (t == 0) {  // finish_row takes the natural-log max (sinks are e^(sink - m))
+      m_rows[rows[h]] = m_run[h] * kLn2;
+      l_rows[rows[h]] = l_run[h];
+    }
+  }
+  __syncthreads();
+  const SplitOutput single;  // one split: finish_row writes the final output rows
+  for (int r = warp; r < w.n_qvecs; r += Cfg::kThreads / 32) {
+    finish_row(p, o_rows + r * D, D, /*v_rotated=*/false, m_rows[r], l_rows[r], w.s, w.head_of(r), w.row_of(r),
+               single, -1);
+  }
+}
+
+/// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status prepare_prefill_wgmma_kernel() {
+  using Cfg = WgmmaPrefillConfig<KType>;
+  static const Status prepared = []() -> Status {
+    const auto kernel = prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>;
+    KVFLASH_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
+    int resident = 0;
+    KVFLASH_CUDA_RETURN_IF_ERROR(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, Cfg::kThreads, Cfg::kSmemBytes));
+    if (resident < 1) {
+      return backend_error("wgmma prefill kernel needs " + std::to_string(Cfg::kSmemBytes) +
+                           " bytes of shared memory: no CTA fits an SM");
+    }
+    return Status::Ok();
+  }();
+  return prepared;
+}
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
+  (void)workspace;  // everything stays on chip
+  using Cfg = WgmmaPrefillConfig<KType>;
+  if (route.n_splits > 1) {
+    return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
+                            " does not fit the wgmma prefill kernel (it never splits the keys)");
+  }
+  KVFLASH_RETURN_IF_ERROR((prepare_prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  const AttentionShape& s = p.shape;
+  if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
+  PrefillLaunch launch;
+  launch.scale = static_cast<float>(effective_scale(p));
+  // One split (launch.out's default): every CTA reads its rows' whole key range, whole tiles of it.
+  launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
+  const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
+  launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
+  const int64_t ctas_per_seq = s.n_head_kv * launch.n_qchunks;
+  const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
+  for (int64_t s0 = 0; s0 < s.n_seq; s0 += seqs_per_launch) {
+    launch.seq_begin = s0;
+    const int64_t ctas = std::min(seqs_per_launch, s.n_seq - s0) * ctas_per_seq;
+    prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>
+        <<<static_cast<unsigned>(ctas), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p, launch);
+    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return Status::Ok();
+}
+
+}  // namespace kvflash::cuda
