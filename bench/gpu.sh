@@ -31,8 +31,9 @@ BUILD=${KVFLASH_BUILD_DIR:-build-gpu}
 JOBS=${KVFLASH_JOBS:-16}
 PHASES=${KVFLASH_GPU_PHASES:-build test sanitize bench prefill cli profile}
 # Tests small enough to run under the sanitizers in a minute or two, covering the decode kernel (splits, layouts,
-# pages, empty rows), the generic kernel and the combine.
-SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts:CudaPrefill.RowsThatSeeNoKeyOutputZeros:CudaPrefill.ManyKeyTilesThroughTheFragmentPipeline:CudaDecode.CausalMultiRowStepsMaskOnlyTheLastKeysOfEachSequence:CudaPrefillWgmma.ManyKeyTilesThroughTheStageRing:CudaPrefillWgmma.RowsThatSeeNoKeyOutputZeros"}
+# pages, empty rows), the generic kernel, both prefill kernels, split prefill with the combine, page runs and the
+# turbo fragment loaders.
+SANITIZER_FILTER=${KVFLASH_SANITIZER_FILTER:-"CudaDecode.ForcedSplitCountsAgree:CudaDecode.EmptyCachesAndRowsThatSeeNoKey:CudaDecode.GroupSizesFromOneToManyQueryChunks:CudaDecode.StridedAndPagedLayoutsWithPerSequenceLengths:CudaGeneric.SeventeenRowsLeaveTheDecodeKernelForTheGenericOne:CudaGeneric.ForcedSplitsAndStridedLayouts:CudaPrefill.RowsThatSeeNoKeyOutputZeros:CudaPrefill.ManyKeyTilesThroughTheFragmentPipeline:CudaDecode.CausalMultiRowStepsMaskOnlyTheLastKeysOfEachSequence:CudaPrefillWgmma.ManyKeyTilesThroughTheStageRing:CudaPrefillWgmma.RowsThatSeeNoKeyOutputZeros:CudaPrefill.SplitKeysMergeThroughTheCombine:CudaKvPipeline.WideDecodeAndPrefillOverPagesSmallerThanATile:Types/TurboFragments.*"}
 status=0
 
 log() { echo "== $(date +%T) $*"; }
@@ -57,11 +58,14 @@ if phase build; then
   if ! ls /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/local/lib*/cmake/GTest/GTestConfig.cmake >/dev/null 2>&1 &&
     [ -d third_party/googletest ]; then
     log "building GoogleTest from third_party/googletest"
-    cmake -S third_party/googletest -B /tmp/gtest-build -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
-      -DCMAKE_INSTALL_PREFIX=/tmp/gtest >>"$OUT/build.log" 2>&1 &&
-      cmake --build /tmp/gtest-build -j "$JOBS" --target install >>"$OUT/build.log" 2>&1 ||
+    # Per tree, not /tmp: a warm machine keeps /tmp between calls, and another tree's CMake cache there fails the
+    # configure ("does not match the source used to generate cache").
+    GTEST_DIR="$PWD/$BUILD-gtest"
+    cmake -S third_party/googletest -B "$GTEST_DIR/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
+      -DCMAKE_INSTALL_PREFIX="$GTEST_DIR" >>"$OUT/build.log" 2>&1 &&
+      cmake --build "$GTEST_DIR/build" -j "$JOBS" --target install >>"$OUT/build.log" 2>&1 ||
       fail "GoogleTest build (see build.log)"
-    prefix=(-DCMAKE_PREFIX_PATH=/tmp/gtest)
+    prefix=(-DCMAKE_PREFIX_PATH="$GTEST_DIR")
   fi
   start=$(date +%s)
   if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKVFLASH_CUDA=ON -DKVFLASH_CUDA_ARCHS=90a "${prefix[@]}" \
