@@ -6,18 +6,11 @@
 #include "backend/cuda/split_plan.h"
 #include "kvflash/route.h"
 #include "plan/kernel_table.h"
+#include "plan/nominal_h100.h"
 #include "plan/shape_problem.h"
 
 namespace kvflash::plan {
 namespace {
-
-/// The nominal H100 (132 SMs, 227 KiB of shared memory per block), fixed so that the figures do not follow a device.
-BackendCaps h100() {
-  BackendCaps caps = caps_for(BackendKind::cuda);
-  caps.sm_count = 132;
-  caps.shared_mem_per_block = 227 * 1024;
-  return caps;
-}
 
 /// llama3-8b's attention shape (32 query / 8 KV heads, head dim 128), causal, one sequence.
 AttentionProblem chunk_problem(KvType type, int64_t n_q, int64_t n_kv) {
@@ -36,7 +29,7 @@ bool is_prefill(const Route& r) {
 }
 
 TEST(PrefillSplits, ShortChunksAtDepthSplitTheKeysUntilTheGpuIsFull) {
-  const BackendCaps caps = h100();
+  const BackendCaps caps = nominal_h100();
   for (KvType type : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
     for (int64_t n_q : {17, 64, 128}) {
       for (int64_t n_kv : {32768, 131072}) {
@@ -59,7 +52,7 @@ TEST(PrefillSplits, ShortChunksAtDepthSplitTheKeysUntilTheGpuIsFull) {
 }
 
 TEST(PrefillSplits, LongChunksFillTheGpuWithQueryTilesAndKeepOneSplit) {
-  const BackendCaps caps = h100();
+  const BackendCaps caps = nominal_h100();
   // 512 rows x GQA 4 = 16 query tiles per KV head: 128 CTAs on 132 SMs (97%).
   for (KvType type : {KvType::f16, KvType::q8_0}) {
     for (int64_t n_kv : {512, 32768, 131072}) {
@@ -73,7 +66,7 @@ TEST(PrefillSplits, LongChunksFillTheGpuWithQueryTilesAndKeepOneSplit) {
 }
 
 TEST(PrefillSplits, DecodeSizedStepsStayOnTheDecodeRows) {
-  const BackendCaps caps = h100();
+  const BackendCaps caps = nominal_h100();
   for (KvType type : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
     for (int64_t n_q : {1, 4, 16}) {
       for (int64_t n_kv : {700, 4096, 32768, 131072}) {

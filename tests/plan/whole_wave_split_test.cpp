@@ -8,20 +8,13 @@
 #include "backend/cuda/split_plan.h"
 #include "kvflash/route.h"
 #include "plan/kernel_table.h"
+#include "plan/nominal_h100.h"
 #include "plan/launch.h"
 #include "plan/router.h"
 #include "plan/shape_problem.h"
 
 namespace kvflash::plan {
 namespace {
-
-/// The nominal H100 (132 SMs, 227 KiB of shared memory per block), fixed so that the figures do not follow a device.
-BackendCaps h100() {
-  BackendCaps caps = caps_for(BackendKind::cuda);
-  caps.sm_count = 132;
-  caps.shared_mem_per_block = 227 * 1024;
-  return caps;
-}
 
 AttentionProblem decode_problem(KvType type, int64_t n_seq, int64_t n_q, int64_t n_kv) {
   ShapeProblemSpec s;
@@ -58,7 +51,7 @@ TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
 TEST(WholeWaveSplits, LongDecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
   // kGoodWaveFill (95%) where whole tiles make such a count; q8_0 at 32768 keys (3 CTAs per SM, 396 slots) gets
   // 47 splits (95%-): 48 would leave a split empty.
-  const BackendCaps caps = h100();
+  const BackendCaps caps = nominal_h100();
   for (KvType type : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
     for (int64_t n_kv : {4096, 32768, 131072}) {
       const AttentionProblem p = decode_problem(type, 1, 1, n_kv);
@@ -79,7 +72,7 @@ TEST(WholeWaveSplits, LongDecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
 }
 
 TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
-  const BackendCaps caps = h100();
+  const BackendCaps caps = nominal_h100();
   // f16, 131072 keys: 2048 tiles; 32 splits of 64 tiles = 256 CTAs of 264 slots (97%), the fewest above 95%.
   auto r = plan_route(decode_problem(KvType::f16, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok());
@@ -114,7 +107,7 @@ TEST(WholeWaveSplits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
     const KernelSpec& spec = kernel_spec(id);
     const KvType type = id == KernelId::cuda_decode_f16 ? KvType::f16 : KvType::q4_0;
     for (int sm : {1, 7, 132}) {
-      BackendCaps caps = h100();
+      BackendCaps caps = nominal_h100();
       caps.sm_count = sm;
       for (int64_t n_seq : {1, 3}) {
         for (int64_t heads : {1, 8}) {
