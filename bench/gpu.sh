@@ -60,7 +60,10 @@ if phase build; then
     log "building GoogleTest from third_party/googletest"
     # Per tree, not /tmp: a warm machine keeps /tmp between calls, and another tree's CMake cache there fails the
     # configure ("does not match the source used to generate cache").
-    GTEST_DIR="$PWD/$BUILD-gtest"
+    case "$BUILD" in
+      /*) GTEST_DIR="$BUILD-gtest" ;;
+      *) GTEST_DIR="$PWD/$BUILD-gtest" ;;
+    esac
     cmake -S third_party/googletest -B "$GTEST_DIR/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
       -DCMAKE_INSTALL_PREFIX="$GTEST_DIR" >>"$OUT/build.log" 2>&1 &&
       cmake --build "$GTEST_DIR/build" -j "$JOBS" --target install >>"$OUT/build.log" 2>&1 ||
