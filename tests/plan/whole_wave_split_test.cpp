@@ -33,7 +33,8 @@ AttentionProblem decode_problem(KvType type, int64_t n_seq, int64_t n_q, int64_t
 
 /// Share of the GPU's CTA slots a decode route's launch keeps busy (cuda::wave_fill of its CTAs).
 double route_fill(const Route& r, const AttentionProblem& p, const BackendCaps& caps) {
-  const cuda::DecodeGeometry g = cuda::decode_geometry(p.k.type, p.shape.d_k, p.v.type, p.shape.d_v);
+  const cuda::DecodeGeometry g =
+      cuda::decode_geometry(p.k.type, p.shape.d_k, p.v.type, p.shape.d_v, std::max(8, r.qvecs_per_cta));
   const int64_t qchunks = (p.shape.n_head_q / p.shape.n_head_kv * p.shape.n_q + g.qvecs_per_cta - 1) /
                           g.qvecs_per_cta;
   const int64_t ctas = p.shape.n_seq * p.shape.n_head_kv * qchunks * r.n_splits;
