@@ -148,7 +148,6 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
     l_run[j][0] = l_run[j][1] = 0.0f;
   }
   constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kOffsetSlack = 2.0794415416798357f;  // 3 ln 2: the largest probability is at least 2^-3
   float o[NT][Cfg::kOMTiles][4];  // O^T of n-tile j
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
@@ -173,9 +172,7 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
 #pragma unroll
     for (int j = 0; j < NT; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
     uint4 q_pair[NT];
-    // Two units unrolled where registers allow; 16 query vectors of a centroid-free K type run rolled (168
-    // registers: q4_0 d 128 spills 8 bytes unrolled, none rolled; turbo K spills more rolled).
-#pragma unroll(Cfg::kKUnits <= 2 && (NT == 1 || KFrag::kNeedsCentroids) ? 2 : 1)
+#pragma unroll(Cfg::kKUnits <= 2 ? 2 : 1)
     for (int u = 0; u < Cfg::kKUnits; ++u) {
       uint32_t k_lo[8], k_hi[8];  // B fragments of keys g and g + 8: the rows of the A fragment
       KFrag::load_k(tile_k, pipe.pitch_k, warp_key0, u, lane, k_lo, cent_k);
@@ -247,10 +244,9 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
       }
     }
     float alpha[NT][2];
-    bool rescale[NT];
+    bool rescale = false;
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
-      rescale[j] = false;
       float mx[2] = {fmaxf(x[j][0], x[j][2]), fmaxf(x[j][1], x[j][3])};
       float m_log2[2];
 #pragma unroll
@@ -258,30 +254,23 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
         mx[c] = fmaxf(mx[c], __shfl_xor_sync(0xffffffffu, mx[c], 4));
         mx[c] = fmaxf(mx[c], __shfl_xor_sync(0xffffffffu, mx[c], 8));
         mx[c] = fmaxf(mx[c], __shfl_xor_sync(0xffffffffu, mx[c], 16));
-        // The offset m only moves when a score passes it, and then to kOffsetSlack above that score: every
-        // probability stays <= 1 (P x V's block scale cannot overflow f16), the largest is >= 1/8, and later
-        // tiles rarely pass it (random scores over a split's 2752 keys: only the first tile), so the O^T
-        // accumulators are rarely rescaled (they were on 41% of tiles for 8 query vectors, 59% for 16).
-        const bool moved = mx[c] > m_run[j][c];
-        const float m_new = moved ? mx[c] + kOffsetSlack : m_run[j][c];
+        const float m_new = fmaxf(m_run[j][c], mx[c]);
         // exp(x - m) = 2^(x log2 e - m log2 e): one FFMA and one ex2 per score; a row that has seen no key yet
         // keeps m = -inf, whose scores are -inf too (2^-inf = 0), so its offset is taken as 0 rather than -inf.
         m_log2[c] = m_new == -INFINITY ? 0.0f : m_new * kLog2e;
-        alpha[j][c] = moved ? ptx::exp2_ftz(fmaf(m_run[j][c], kLog2e, -m_log2[c])) : 1.0f;
+        alpha[j][c] = ptx::exp2_ftz(fmaf(m_run[j][c], kLog2e, -m_log2[c]));
         m_run[j][c] = m_new;
-        rescale[j] = rescale[j] || moved;
+        rescale = rescale || alpha[j][c] != 1.0f;
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) x[j][e] = ptx::exp2_ftz(fmaf(x[j][e], kLog2e, -m_log2[e % 2]));
       l_run[j][0] = l_run[j][0] * alpha[j][0] + (x[j][0] + x[j][2]);
       l_run[j][1] = l_run[j][1] * alpha[j][1] + (x[j][1] + x[j][3]);
     }
-    // O^T's columns 2t, 2t + 1 of n-tile j are this thread's query vectors: their factors are at hand. Each n-tile
-    // is tested alone: a new maximum among 8 query vectors is rarer than among 16 (random scores over a 43-tile
-    // split: 41% of tiles against 59%), and the other n-tile's 32 multiplies are skipped.
+    // O^T's columns 2t, 2t + 1 of n-tile j are this thread's query vectors: their factors are at hand.
+    if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      if (__any_sync(0xffffffffu, rescale[j])) {
+      for (int j = 0; j < NT; ++j) {
 #pragma unroll
         for (int n = 0; n < Cfg::kOMTiles; ++n) {
           o[j][n][0] *= alpha[j][0];
