@@ -184,7 +184,8 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, 
   CHECK_CUDA(cudaGraphDestroy(graph));
 
   r.kv_bytes = static_cast<double>(k_bytes + v_bytes);
-  r.route = std::string(kernel_name(route->kernel));
+  // The query vectors per CTA show which decode instance ran (8, or 16 for 9+ query vectors per KV head).
+  r.route = std::string(kernel_name(route->kernel)) + " qv" + std::to_string(route->qvecs_per_cta);
   r.splits = route->n_splits;
   for (void* b : ks) CHECK_CUDA(cudaFree(b));
   for (void* b : vs) CHECK_CUDA(cudaFree(b));

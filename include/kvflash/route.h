@@ -62,6 +62,9 @@ struct Route {
   int64_t n_splits = 1;         // key ranges computed independently, then combined
   int64_t keys_per_split = 0;   // a multiple of kv_tile; the last split may hold fewer
   int32_t kv_tile = 0;          // keys per tile of the kernel
+  int32_t qvecs_per_cta = 0;    // cuda: query vectors (query heads of a KV group x query rows) one CTA carries over
+                                // the keys; a (sequence, KV head) runs ceil(group x n_q / this) query chunks, each
+                                // reading the keys once. 0 on host backends
   int32_t workers = 1;          // host threads the kernel runs with (one scratch slice each); 1 for ref and cuda
   int64_t scratch_floats_per_worker = 0;
   WorkspaceLayout layout;

@@ -16,7 +16,8 @@
 //        template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 //        Status entry(const AttentionProblem&, const Route&, void* workspace, cudaStream_t);
 //     in namespace kvflash::cuda, declared in `header`; the generator emits one .cu file with the explicit
-//     instantiation per (K type, V type, head-dim pair) of the row. The generic row names a plain function with the
+//     instantiation per (K type, V type, head-dim pair) of the row, and for the pairs in qvec16_dims one more with a
+//     fifth argument 2 (n8 tiles of query vectors per CTA), run where route.qvecs_per_cta is 16. The generic row names a plain function with the
 //     same parameters. The generated registry defines run_cuda_kernel().
 //  5. Give it a cost model (cost_model.h) so that plan_route() can compare it with the generic kernel.
 // Each backend keeps exactly one generic row that accepts every problem validate() accepts: routing is total.
@@ -136,12 +137,22 @@ struct KernelSpec {
   CostModel cost;
   std::string_view entry;                   // cuda: launch function (template) name; empty for host backends
   std::string_view header;                  // cuda: header declaring `entry`, relative to src/
+  // cuda decode: head-dim pairs (of head_dims) also compiled with 16 query vectors per CTA (entry<..., 2>), which
+  // the planner takes when a KV head has more than 8 (launch.cpp's qvecs_per_cta()): two n8 MMAs per dequantized
+  // K / V fragment, one pass over the KV bytes for 4 rows x GQA 4.
+  std::span<const HeadDimPair> qvec16_dims = {};
 };
 
 // Head-dim pairs of the CUDA decode instances (cuda stream): what models use, (576, 512) being MLA's.
 inline constexpr HeadDimPair kCudaDecodeDims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}, {576, 512}};
 inline constexpr HeadDimPair kCudaDecodeTurboDims[] = {{64, 64}, {128, 128}, {256, 256}, {512, 512}};
 inline constexpr HeadDimPair kCudaDecodeMixDims[] = {{128, 128}, {256, 256}, {512, 512}};
+// 16-query-vector instances (qvec16_dims): the narrow kernel's pairs (stored d_v <= 128; turbo pads 64 to 128); the
+// wide kernel (d_v 256 and up) already carries 16 or 32 query vectors per CTA. Not f16 K at d 128: its 3 stages of
+// 35 KB rows plus 16 staged query rows take 117 KB of shared memory, one CTA per SM instead of two, and that kernel
+// is bound by the bytes in flight per SM (cuda_notes v5b); f16 K x turbo V would go from 3 to 2.
+inline constexpr HeadDimPair kCudaDecodeNarrowDims[] = {{64, 64}, {128, 128}};
+inline constexpr HeadDimPair kCudaDecodeF16Qvec16Dims[] = {{64, 64}};
 // Head-dim pairs of the CUDA prefill instances. 512 and MLA's 576/512 are left to the generic kernel: a warp owns
 // 16 query vectors x d_v accumulators in registers, and 16 x 512 f32 is 256 registers per thread before the scores.
 inline constexpr HeadDimPair kCudaPrefillDims[] = {{64, 64}, {128, 128}, {256, 256}};
@@ -174,19 +185,21 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cuda_decode_f16, "cuda.decode_split_kv.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaDecodeDims, /*max_n_q=*/16, /*max_gqa_group=*/0, kAllFeatures, KvSplit::whole_waves,
      /*kv_tile=*/64, /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_decode, "launch_decode",
-     "backend/cuda/decode_split_kv.cuh"},
+     "backend/cuda/decode_split_kv.cuh", /*qvec16_dims=*/kCudaDecodeF16Qvec16Dims},
     {KernelId::cuda_decode_q8_0, "cuda.decode_split_kv.q8_0", BackendKind::cuda, false, type_bit(KvType::q8_0),
      type_bit(KvType::q8_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none,
-     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh", kCudaDecodeNarrowDims},
     {KernelId::cuda_decode_q4_0, "cuda.decode_split_kv.q4_0", BackendKind::cuda, false, type_bit(KvType::q4_0),
      type_bit(KvType::q4_0), kCudaDecodeDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false, Scratch::none,
-     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+     CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh", kCudaDecodeNarrowDims},
     {KernelId::cuda_decode_turbo3, "cuda.decode_split_kv.turbo3", BackendKind::cuda, false, type_bit(KvType::turbo3),
      type_bit(KvType::turbo3), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
-     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh",
+     kCudaDecodeNarrowDims},
     {KernelId::cuda_decode_turbo4, "cuda.decode_split_kv.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
      type_bit(KvType::turbo4), kCudaDecodeTurboDims, 16, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
-     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh"},
+     Scratch::none, CostModel::cuda_decode, "launch_decode", "backend/cuda/decode_split_kv.cuh",
+     kCudaDecodeNarrowDims},
     // f16 K with a turbo V (seed 001's missing instances).
     {KernelId::cuda_decode_f16_turbo, "cuda.decode_split_kv.f16_turbo", BackendKind::cuda, false,
      type_bit(KvType::f16), type_bit(KvType::turbo3) | type_bit(KvType::turbo4), kCudaDecodeMixDims, 16, 0,
@@ -293,6 +306,13 @@ constexpr bool rows_are_well_formed() {
     if (k.scratch == Scratch::kv_tile_dequant && k.kv_tile < 1) return false;
     for (const HeadDimPair& d : k.head_dims) {
       if (d.d_k < 1 || d.d_v < 1) return false;
+    }
+    // A 16-query-vector instance is a second width of a pair the row compiles, on a whole-wave decode row.
+    for (const HeadDimPair& d : k.qvec16_dims) {
+      if (k.backend != BackendKind::cuda || k.kv_split != KvSplit::whole_waves) return false;
+      bool listed = false;
+      for (const HeadDimPair& h : k.head_dims) listed = listed || (h.d_k == d.d_k && h.d_v == d.d_v);
+      if (!listed) return false;
     }
     // CUDA rows are compiled from the table: the generator needs a function to instantiate and where it lives,
     // and a specialized instance needs concrete head dims.

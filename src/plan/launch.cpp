@@ -47,6 +47,22 @@ int32_t workers_for(const KernelSpec& spec, const BackendCaps& caps) {
 
 namespace {
 
+bool lists_dims(std::span<const HeadDimPair> dims, int64_t d_k, int64_t d_v) {
+  for (const HeadDimPair& d : dims) {
+    if (d.d_k == d_k && d.d_v == d_v) return true;
+  }
+  return false;
+}
+
+/// The decode instance `inst` runs on: the 16-query-vector one where the row compiles it and a KV head has more
+/// than 8 query vectors (each K / V fragment is dequantized once for all of them), else the 8-vector one (fewer
+/// registers: 4 CTAs per SM).
+cuda::DecodeGeometry decode_instance_geometry(const KernelSpec& spec, const SplitInstance& inst) {
+  const bool wide_chunk = inst.group_qvecs > cuda::kNarrowQvecs && lists_dims(spec.qvec16_dims, inst.d_k, inst.d_v);
+  return cuda::decode_geometry(inst.k_type, inst.d_k, inst.v_type, inst.d_v,
+                               wide_chunk ? cuda::kNarrowQvecsWide : cuda::kNarrowQvecs);
+}
+
 /// The whole-wave geometry of the CUDA instance `inst` runs on (a decode or a prefill row): split granule = the
 /// row's kv_tile.
 cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCaps& caps, const SplitInstance& inst) {
@@ -54,11 +70,18 @@ cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCa
     return {spec.kv_tile, cuda::prefill_qvecs_per_cta(inst.v_type, inst.d_v), cuda::kPrefillCtasPerSm,
             cuda::kPrefillMaxWaves};
   }
-  const cuda::DecodeGeometry g = cuda::decode_geometry(inst.k_type, inst.d_k, inst.v_type, inst.d_v);
+  const cuda::DecodeGeometry g = decode_instance_geometry(spec, inst);
   return {spec.kv_tile, g.qvecs_per_cta, cuda::resident_ctas_per_sm(g, caps.shared_mem_per_block)};
 }
 
 }  // namespace
+
+int32_t qvecs_per_cta(const KernelSpec& spec, const SplitInstance& inst) {
+  if (spec.backend != BackendKind::cuda) return 0;
+  if (spec.kv_split == KvSplit::whole_waves) return decode_instance_geometry(spec, inst).qvecs_per_cta;
+  if (spec.kv_split == KvSplit::split) return cuda::kGenericQvecsPerCta;
+  return 0;  // the prefill kernel sizes its own query tiles
+}
 
 int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
                          int64_t max_n_kv, const SplitInstance& inst) {
@@ -155,6 +178,7 @@ Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const Back
   r.kv_tile = spec.kv_tile;
   r.workers = workers_for(spec, caps);
   const SplitInstance inst{p.k.type, p.v.type, s.d_k, s.d_v, s.n_head_q / s.n_head_kv * s.n_q};
+  r.qvecs_per_cta = qvecs_per_cta(spec, inst);
   const SplitPlan splits = choose_splits(spec, caps, s.n_seq, s.n_head_kv, s.n_kv, inst);
   r.n_splits = splits.n_splits;
   r.keys_per_split = splits.keys_per_split;

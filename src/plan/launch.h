@@ -48,6 +48,11 @@ SplitPlan choose_splits(const KernelSpec& spec, const BackendCaps& caps, int64_t
 int64_t max_splits_up_to(const KernelSpec& spec, const BackendCaps& caps, int64_t n_seq, int64_t n_head_kv,
                          int64_t max_n_kv, const SplitInstance& inst = {});
 
+/// Query vectors one CTA of a CUDA row carries (Route::qvecs_per_cta): for a whole-wave decode row 16 where the
+/// row lists the head dims in qvec16_dims and inst.group_qvecs > 8, else the instance's decode_geometry() (8 on
+/// the narrow kernel, 16 or 32 on the wide one); kGenericQvecsPerCta for cuda.generic; 0 elsewhere.
+int32_t qvecs_per_cta(const KernelSpec& spec, const SplitInstance& inst);
+
 /// float32 scratch per worker the kernel keeps (Scratch in the table).
 int64_t scratch_floats_per_worker(const KernelSpec& spec, KvType k_type, KvType v_type, int64_t d_k, int64_t d_v);
 

@@ -119,11 +119,15 @@ std::string RouteExplanation::to_string() const {
     char line[512];
     if (c.accepted) {
       const Route& r = c.route;
+      // CUDA routes also say how many query vectors a CTA carries (the query chunks of a KV head follow from it).
+      char qvecs[48] = "";
+      if (r.qvecs_per_cta > 0) std::snprintf(qvecs, sizeof qvecs, ", %d query vectors per CTA", r.qvecs_per_cta);
       std::snprintf(line, sizeof line,
-                    "  %s %-32s accepted: cost %.1f us, n_splits %lld (%lld keys each), workers %d, workspace %lld "
-                    "bytes\n",
+                    "  %s %-32s accepted: cost %.1f us, n_splits %lld (%lld keys each)%s, workers %d, workspace "
+                    "%lld bytes\n",
                     i == chosen ? "*" : " ", c.kernel.c_str(), r.cost_us, static_cast<long long>(r.n_splits),
-                    static_cast<long long>(r.keys_per_split), r.workers, static_cast<long long>(r.workspace_bytes));
+                    static_cast<long long>(r.keys_per_split), qvecs, r.workers,
+                    static_cast<long long>(r.workspace_bytes));
       out += line;
     } else {
       std::snprintf(line, sizeof line, "    %-32s rejected: ", c.kernel.c_str());

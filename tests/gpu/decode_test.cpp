@@ -157,10 +157,53 @@ TEST(CudaDecode, ForcedSplitCountsAgree) {
     const Comparison c = expect_matches_reference(spec, RunConfig{splits, 0, std::nullopt});
     EXPECT_GE(c.n_splits, 1);
   }
+  // 4 rows x GQA 4 = 16 query vectors: one 16-vector CTA per (sequence, KV head) and split.
+  ProblemSpec sixteen = decode_spec(128, 128, KvType::q4_0, KvType::q4_0, 902);
+  sixteen.shape.n_kv = 1500;
+  sixteen.shape.n_q = 4;
+  sixteen.varlen = true;
+  sixteen.causal = true;
+  for (int64_t splits : {1, 2, 7, 24}) {
+    const Comparison c = expect_matches_reference(sixteen, RunConfig{splits, 0});
+    EXPECT_EQ(c.qvecs_per_cta, 16) << spec_name(sixteen);
+  }
   // Turbo V with several splits: partials stay rotated and the combine rotates back once.
   ProblemSpec turbo = decode_spec(128, 128, KvType::f16, KvType::turbo3, 901);
   turbo.shape.n_kv = 1000;
   for (int64_t splits : {1, 5}) expect_matches_reference(turbo, RunConfig{splits, 0, std::nullopt});
+}
+
+TEST(CudaDecode, SixteenQueryVectorsPerCtaOnOnePassOverTheKeys) {
+  KVFLASH_REQUIRE_GPU();
+  // 2-4 query rows x GQA 4 or 8 (8-32 query vectors per KV head): the instances with 16-vector CTAs take every
+  // count above 8 (the second n8 tile partly or wholly valid, a last chunk of fewer), in every layout, with
+  // per-sequence lengths, causal steps and forced splits; outputs poisoned by the harness.
+  struct Instance {
+    int64_t d;
+    KvType k, v;
+  };
+  const Instance instances[] = {{64, KvType::f16, KvType::f16},       {128, KvType::q8_0, KvType::q8_0},
+                                {128, KvType::q4_0, KvType::q4_0},    {64, KvType::q4_0, KvType::q4_0},
+                                {128, KvType::turbo3, KvType::turbo3}, {64, KvType::turbo4, KvType::turbo4}};
+  uint64_t seed = 1400;
+  int layout = 0;
+  for (const Instance& in : instances) {
+    for (int64_t n_q : {2, 3, 4}) {
+      for (int64_t group : {4, 8}) {
+        ProblemSpec spec = decode_spec(in.d, in.d, in.k, in.v, ++seed);
+        spec.shape.n_seq = 3;
+        spec.shape.n_head_kv = 2;
+        spec.shape.n_head_q = 2 * group;
+        spec.shape.n_q = n_q;
+        spec.layout = static_cast<KvLayout>(layout++ % 3);
+        spec.varlen = seed % 2 == 0;
+        spec.causal = seed % 3 != 0;
+        const Comparison c = expect_matches_reference(spec, RunConfig{seed % 4 == 0 ? 5 : 0, 0});
+        EXPECT_TRUE(c.decode_kernel) << spec_name(spec) << " routed to " << c.route;
+        EXPECT_EQ(c.qvecs_per_cta, group * n_q > 8 ? 16 : 8) << spec_name(spec);
+      }
+    }
+  }
 }
 
 TEST(CudaDecode, HeadDim512WithGqa2AndMlaViews) {

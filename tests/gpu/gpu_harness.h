@@ -47,6 +47,7 @@ struct GpuResult {
   std::vector<float> output;  // dense [n_seq, n_head_q, n_q, d_v]
   std::string route;
   int64_t n_splits = 0;
+  int32_t qvecs_per_cta = 0;  // the route's query vectors per CTA
   bool decode_kernel = false;
 };
 
@@ -213,6 +214,7 @@ inline StatusOr<GpuResult> run_cuda(const HostProblem& hp, const RunConfig& conf
   result.output = gather_output(hp, o_host);
   result.route = std::string(kernel_name(route->kernel));
   result.n_splits = route->n_splits;
+  result.qvecs_per_cta = route->qvecs_per_cta;
   result.decode_kernel = is_decode_route(*route);
   return result;
 }
@@ -256,6 +258,7 @@ struct Comparison {
   double nmse = 0;
   std::string route;
   int64_t n_splits = 0;
+  int32_t qvecs_per_cta = 0;  // the route's query vectors per CTA
   bool decode_kernel = false;
 };
 
@@ -275,6 +278,7 @@ inline Comparison compare_with_reference(const ProblemSpec& spec, const RunConfi
   c.nmse = nmse(got->output, *want);
   c.route = got->route;
   c.n_splits = got->n_splits;
+  c.qvecs_per_cta = got->qvecs_per_cta;
   c.decode_kernel = got->decode_kernel;
   return c;
 }

@@ -23,7 +23,7 @@ TEST(CudaRouteSweep, EveryCaseRoutesAndMatchesTheReference) {
   const int64_t groups[] = {1, 2, 8};
   std::mt19937_64 rng(20261122);
   auto coin = [&](int one_in) { return rng() % one_in == 0; };
-  int cases = 0, decode_cases = 0;
+  int cases = 0, decode_cases = 0, sixteen_cases = 0;
   uint64_t seed = 5000;
   for (const auto& [dk, dv] : dims) {
     for (const auto& [kt, vt] : types) {
@@ -47,13 +47,16 @@ TEST(CudaRouteSweep, EveryCaseRoutesAndMatchesTheReference) {
           const Comparison c = expect_matches_reference(spec);
           ++cases;
           decode_cases += c.decode_kernel ? 1 : 0;
+          sixteen_cases += c.decode_kernel && c.qvecs_per_cta == 16 ? 1 : 0;
         }
       }
     }
   }
-  std::printf("  route sweep: %d cases, %d on the decode kernel, %d on the generic kernel\n", cases, decode_cases,
-              cases - decode_cases);
+  std::printf("  route sweep: %d cases, %d on the decode kernel (%d with 16 query vectors per CTA), %d on the generic "
+              "kernel\n",
+              cases, decode_cases, sixteen_cases, cases - decode_cases);
   EXPECT_GT(decode_cases, 0);
+  EXPECT_GT(sixteen_cases, 0) << "n_q 5 x GQA 2 or 8 reaches the 16-vector instances";
 }
 
 }  // namespace

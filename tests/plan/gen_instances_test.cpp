@@ -48,7 +48,9 @@ size_t expected_instances(std::span<const KernelSpec> table) {
   size_t n = 0;
   for (const KernelSpec& k : table) {
     if (k.backend != BackendKind::cuda || k.generic) continue;
-    n += static_cast<size_t>(__builtin_popcount(k.k_types) * __builtin_popcount(k.v_types)) * k.head_dims.size();
+    // Every head-dim pair, plus a 16-query-vector instance per pair of qvec16_dims.
+    n += static_cast<size_t>(__builtin_popcount(k.k_types) * __builtin_popcount(k.v_types)) *
+         (k.head_dims.size() + k.qvec16_dims.size());
   }
   return n;
 }
@@ -81,6 +83,21 @@ TEST(GenInstances, RealTableListsWhatItWrites) {
     EXPECT_NE(registry.find("case " + std::to_string(static_cast<int>(k.id)) + ":  // " + std::string(k.name)),
               std::string::npos);
   }
+  // A pair of a row's qvec16_dims has a second instance (entry<..., 2>), run for routes of 16 query vectors per CTA.
+  size_t wide_instances = 0;
+  for (const KernelSpec& k : kKernels) {
+    if (k.backend != BackendKind::cuda || k.generic) continue;
+    wide_instances +=
+        static_cast<size_t>(__builtin_popcount(k.k_types) * __builtin_popcount(k.v_types)) * k.qvec16_dims.size();
+  }
+  const auto count = [&](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = registry.find(text); at != std::string::npos; at = registry.find(text, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count(", 2>(const AttentionProblem&"), wide_instances) << "extern declarations";
+  EXPECT_EQ(count(" && route.qvecs_per_cta == 16) {"), wide_instances) << "registry conditions";
+  EXPECT_EQ(count(", 2>(p, route, workspace, s);"), wide_instances) << "registry calls";
   if (cuda_rows == 0) {
     // No cuda rows yet: the registry is still emitted, dispatches nothing, and needs no CUDA header.
     EXPECT_EQ(registry.find("case "), std::string::npos) << registry;

@@ -26,7 +26,8 @@ AttentionProblem decode_problem(KvType type, int64_t n_seq, int64_t n_q, int64_t
 
 /// Share of the GPU's CTA slots a decode route's launch keeps busy (cuda::wave_fill of its CTAs).
 double route_fill(const Route& r, const AttentionProblem& p, const BackendCaps& caps) {
-  const cuda::DecodeGeometry g = cuda::decode_geometry(p.k.type, p.shape.d_k, p.v.type, p.shape.d_v);
+  const cuda::DecodeGeometry g =
+      cuda::decode_geometry(p.k.type, p.shape.d_k, p.v.type, p.shape.d_v, std::max(8, r.qvecs_per_cta));
   const int64_t qchunks = (p.shape.n_head_q / p.shape.n_head_kv * p.shape.n_q + g.qvecs_per_cta - 1) /
                           g.qvecs_per_cta;
   const int64_t ctas = p.shape.n_seq * p.shape.n_head_kv * qchunks * r.n_splits;
@@ -101,6 +102,49 @@ TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
   EXPECT_EQ(r->workspace_bytes, 0);
 }
 
+TEST(WholeWaveSplits, NineToSixteenQueryVectorsTakeOneSixteenVectorCtaPerKvHead) {
+  const BackendCaps caps = h100();
+  // 4 rows x GQA 4 = 16 query vectors: one CTA of 16 per (sequence, KV head) on the quantized rows, so the KV
+  // bytes are read and dequantized once; 3 CTAs per SM (168 registers), 396 slots: 48 splits of 43 tiles (97%).
+  for (KvType type : {KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
+    const AttentionProblem p = decode_problem(type, 1, 4, 131072);
+    auto r = plan_route(p, caps);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->qvecs_per_cta, 16) << kv_traits(type).name;
+    EXPECT_EQ(r->n_splits, 48) << kv_traits(type).name;
+    EXPECT_EQ(r->keys_per_split, 43 * 64) << kv_traits(type).name;
+    EXPECT_GE(route_fill(*r, p, caps), 0.95) << kv_traits(type).name;
+    // The explanation names it.
+    EXPECT_NE(explain(p, caps).to_string().find("16 query vectors per CTA"), std::string::npos);
+  }
+  // One row (4 query vectors) keeps the 8-vector instance and its 4 CTAs per SM; so do 8 (2 rows).
+  for (int64_t n_q : {1, 2}) {
+    auto r = plan_route(decode_problem(KvType::q4_0, 1, n_q, 131072), caps);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->qvecs_per_cta, 8) << "n_q " << n_q;
+  }
+  EXPECT_EQ(cuda::resident_ctas_per_sm(cuda::decode_geometry(KvType::q4_0, 128, KvType::q4_0, 128, 16), 227 * 1024),
+            3);
+  // 3 rows (12 query vectors) and 16 rows (64: four chunks of 16) take it too.
+  for (int64_t n_q : {3, 16}) {
+    auto r = plan_route(decode_problem(KvType::q8_0, 1, n_q, 32768), caps);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->qvecs_per_cta, 16) << "n_q " << n_q;
+  }
+  // f16 K at head dim 128 stays at 8: 16 staged query rows would leave one 117 KB CTA per SM instead of two.
+  EXPECT_EQ(cuda::resident_ctas_per_sm(cuda::decode_geometry(KvType::f16, 128, KvType::f16, 128, 16), 227 * 1024), 1);
+  auto f16 = plan_route(decode_problem(KvType::f16, 1, 4, 131072), caps);
+  ASSERT_TRUE(f16.ok());
+  EXPECT_EQ(f16->qvecs_per_cta, 8);
+  // The wide kernel (d 256) keeps its own 32.
+  ShapeProblemSpec wide;
+  wide.shape = {1, 4, 32768, 32, 8, 256, 256};
+  wide.k_type = wide.v_type = KvType::q4_0;
+  auto w = plan_route(shape_only_problem(wide), caps);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->qvecs_per_cta, 32);
+}
+
 TEST(WholeWaveSplits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
   // The count depends on n_kv only through the tile count: every tile boundary is visited.
   for (KernelId id : {KernelId::cuda_decode_f16, KernelId::cuda_decode_q4_0}) {
@@ -111,7 +155,7 @@ TEST(WholeWaveSplits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
       caps.sm_count = sm;
       for (int64_t n_seq : {1, 3}) {
         for (int64_t heads : {1, 8}) {
-          for (int64_t group_qvecs : {1, 16}) {
+          for (int64_t group_qvecs : {1, 16, 40}) {
             const SplitInstance inst{type, type, 128, 128, group_qvecs};
             for (int64_t capacity : {0, 1, 64, 65, 200, 5000, 70000}) {
               int64_t reached = 1;

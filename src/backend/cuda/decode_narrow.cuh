@@ -1,6 +1,8 @@
 // Split-KV decode for V head dims up to 128 (stored): every warp runs its own flash-attention pass.
 //
-// A CTA (4 warps) owns up to 8 query vectors (query head x query row) of one KV head and one key range. Tiles of 64
+// A CTA (4 warps) owns up to 8 x QvecTiles query vectors (query head x query row) of one KV head and one key range:
+// QvecTiles n8 tiles of the MMAs, each K / V fragment loaded and dequantized once and multiplied into every tile,
+// so that 16 query vectors (4 rows x GQA 4) make one pass over the KV bytes instead of two CTAs. Tiles of 64
 // stored K and V rows stream into shared memory through a cp.async pipeline; each warp takes 16 keys of every tile
 // and, for them alone:
 //   S^T = K Q^T (m16n8k16: the 16 keys are the m, the query vectors the n, so no MMA row is padding; K fragments
@@ -26,13 +28,16 @@
 
 namespace kvflash::cuda {
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
 struct NarrowDecodeConfig {
+  static_assert(QvecTiles == 1 || QvecTiles == 2, "8 or 16 query vectors per CTA (split_plan.h's kNarrowQvecs*)");
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kKeyTile = 64;
   static constexpr int kWarpKeys = kKeyTile / kWarps;  // one k-step of the PV MMA
-  static constexpr int kMaxQvecs = 8;                  // the n of both MMAs
+  static constexpr int kQvecTiles = QvecTiles;         // n8 tiles of both MMAs
+  static constexpr int kMaxQvecs = 8 * QvecTiles;
+  static constexpr int kMinCtasPerSm = narrow_min_ctas_per_sm(kMaxQvecs);
   // f16 rows (35 KB stages): 3 stages, two CTAs per SM, ~140 KB in flight per SM. Smaller rows: ~44 KB of
   // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
@@ -44,8 +49,9 @@ struct NarrowDecodeConfig {
   static constexpr int kKUnits = kDimK / 64;
   static constexpr int kVUnits = kDimV / 32;
   static constexpr int kOMTiles = kDimV / 16;  // m-tiles of O^T
-  // Staged query rows: 0..7 the query vectors, 8..15 their fragments packed per lane (decode_geometry() counts 16).
-  static constexpr int kQRows = 16;
+  // Staged query rows: the kMaxQvecs query vectors, then as many rows for their fragments packed per lane
+  // (decode_geometry() counts 2 x qvecs_per_cta).
+  static constexpr int kQRows = 2 * kMaxQvecs;
   static constexpr int kQPitch = kDimK + 8;    // halves; +16 bytes spreads the rows over the banks
 
   static constexpr int kQOffset = Geo::kStagesBytes;
@@ -54,14 +60,16 @@ struct NarrowDecodeConfig {
                                         16 * 16;
   static constexpr int kLutOffset = kOffsetsOffset + Geo::kOffsetsBytes;
   static constexpr int kSmemBytes = kLutOffset + 2 * 16 * 2;
-  // Epilogue, over the dead stages: per-warp O [warps][8][kDimV], per-warp max and sum [warps][8], row max and sum.
+  // Epilogue, over the dead stages: per-warp O [warps][Q][kDimV], per-warp max and sum [warps][Q], row max and sum.
   static constexpr int kEpilogueBytes = kWarps * kMaxQvecs * (kDimV + 2) * 4 + 2 * kMaxQvecs * 4;
   static_assert(kEpilogueBytes <= Geo::kStagesBytes && kQRows * kDimK * 4 <= Geo::kStagesBytes);
 };
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-__global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionProblem p, const DecodeLaunch launch) {
-  using Cfg = NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType>;
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
+__global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
+    decode_narrow_kernel(const AttentionProblem p, const DecodeLaunch launch) {
+  using Cfg = NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
+  constexpr int NT = Cfg::kQvecTiles;
   using Geo = typename Cfg::Geo;
   using KFrag = KvUnscaledFragments<KType>;
   using VFrag = KvUnscaledFragments<VType>;
@@ -96,7 +104,7 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
   stage_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads>(
-      p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch, Cfg::kQRows);
+      p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch, Cfg::kMaxQvecs);
 #pragma unroll 1
   for (int st = 0; st < S - 1; ++st) {
     if (st < w.n_tiles) pipe.issue(st, st);
@@ -104,24 +112,27 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   }
 
   // S^T = K Q^T per warp: the 16 keys are the m of the MMA (rows g and g + 8 of this thread), the query vectors
-  // its n (columns 2t, 2t + 1), so no MMA row is padding. The accumulator is laid out by (key, query vector); one
-  // movmatrix per 8 keys turns P into the B operand of O^T = V^T P^T, laid out by (query vector, key).
-  // Q^T's B fragments are the same every tile: k-step ks is q_s row g, elements 16ks + 2t (+1) and 16ks + 8 + 2t (+1).
+  // its n (n-tile j: columns 8j + 2t, 8j + 2t + 1), so no MMA row is padding. The accumulator is laid out by (key,
+  // query vector); one movmatrix per 8 keys turns P into the B operand of O^T = V^T P^T, laid out by (query
+  // vector, key). Q^T's B fragments are the same every tile: k-step ks of n-tile j is q_s row 8j + g, elements
+  // 16ks + 2t (+1) and 16ks + 8 + 2t (+1).
   constexpr int kKSteps = Cfg::kDimK / 16;
-  // Up to 128 dims, the fragments are re-laid by (k-step pair, lane) into q_s's unused rows 8..15, so that a warp
-  // reads two k-steps with one conflict-free 16-byte load per lane.
+  // Up to 128 dims, the fragments are re-laid by (n-tile, k-step pair, lane) into the q_s rows past the query
+  // vectors, so that a warp reads two k-steps of an n-tile with one conflict-free 16-byte load per lane.
   constexpr bool kQPacked = kKSteps <= 8;
-  static_assert(!kQPacked || (kKSteps / 2 * 32 * 16 <= 8 * Cfg::kQPitch * 2 &&
-                               (Cfg::kQOffset + 8 * Cfg::kQPitch * 2) % 16 == 0),
-                "packed Q must fit q_s rows 8..15, 16-byte aligned");
-  const __half* q_row = q_s + g * Cfg::kQPitch + 2 * t;
-  uint4* q_packed = reinterpret_cast<uint4*>(q_s + 8 * Cfg::kQPitch);
+  static_assert(NT <= Cfg::kWarps, "one warp packs each n-tile");
+  static_assert(!kQPacked || (NT * (kKSteps / 2) * 32 * 16 <= Cfg::kMaxQvecs * Cfg::kQPitch * 2 &&
+                               (Cfg::kQOffset + Cfg::kMaxQvecs * Cfg::kQPitch * 2) % 16 == 0),
+                "packed Q must fit the q_s rows past the query vectors, 16-byte aligned");
+  const __half* q_row = q_s + g * Cfg::kQPitch + 2 * t;  // n-tile j: + 8j rows
+  uint4* q_packed = reinterpret_cast<uint4*>(q_s + Cfg::kMaxQvecs * Cfg::kQPitch);
   if constexpr (kQPacked) {
-    if (warp == 0) {
+    if (warp < NT) {  // warp j packs n-tile j
+      const __half* row = q_row + 8 * warp * Cfg::kQPitch;
 #pragma unroll
       for (int j = 0; j < kKSteps / 2; ++j) {
-        const auto* q = reinterpret_cast<const uint32_t*>(q_row + 32 * j);
-        q_packed[j * 32 + lane] = make_uint4(q[0], q[4], q[8], q[12]);  // halves 0, 8, 16, 24 from 2t
+        const auto* q = reinterpret_cast<const uint32_t*>(row + 32 * j);
+        q_packed[(warp * (kKSteps / 2) + j) * 32 + lane] = make_uint4(q[0], q[4], q[8], q[12]);  // halves 0, 8, 16, 24
       }
     }
     // Read after the first tile's barrier.
@@ -129,13 +140,20 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   // Keys below plain_end need no per-score call (decode_common.cuh's plain_keys_end): without options all keys,
   // with causal alone all but the last n_q - 1 of the sequence.
   const int64_t plain_end = plain_keys_end(p, w);
-  const bool valid0 = 2 * t < w.n_qvecs, valid1 = 2 * t + 1 < w.n_qvecs;
-  // Running max and this thread's part of the row sum (its keys g, g + 8) of query vectors 2t and 2t + 1.
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  constexpr float kLog2e = 1.4426950408889634f;
-  float o[Cfg::kOMTiles][4];
+  // Running max and this thread's part of the row sum (its keys g, g + 8) of query vectors 8j + 2t, 8j + 2t + 1.
+  float m_run[NT][2], l_run[NT][2];
 #pragma unroll
-  for (int n = 0; n < Cfg::kOMTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  for (int j = 0; j < NT; ++j) {
+    m_run[j][0] = m_run[j][1] = -INFINITY;
+    l_run[j][0] = l_run[j][1] = 0.0f;
+  }
+  constexpr float kLog2e = 1.4426950408889634f;
+  float o[NT][Cfg::kOMTiles][4];  // O^T of n-tile j
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+#pragma unroll
+    for (int n = 0; n < Cfg::kOMTiles; ++n) o[j][n][0] = o[j][n][1] = o[j][n][2] = o[j][n][3] = 0.0f;
+  }
   const Centroids cent_k{lut_k}, cent_v{lut_v};
 
   for (int it = 0; it < w.n_tiles; ++it) {
@@ -149,10 +167,11 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
     const int64_t key0 = w.key_begin + static_cast<int64_t>(it) * T + warp_key0;
     const int keys_left = static_cast<int>(std::min<int64_t>(w.key_end - key0, Cfg::kWarpKeys));
 
-    // sc: (key g, qvec 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
-    float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // one scale block's scores (scaled types)
-    uint4 q_pair{};
+    // sc[j]: (key g, qvec 8j + 2t), (g, 8j + 2t + 1), (g + 8, 8j + 2t), (g + 8, 8j + 2t + 1).
+    float sc[NT][4], acc[NT][4];  // acc: one scale block's scores (scaled types)
+#pragma unroll
+    for (int j = 0; j < NT; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+    uint4 q_pair[NT];
 #pragma unroll(Cfg::kKUnits <= 2 ? 2 : 1)
     for (int u = 0; u < Cfg::kKUnits; ++u) {
       uint32_t k_lo[8], k_hi[8];  // B fragments of keys g and g + 8: the rows of the A fragment
@@ -162,96 +181,131 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
       for (int c = 0; c < 4; ++c) {
         const int ks = 4 * u + c;
         const uint32_t a[4] = {k_lo[2 * c], k_hi[2 * c], k_lo[2 * c + 1], k_hi[2 * c + 1]};
-        uint32_t q0, q1;
-        if constexpr (kQPacked) {
-          if (c % 2 == 0) q_pair = q_packed[(ks / 2) * 32 + lane];
-          q0 = c % 2 == 0 ? q_pair.x : q_pair.z;
-          q1 = c % 2 == 0 ? q_pair.y : q_pair.w;
-        } else {
-          q0 = *reinterpret_cast<const uint32_t*>(q_row + 16 * ks);
-          q1 = *reinterpret_cast<const uint32_t*>(q_row + 16 * ks + 8);
+        constexpr int P = KFrag::kKStepsPerScale;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {  // the same dequantized K fragment for every n-tile
+          uint32_t q0, q1;
+          if constexpr (kQPacked) {
+            if (c % 2 == 0) q_pair[j] = q_packed[(j * (kKSteps / 2) + ks / 2) * 32 + lane];
+            q0 = c % 2 == 0 ? q_pair[j].x : q_pair[j].z;
+            q1 = c % 2 == 0 ? q_pair[j].y : q_pair[j].w;
+          } else {
+            q0 = *reinterpret_cast<const uint32_t*>(q_row + 8 * j * Cfg::kQPitch + 16 * ks);
+            q1 = *reinterpret_cast<const uint32_t*>(q_row + 8 * j * Cfg::kQPitch + 16 * ks + 8);
+          }
+          if constexpr (!KFrag::kHasScale) {
+            ptx::mma_f16(sc[j], a, q0, q1);
+          } else {
+            if (ks % P == 0) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+            ptx::mma_f16(acc[j], a, q0, q1);
+          }
         }
-        if constexpr (!KFrag::kHasScale) {
-          ptx::mma_f16(sc, a, q0, q1);
-        } else {
-          constexpr int P = KFrag::kKStepsPerScale;
-          if (ks % P == 0) acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
-          ptx::mma_f16(acc, a, q0, q1);
+        if constexpr (KFrag::kHasScale) {
           if (ks % P == P - 1) {
             const float d0 = KFrag::k_scale(tile_k, pipe.pitch_k, warp_key0 + g, ks / P);
             const float d1 = KFrag::k_scale(tile_k, pipe.pitch_k, warp_key0 + 8 + g, ks / P);
-            sc[0] = fmaf(d0, acc[0], sc[0]);
-            sc[1] = fmaf(d0, acc[1], sc[1]);
-            sc[2] = fmaf(d1, acc[2], sc[2]);
-            sc[3] = fmaf(d1, acc[3], sc[3]);
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+              sc[j][0] = fmaf(d0, acc[j][0], sc[j][0]);
+              sc[j][1] = fmaf(d0, acc[j][1], sc[j][1]);
+              sc[j][2] = fmaf(d1, acc[j][2], sc[j][2]);
+              sc[j][3] = fmaf(d1, acc[j][3], sc[j][3]);
+            }
           }
         }
       }
     }
 
-    // Options and the online softmax of query vectors 2t and 2t + 1 over the warp's 16 keys. On plain keys the
-    // columns of query vectors past n_qvecs are left as they are: their Q rows are zeros, so their scores are
-    // finite, and no valid column reads them (the MMAs keep columns apart; the epilogue reads valid rows only).
-    float x[4] = {sc[0], sc[1], sc[2], sc[3]};
+    // Options and the online softmax of query vectors 8j + 2t and 8j + 2t + 1 over the warp's 16 keys. On plain
+    // keys the columns of query vectors past n_qvecs are left as they are: their Q rows are zeros, so their scores
+    // are finite, and no valid column reads them (the MMAs keep columns apart; the epilogue reads valid rows only).
+    float x[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x[j][e] = sc[j][e];
+    }
     if (key0 + Cfg::kWarpKeys > plain_end) {  // warp-uniform: a warp's 16 keys share key0
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int k = g + 8 * (e / 2);
-        x[e] = (e % 2 ? valid1 : valid0) && k < keys_left ? variants[2 * t + e % 2](x[e], key0 + k) : -INFINITY;
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int k = g + 8 * (e / 2), qv = 8 * j + 2 * t + e % 2;
+          x[j][e] = qv < w.n_qvecs && k < keys_left ? variants[qv](x[j][e], key0 + k) : -INFINITY;
+        }
       }
     } else if (keys_left < Cfg::kWarpKeys) {  // a split's last tile (warp-uniform)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (g + 8 * (e / 2) >= keys_left) x[e] = -INFINITY;
+      for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (g + 8 * (e / 2) >= keys_left) x[j][e] = -INFINITY;
+        }
       }
     }
-    float mx[2] = {fmaxf(x[0], x[2]), fmaxf(x[1], x[3])};
-    float alpha[2], m_log2[2];
+    float alpha[NT][2];
+    bool rescale = false;
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 4));
-      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 8));
-      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 16));
-      const float m_new = fmaxf(m_run[j], mx[j]);
-      // exp(x - m) = 2^(x log2 e - m log2 e): one FFMA and one ex2 per score; a row that has seen no key yet keeps
-      // m = -inf, whose scores are -inf too (2^-inf = 0), so its offset is taken as 0 rather than -inf.
-      m_log2[j] = m_new == -INFINITY ? 0.0f : m_new * kLog2e;
-      alpha[j] = ptx::exp2_ftz(fmaf(m_run[j], kLog2e, -m_log2[j]));
-      m_run[j] = m_new;
+    for (int j = 0; j < NT; ++j) {
+      float mx[2] = {fmaxf(x[j][0], x[j][2]), fmaxf(x[j][1], x[j][3])};
+      float m_log2[2];
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        mx[c] = fmaxf(mx[c], __shfl_xor_sync(0xffffffffu, mx[c], 4));
+        mx[c] = fmaxf(mx[c], __shfl_xor_sync(0xffffffffu, mx[c], 8));
+        mx[c] = fmaxf(mx[c], __shfl_xor_sync(0xffffffffu, mx[c], 16));
+        const float m_new = fmaxf(m_run[j][c], mx[c]);
+        // exp(x - m) = 2^(x log2 e - m log2 e): one FFMA and one ex2 per score; a row that has seen no key yet
+        // keeps m = -inf, whose scores are -inf too (2^-inf = 0), so its offset is taken as 0 rather than -inf.
+        m_log2[c] = m_new == -INFINITY ? 0.0f : m_new * kLog2e;
+        alpha[j][c] = ptx::exp2_ftz(fmaf(m_run[j][c], kLog2e, -m_log2[c]));
+        m_run[j][c] = m_new;
+        rescale = rescale || alpha[j][c] != 1.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x[j][e] = ptx::exp2_ftz(fmaf(x[j][e], kLog2e, -m_log2[e % 2]));
+      l_run[j][0] = l_run[j][0] * alpha[j][0] + (x[j][0] + x[j][2]);
+      l_run[j][1] = l_run[j][1] * alpha[j][1] + (x[j][1] + x[j][3]);
     }
+    // O^T's columns 2t, 2t + 1 of n-tile j are this thread's query vectors: their factors are at hand.
+    if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) x[e] = ptx::exp2_ftz(fmaf(x[e], kLog2e, -m_log2[e % 2]));
-    l_run[0] = l_run[0] * alpha[0] + (x[0] + x[2]);
-    l_run[1] = l_run[1] * alpha[1] + (x[1] + x[3]);
-    // O^T's columns 2t, 2t + 1 are this thread's query vectors: their factors are at hand.
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+      for (int j = 0; j < NT; ++j) {
 #pragma unroll
-      for (int n = 0; n < Cfg::kOMTiles; ++n) {
-        o[n][0] *= alpha[0];
-        o[n][1] *= alpha[1];
-        o[n][2] *= alpha[0];
-        o[n][3] *= alpha[1];
+        for (int n = 0; n < Cfg::kOMTiles; ++n) {
+          o[j][n][0] *= alpha[j][0];
+          o[j][n][1] *= alpha[j][1];
+          o[j][n][2] *= alpha[j][0];
+          o[j][n][3] *= alpha[j][1];
+        }
       }
     }
-    // P^T as the B operand (k = key, n = query vector g): keys 2t, 2t + 1 and 8 + 2t, 9 + 2t.
-    const uint32_t pb0 = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[0], x[1])));
-    const uint32_t pb1 = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[2], x[3])));
+    // P^T as the B operand (k = key, n = query vector 8j + g): keys 2t, 2t + 1 and 8 + 2t, 9 + 2t.
+    uint32_t pb0[NT], pb1[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      pb0[j] = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[j][0], x[j][1])));
+      pb1[j] = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[j][2], x[j][3])));
+    }
 #pragma unroll
     for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
       uint32_t vb[4][2];
       __half2 v_scale[2];
       VFrag::load_v(tile_v, pipe.pitch_v, warp_key0, vu, lane, vb, cent_v, v_scale);
-      uint32_t p0 = pb0, p1 = pb1;
-      if constexpr (VFrag::kHasScale) {
-        p0 = ptx::as_u32(__hmul2(ptx::as_half2(pb0), v_scale[0]));
-        p1 = ptx::as_u32(__hmul2(ptx::as_half2(pb1), v_scale[1]));
-      }
       // V's B fragments of n-tiles (2h, 2h + 1) are the A fragment of O^T's m-tile 2vu + h: rows g / g + 8 are
-      // head-dim elements v_dim(vu, g, 2h) / v_dim(vu, g, 2h + 1).
+      // head-dim elements v_dim(vu, g, 2h) / v_dim(vu, g, 2h + 1). The same dequantized V feeds every n-tile.
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint32_t a[4] = {vb[2 * h][0], vb[2 * h + 1][0], vb[2 * h][1], vb[2 * h + 1][1]};
-        ptx::mma_f16(o[2 * vu + h], a, p0, p1);
+      for (int j = 0; j < NT; ++j) {
+        uint32_t p0 = pb0[j], p1 = pb1[j];
+        if constexpr (VFrag::kHasScale) {
+          p0 = ptx::as_u32(__hmul2(ptx::as_half2(pb0[j]), v_scale[0]));
+          p1 = ptx::as_u32(__hmul2(ptx::as_half2(pb1[j]), v_scale[1]));
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const uint32_t a[4] = {vb[2 * h][0], vb[2 * h + 1][0], vb[2 * h][1], vb[2 * h + 1][1]};
+          ptx::mma_f16(o[j][2 * vu + h], a, p0, p1);
+        }
       }
     }
     if (it + S < w.n_tiles) pipe.compute_offsets(it + S, it % S);
@@ -268,30 +322,37 @@ __global__ void __launch_bounds__(128, 4) decode_narrow_kernel(const AttentionPr
   float* m_row = l_w + Cfg::kWarps * Q;             // [Q]
   float* l_row = m_row + Q;                         // [Q]
 #pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    l_run[j] += __shfl_xor_sync(0xffffffffu, l_run[j], 4);
-    l_run[j] += __shfl_xor_sync(0xffffffffu, l_run[j], 8);
-    l_run[j] += __shfl_xor_sync(0xffffffffu, l_run[j], 16);
+  for (int j = 0; j < NT; ++j) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      l_run[j][c] += __shfl_xor_sync(0xffffffffu, l_run[j][c], 4);
+      l_run[j][c] += __shfl_xor_sync(0xffffffffu, l_run[j][c], 8);
+      l_run[j][c] += __shfl_xor_sync(0xffffffffu, l_run[j][c], 16);
+    }
   }
   float* mine = o_w + warp * Q * Cfg::kDimV;
 #pragma unroll
-  for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
+  for (int j = 0; j < NT; ++j) {
+    const int qv = 8 * j + 2 * t;  // this thread's query vectors qv, qv + 1
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int d0 = VFrag::v_dim(vu, g, 2 * h), d1 = VFrag::v_dim(vu, g, 2 * h + 1);
-      constexpr float kW0 = VFrag::v_tile_weight(0), kW1 = VFrag::v_tile_weight(1);
-      const float wt = h == 0 ? kW0 : kW1;
-      mine[(2 * t) * Cfg::kDimV + d0] = o[2 * vu + h][0] * wt;
-      mine[(2 * t + 1) * Cfg::kDimV + d0] = o[2 * vu + h][1] * wt;
-      mine[(2 * t) * Cfg::kDimV + d1] = o[2 * vu + h][2] * wt;
-      mine[(2 * t + 1) * Cfg::kDimV + d1] = o[2 * vu + h][3] * wt;
+    for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int d0 = VFrag::v_dim(vu, g, 2 * h), d1 = VFrag::v_dim(vu, g, 2 * h + 1);
+        constexpr float kW0 = VFrag::v_tile_weight(0), kW1 = VFrag::v_tile_weight(1);
+        const float wt = h == 0 ? kW0 : kW1;
+        mine[qv * Cfg::kDimV + d0] = o[j][2 * vu + h][0] * wt;
+        mine[(qv + 1) * Cfg::kDimV + d0] = o[j][2 * vu + h][1] * wt;
+        mine[qv * Cfg::kDimV + d1] = o[j][2 * vu + h][2] * wt;
+        mine[(qv + 1) * Cfg::kDimV + d1] = o[j][2 * vu + h][3] * wt;
+      }
     }
-  }
-  if (g == 0) {
-    m_w[warp * Q + 2 * t] = m_run[0];
-    m_w[warp * Q + 2 * t + 1] = m_run[1];
-    l_w[warp * Q + 2 * t] = l_run[0];
-    l_w[warp * Q + 2 * t + 1] = l_run[1];
+    if (g == 0) {
+      m_w[warp * Q + qv] = m_run[j][0];
+      m_w[warp * Q + qv + 1] = m_run[j][1];
+      l_w[warp * Q + qv] = l_run[j][0];
+      l_w[warp * Q + qv + 1] = l_run[j][1];
+    }
   }
   __syncthreads();
   // Row state: the max over warps, each warp's weight, the merged sum.

@@ -23,13 +23,14 @@ namespace kvflash::cuda {
 
 static_assert(sizeof(ScoreVariant) == kScoreVariantBytes, "decode_geometry() counts ScoreVariant bytes");
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
 struct DecodeKernel {
   static constexpr bool kNarrow = stored_dim(VType, HeadDimV) <= 128;
-  using Cfg = std::conditional_t<kNarrow, NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType>,
+  static_assert(kNarrow || QvecTiles == 1, "the wide kernel sizes its own query chunks (16 or 32 vectors)");
+  using Cfg = std::conditional_t<kNarrow, NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType, QvecTiles>,
                                  WideDecodeConfig<HeadDimK, HeadDimV, KType, VType>>;
   // The planner chooses splits from decode_geometry(); it must describe this very configuration.
-  static constexpr DecodeGeometry kGeometry = decode_geometry(KType, HeadDimK, VType, HeadDimV);
+  static constexpr DecodeGeometry kGeometry = decode_geometry(KType, HeadDimK, VType, HeadDimV, kNarrowQvecs * QvecTiles);
   static_assert(kGeometry.narrow == kNarrow && kGeometry.key_tile == Cfg::kKeyTile &&
                     kGeometry.stages == Cfg::kStages && kGeometry.qvecs_per_cta == Cfg::kMaxQvecs &&
                     kGeometry.smem_bytes == Cfg::kSmemBytes,
@@ -37,7 +38,7 @@ struct DecodeKernel {
   using Fn = void (*)(const AttentionProblem, const DecodeLaunch);
   static Fn function() {
     if constexpr (kNarrow) {
-      return decode_narrow_kernel<HeadDimK, HeadDimV, KType, VType>;
+      return decode_narrow_kernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
     } else {
       return decode_wide_kernel<HeadDimK, HeadDimV, KType, VType>;
     }
@@ -45,9 +46,9 @@ struct DecodeKernel {
 };
 
 /// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
 Status prepare_decode_kernel() {
-  using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType>;
+  using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
   static const Status prepared = []() -> Status {
     const auto kernel = K::function();
     KVFLASH_CUDA_RETURN_IF_ERROR(
@@ -65,10 +66,16 @@ Status prepare_decode_kernel() {
   return prepared;
 }
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
 Status launch_decode(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
-  using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType>;
-  KVFLASH_RETURN_IF_ERROR((prepare_decode_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
+  // The planner sized the splits for the route's query chunks: an instance of another width would change them.
+  if (route.qvecs_per_cta != K::Cfg::kMaxQvecs) {
+    return invalid_argument("route.qvecs_per_cta = " + std::to_string(route.qvecs_per_cta) +
+                            " does not match the decode instance's " + std::to_string(K::Cfg::kMaxQvecs) +
+                            " query vectors per CTA");
+  }
+  KVFLASH_RETURN_IF_ERROR((prepare_decode_kernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>()));
   const SplitPlan plan = split_plan_of(route, p.shape, K::Cfg::kKeyTile, K::Cfg::kMaxQvecs);
   if (plan.keys_per_split <= 0 || plan.keys_per_split % K::Cfg::kKeyTile != 0 ||
       plan.n_splits * plan.keys_per_split < p.shape.n_kv) {

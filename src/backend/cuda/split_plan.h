@@ -41,13 +41,25 @@ struct DecodeGeometry {
   int stages = 3;               // tiles in flight
   int qvecs_per_cta = 8;        // query vectors (query head x query row) one CTA carries over the keys
   int64_t smem_bytes = 0;       // dynamic shared memory per CTA
-  int max_ctas_by_registers = 4;  // __launch_bounds__: (128, 4) narrow; 128 threads at <= 255 registers wide
+  int max_ctas_by_registers = 4;  // __launch_bounds__: narrow_min_ctas_per_sm(); 128 threads at <= 255 registers wide
 };
+
+/// Query vectors a narrow CTA may carry: one n8 tile of the MMAs, or two (each loaded and dequantized K / V
+/// fragment then feeds both), so that 9-16 query vectors of a KV head read and dequantize its bytes once.
+inline constexpr int kNarrowQvecs = 8;
+inline constexpr int kNarrowQvecsWide = 16;
+
+/// The narrow kernel's __launch_bounds__ minimum of resident CTAs: 4 (128 registers) for 8 query vectors; 16
+/// carry twice the accumulators (O^T 64 registers at d_v 128 instead of 32) and at 128 registers spill, so they
+/// run at 3 (168 registers).
+constexpr int narrow_min_ctas_per_sm(int qvecs) { return qvecs > kNarrowQvecs ? 3 : 4; }
 
 /// Bytes of a ScoreVariant (score_variant.cuh; checked there): the per-query-vector options kept in shared memory.
 inline constexpr int kScoreVariantBytes = 48;
 
-constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64_t dv) {
+/// `narrow_qvecs` (kNarrowQvecs or kNarrowQvecsWide) picks the narrow kernel's instance; the wide kernel has one.
+constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64_t dv,
+                                         int narrow_qvecs = kNarrowQvecs) {
   DecodeGeometry g;
   const int64_t dk_stored = stored_dim(kt, dk), dv_stored = stored_dim(vt, dv);
   g.narrow = dv_stored <= 128;
@@ -55,13 +67,14 @@ constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64
     // f16 rows (35 KB stages): 3 stages, two CTAs per SM. Smaller rows: ~44 KB of stages, so that four CTAs
     // (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
     g.key_tile = 64;
-    g.qvecs_per_cta = 8;
+    g.qvecs_per_cta = narrow_qvecs > kNarrowQvecs ? kNarrowQvecsWide : kNarrowQvecs;
     const int stage = kv_stage_bytes(kt, dk, vt, dv, g.key_tile);
     g.stages = stage >= 24 * 1024 ? 3 : std::clamp(44 * 1024 / stage, 3, 6);
-    const int64_t q_rows = 16;  // the m of the QK MMA
-    const int64_t variants_end = int64_t{g.stages} * stage + q_rows * (dk_stored + 8) * 2 + 8 * kScoreVariantBytes;
+    const int64_t q_rows = 2 * g.qvecs_per_cta;  // the query vectors, then their fragments packed per lane
+    const int64_t variants_end =
+        int64_t{g.stages} * stage + q_rows * (dk_stored + 8) * 2 + int64_t{g.qvecs_per_cta} * kScoreVariantBytes;
     g.smem_bytes = (variants_end + 15) / 16 * 16 + int64_t{g.stages} * 2 * g.key_tile * 8 + 2 * 16 * 2;
-    g.max_ctas_by_registers = 4;
+    g.max_ctas_by_registers = narrow_min_ctas_per_sm(g.qvecs_per_cta);
   } else {
     // 64 keys per tile unless a stage would pass 40 KB (wide f16 rows); two m-tiles of 16 query vectors where
     // the accumulators still fit the register file.
