@@ -57,7 +57,7 @@ struct RunConfig {
   int64_t far_offset = 0;
   // Runs this row instead of the planned one, with the keys unsplit and no workspace (e.g. one prefill kernel where
   // the router prefers another); the planner must still accept the problem.
-  std::optional<KernelId> force_kernel;
+  std::optional<KernelId> force_kernel = std::nullopt;
 };
 
 /// The planner's cuda route for `p`, or, with force_splits > 0, the same route cut into about that many key

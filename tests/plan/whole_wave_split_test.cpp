@@ -103,7 +103,7 @@ TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
 }
 
 TEST(WholeWaveSplits, NineToSixteenQueryVectorsTakeOneSixteenVectorCtaPerKvHead) {
-  const BackendCaps caps = h100();
+  const BackendCaps caps = nominal_h100();
   // 4 rows x GQA 4 = 16 query vectors: one CTA of 16 per (sequence, KV head) on the quantized rows, so the KV
   // bytes are read and dequantized once; 3 CTAs per SM (168 registers), 396 slots: 48 splits of 43 tiles (97%).
   for (KvType type : {KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
