@@ -70,7 +70,10 @@ def main():
         flash = t.get("flash_us") if t else None
         cudnn = t.get("cudnn_us") if t else None
         best = min([x for x in (flash, cudnn) if x is not None], default=None)
-        vs = f"{best / r['us']:.2f}x faster" if best else ""
+        vs = ""
+        if best:
+            ratio = best / r["us"]
+            vs = f"{ratio:.2f}x faster" if ratio >= 1.0 else f"{1.0 / ratio:.2f}x slower"
         llama = ""
         if r["n_kv"] == 131072 and r["n_seq"] == 1 and r["k"] == r["v"] and r["n_q"] == 1 and r["d_k"] == 128:
             ref = LLAMA_CPP_US_131K.get(r["k"])
