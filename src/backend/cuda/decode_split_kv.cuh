@@ -49,20 +49,9 @@ struct DecodeKernel {
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
 Status prepare_decode_kernel() {
   using K = DecodeKernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
-  static const Status prepared = []() -> Status {
-    const auto kernel = K::function();
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, K::Cfg::kSmemBytes));
-    int resident = 0;
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, K::Cfg::kThreads, K::Cfg::kSmemBytes));
-    if (resident < 1) {
-      return backend_error("decode kernel d_k = " + std::to_string(HeadDimK) + ", d_v = " + std::to_string(HeadDimV) +
-                           " needs " + std::to_string(K::Cfg::kSmemBytes) +
-                           " bytes of shared memory: no CTA fits an SM");
-    }
-    return Status::Ok();
-  }();
+  static const Status prepared =
+      prepare_kernel(K::function(), K::Cfg::kThreads, K::Cfg::kSmemBytes,
+                     "decode kernel d_k = " + std::to_string(HeadDimK) + ", d_v = " + std::to_string(HeadDimV));
   return prepared;
 }
 

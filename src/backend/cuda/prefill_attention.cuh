@@ -629,20 +629,9 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 Status prepare_prefill_kernel() {
   using Cfg = PrefillConfig<HeadDimK, HeadDimV, KType, VType>;
-  static const Status prepared = []() -> Status {
-    const auto kernel = prefill_kernel<HeadDimK, HeadDimV, KType, VType>;
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
-    int resident = 0;
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, Cfg::kThreads, Cfg::kSmemBytes));
-    if (resident < 1) {
-      return backend_error("prefill kernel d_k = " + std::to_string(HeadDimK) + ", d_v = " +
-                           std::to_string(HeadDimV) + " needs " + std::to_string(Cfg::kSmemBytes) +
-                           " bytes of shared memory: no CTA fits an SM");
-    }
-    return Status::Ok();
-  }();
+  static const Status prepared =
+      prepare_kernel(prefill_kernel<HeadDimK, HeadDimV, KType, VType>, Cfg::kThreads, Cfg::kSmemBytes,
+                     "prefill kernel d_k = " + std::to_string(HeadDimK) + ", d_v = " + std::to_string(HeadDimV));
   return prepared;
 }
 

@@ -518,19 +518,8 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
 Status prepare_prefill_wgmma_kernel() {
   using Cfg = WgmmaPrefillConfig<KType>;
-  static const Status prepared = []() -> Status {
-    const auto kernel = prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>;
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
-    int resident = 0;
-    KVFLASH_CUDA_RETURN_IF_ERROR(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, Cfg::kThreads, Cfg::kSmemBytes));
-    if (resident < 1) {
-      return backend_error("wgmma prefill kernel needs " + std::to_string(Cfg::kSmemBytes) +
-                           " bytes of shared memory: no CTA fits an SM");
-    }
-    return Status::Ok();
-  }();
+  static const Status prepared = prepare_kernel(prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>,
+                                                Cfg::kThreads, Cfg::kSmemBytes, "wgmma prefill kernel");
   return prepared;
 }
 
