@@ -145,9 +145,11 @@ struct KvFragments<KvType::q8_0> {
   }
   __host__ __device__ static constexpr int k_dim(int u, int t, int i) { return 64 * u + 16 * t + i; }
 
-  // Thread (g, t) reads values 4g..4g+3 of block vu of keys 2t, 2t+1, 2t+8, 2t+9.
-  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
-                                                uint32_t (&b)[4][2], Centroids) {
+  // Thread (g, t) reads values 4g..4g+3 of block vu of keys 2t, 2t+1, 2t+8, 2t+9: the int8 values as halves, and
+  // the block scales of the two key pairs (r = 0: keys 2t, 2t+1; r = 1: keys 2t+8, 2t+9) in `scale`. The unscaled
+  // decode fragments (kv_fragments_unscaled.cuh) apply the scale to P instead.
+  __device__ __forceinline__ static void load_v_unscaled(const uint8_t* tile, int row_stride, int key0, int vu,
+                                                         int lane, uint32_t (&b)[4][2], __half2 (&scale)[2]) {
     const int g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -155,7 +157,7 @@ struct KvFragments<KvType::q8_0> {
       const uint8_t* bb = ba + row_stride;
       const uint32_t wa = detail::lds_u16(ba + 2 + 4 * g) | detail::lds_u16(ba + 4 + 4 * g) << 16;
       const uint32_t wb = detail::lds_u16(bb + 2 + 4 * g) | detail::lds_u16(bb + 4 + 4 * g) << 16;
-      const __half2 d2 = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
+      scale[r] = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
       const uint32_t xa = wa ^ 0x80808080u, xb = wb ^ 0x80808080u;
       const uint32_t t0 = __byte_perm(xa, xb, 0x5410);  // a0 a1 b0 b1
       const uint32_t t1 = __byte_perm(xa, xb, 0x7632);  // a2 a3 b2 b3
@@ -163,7 +165,17 @@ struct KvFragments<KvType::q8_0> {
       const uint32_t pairs[4] = {__byte_perm(t0, 0x64646464u, 0x4240), __byte_perm(t0, 0x64646464u, 0x4341),
                                  __byte_perm(t1, 0x64646464u, 0x4240), __byte_perm(t1, 0x64646464u, 0x4341)};
 #pragma unroll
-      for (int j = 0; j < 4; ++j) b[j][r] = ptx::as_u32(__hmul2(__hsub2(ptx::as_half2(pairs[j]), offset), d2));
+      for (int j = 0; j < 4; ++j) b[j][r] = ptx::as_u32(__hsub2(ptx::as_half2(pairs[j]), offset));
+    }
+  }
+  __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
+                                                uint32_t (&b)[4][2], Centroids) {
+    __half2 scale[2];
+    load_v_unscaled(tile, row_stride, key0, vu, lane, b, scale);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j][r] = ptx::as_u32(__hmul2(ptx::as_half2(b[j][r]), scale[r]));
     }
   }
   __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }

@@ -115,26 +115,9 @@ struct KvUnscaledFragments<KvType::q8_0> {
     return detail::f16_bits_to_float(detail::lds_u16(tile + key * row_stride + kBlockBytes * block));
   }
 
-  // As KvFragments<q8_0>::load_v without the scale: values 4g..4g+3 of block vu of keys 2t, 2t+1, 2t+8, 2t+9.
   __device__ __forceinline__ static void load_v(const uint8_t* tile, int row_stride, int key0, int vu, int lane,
                                                 uint32_t (&b)[4][2], Centroids, __half2 (&scale)[2]) {
-    const int g = lane / 4, t = lane % 4;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const uint8_t* ba = tile + (key0 + 2 * t + 8 * r) * row_stride + kBlockBytes * vu;
-      const uint8_t* bb = ba + row_stride;
-      const uint32_t wa = detail::lds_u16(ba + 2 + 4 * g) | detail::lds_u16(ba + 4 + 4 * g) << 16;
-      const uint32_t wb = detail::lds_u16(bb + 2 + 4 * g) | detail::lds_u16(bb + 4 + 4 * g) << 16;
-      scale[r] = detail::half2_from_bits(detail::lds_u16(ba), detail::lds_u16(bb));
-      const uint32_t xa = wa ^ 0x80808080u, xb = wb ^ 0x80808080u;
-      const uint32_t t0 = __byte_perm(xa, xb, 0x5410);  // a0 a1 b0 b1
-      const uint32_t t1 = __byte_perm(xa, xb, 0x7632);  // a2 a3 b2 b3
-      const __half2 offset = __halves2half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480));
-      const uint32_t pairs[4] = {__byte_perm(t0, 0x64646464u, 0x4240), __byte_perm(t0, 0x64646464u, 0x4341),
-                                 __byte_perm(t1, 0x64646464u, 0x4240), __byte_perm(t1, 0x64646464u, 0x4341)};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j][r] = ptx::as_u32(__hsub2(ptx::as_half2(pairs[j]), offset));
-    }
+    KvFragments<KvType::q8_0>::load_v_unscaled(tile, row_stride, key0, vu, lane, b, scale);
   }
   __host__ __device__ static constexpr int v_dim(int vu, int col, int j) { return 32 * vu + 4 * col + j; }
   __host__ __device__ static constexpr float v_tile_weight(int) { return 1.0f; }
