@@ -16,6 +16,7 @@
 #include "backend/cuda/decode_launch.h"
 #include "backend/cuda/decode_narrow.cuh"
 #include "backend/cuda/decode_wide.cuh"
+#include "backend/cuda/grid_launch.cuh"
 #include "backend/cuda/split_plan.h"
 #include "kvflash/attention_problem.h"
 
@@ -81,14 +82,9 @@ Status launch_decode(const AttentionProblem& p, const Route& route, void* worksp
     return invalid_argument("route's workspace has no room for the partials of " + std::to_string(plan.n_splits) +
                             " splits");
   }
-  const int64_t ctas_per_seq = p.shape.n_head_kv * plan.n_qchunks * plan.n_splits;
-  const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
-  for (int64_t s0 = 0; s0 < p.shape.n_seq; s0 += seqs_per_launch) {
-    launch.seq_begin = s0;
-    const int64_t ctas = std::min(seqs_per_launch, p.shape.n_seq - s0) * ctas_per_seq;
-    K::function()<<<static_cast<unsigned>(ctas), K::Cfg::kThreads, K::Cfg::kSmemBytes, stream>>>(p, launch);
-    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
+  KVFLASH_RETURN_IF_ERROR(launch_over_sequences(K::function(), p, launch,
+                                                p.shape.n_head_kv * plan.n_qchunks * plan.n_splits, K::Cfg::kThreads,
+                                                K::Cfg::kSmemBytes, stream));
   if (plan.n_splits > 1) {
     KVFLASH_RETURN_IF_ERROR(launch_combine(p, K::Cfg::kDimV, kv_traits(VType).rotated, launch.out, stream));
   }

@@ -14,6 +14,7 @@
 
 #include "backend/cuda/combine.h"
 #include "backend/cuda/cuda_status.h"
+#include "backend/cuda/grid_launch.cuh"
 #include "backend/cuda/output_rows.cuh"
 #include "backend/cuda/score_variant.cuh"
 #include "backend/cuda/split_plan.h"
@@ -260,14 +261,9 @@ Status launch_generic(const AttentionProblem& p, const Route& route, void* works
                             " splits");
   }
   const size_t bytes = smem_bytes(p.shape, p.k.type, p.v.type);
-  const int64_t ctas_per_seq = p.shape.n_head_kv * plan.n_qchunks * plan.n_splits;
-  const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
-  for (int64_t s0 = 0; s0 < p.shape.n_seq; s0 += seqs_per_launch) {
-    launch.seq_begin = s0;
-    const int64_t ctas = std::min(seqs_per_launch, p.shape.n_seq - s0) * ctas_per_seq;
-    generic_attention_kernel<<<static_cast<unsigned>(ctas), kThreads, bytes, stream>>>(p, launch);
-    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
+  KVFLASH_RETURN_IF_ERROR(launch_over_sequences(generic_attention_kernel, p, launch,
+                                                p.shape.n_head_kv * plan.n_qchunks * plan.n_splits, kThreads, bytes,
+                                                stream));
   if (plan.n_splits > 1) {
     KVFLASH_RETURN_IF_ERROR(launch_combine(p, launch.dv_stored, launch.v_rotated, launch.out, stream));
   }

@@ -27,6 +27,7 @@
 #include "backend/cuda/combine.h"
 #include "backend/cuda/cuda_status.h"
 #include "backend/cuda/decode_common.cuh"
+#include "backend/cuda/grid_launch.cuh"
 #include "backend/cuda/output_rows.cuh"
 #include "backend/cuda/ptx.cuh"
 #include "backend/cuda/score_variant.cuh"
@@ -657,15 +658,9 @@ Status launch_prefill(const AttentionProblem& p, const Route& route, void* works
     return invalid_argument("route's workspace has no room for the partials of " + std::to_string(plan.n_splits) +
                             " splits");
   }
-  const int64_t ctas_per_seq = s.n_head_kv * launch.n_qchunks * plan.n_splits;
-  const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
-  for (int64_t s0 = 0; s0 < s.n_seq; s0 += seqs_per_launch) {
-    launch.seq_begin = s0;
-    const int64_t ctas = std::min(seqs_per_launch, s.n_seq - s0) * ctas_per_seq;
-    prefill_kernel<HeadDimK, HeadDimV, KType, VType>
-        <<<static_cast<unsigned>(ctas), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p, launch);
-    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
+  KVFLASH_RETURN_IF_ERROR(launch_over_sequences(prefill_kernel<HeadDimK, HeadDimV, KType, VType>, p, launch,
+                                                s.n_head_kv * launch.n_qchunks * plan.n_splits, Cfg::kThreads,
+                                                Cfg::kSmemBytes, stream));
   if (plan.n_splits > 1) {
     KVFLASH_RETURN_IF_ERROR(launch_combine(p, Cfg::kDimV, kv_traits(VType).rotated, launch.out, stream));
   }

@@ -28,6 +28,7 @@
 #include <string>
 
 #include "backend/cuda/cuda_status.h"
+#include "backend/cuda/grid_launch.cuh"
 #include "backend/cuda/kv_tile_copy.cuh"
 #include "backend/cuda/output_rows.cuh"
 #include "backend/cuda/prefill_attention.cuh"
@@ -540,16 +541,8 @@ Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void*
   launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
   const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
   launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
-  const int64_t ctas_per_seq = s.n_head_kv * launch.n_qchunks;
-  const int64_t seqs_per_launch = std::max<int64_t>(1, INT_MAX / ctas_per_seq);
-  for (int64_t s0 = 0; s0 < s.n_seq; s0 += seqs_per_launch) {
-    launch.seq_begin = s0;
-    const int64_t ctas = std::min(seqs_per_launch, s.n_seq - s0) * ctas_per_seq;
-    prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>
-        <<<static_cast<unsigned>(ctas), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p, launch);
-    KVFLASH_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
-  return Status::Ok();
+  return launch_over_sequences(prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>, p, launch,
+                               s.n_head_kv * launch.n_qchunks, Cfg::kThreads, Cfg::kSmemBytes, stream);
 }
 
 }  // namespace kvflash::cuda
