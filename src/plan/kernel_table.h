@@ -45,6 +45,9 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo3,
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
+  cuda_prefill_wgmma_ws_f16,
+  cuda_prefill_wgmma_ws_q8_0,
+  cuda_prefill_wgmma_ws_q4_0,
   cuda_prefill_wgmma_f16,
   cuda_prefill_wgmma_q4_0,
   cuda_prefill_f16,
@@ -211,6 +214,21 @@ inline constexpr KernelSpec kKernels[] = {
     // MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth): the router
     // prefers it wherever both accept. Only where it measured faster (bench/prefill_notes.md w2): the q8_0
     // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row.
+    // The warp-specialized Hopper prefill (src/backend/cuda/prefill_wgmma_ws.cuh): the same MMAs and softmax on two
+    // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 into the
+    // f16 slots), consumers in ping-pong. Same contract and cost model as cuda.prefill_wgmma.*; its rows come first.
+    {KernelId::cuda_prefill_wgmma_ws_f16, "cuda.prefill_wgmma_ws.f16", BackendKind::cuda, false,
+     type_bit(KvType::f16), type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0,
+     kAllFeatures, KvSplit::none, /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none,
+     CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma_ws", "backend/cuda/prefill_wgmma_ws.cuh"},
+    {KernelId::cuda_prefill_wgmma_ws_q8_0, "cuda.prefill_wgmma_ws.q8_0", BackendKind::cuda, false,
+     type_bit(KvType::q8_0), type_bit(KvType::q8_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
+     false, Scratch::none, CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma_ws",
+     "backend/cuda/prefill_wgmma_ws.cuh"},
+    {KernelId::cuda_prefill_wgmma_ws_q4_0, "cuda.prefill_wgmma_ws.q4_0", BackendKind::cuda, false,
+     type_bit(KvType::q4_0), type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
+     false, Scratch::none, CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma_ws",
+     "backend/cuda/prefill_wgmma_ws.cuh"},
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
      /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,

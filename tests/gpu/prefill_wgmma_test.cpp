@@ -1,5 +1,5 @@
-// The Hopper (wgmma) prefill kernel, cuda.prefill_wgmma.{f16,q4_0}, against the reference oracle (on the dequantized
-// cache): the router takes it for those caches at head dim 128 where the query tiles fill the GPU (short chunks go to
+// The Hopper (wgmma) prefill kernels, cuda.prefill_wgmma_ws.{f16,q8_0,q4_0} and cuda.prefill_wgmma.{f16,q4_0},
+// against the reference oracle (on the dequantized cache): the router takes them for those caches at head dim 128 where the query tiles fill the GPU (short chunks go to
 // the mma.sync rows, which split their keys), and, run on it, it matches the oracle with every option, strided
 // (2-byte aligned) and paged layouts, per-sequence lengths, query counts that are not a multiple of its 128-vector
 // CTA, many 128-key tiles through its slot rings (and, for q4_0, the dequantization into them), and rows that
@@ -15,19 +15,23 @@
 namespace kvflash::testing::gpu {
 namespace {
 
-// The caches with a wgmma row (q8_0's producer is correct but slower than cuda.prefill.q8_0: no row).
-constexpr KvType kWgmmaTypes[] = {KvType::f16, KvType::q4_0};
+// Every wgmma row and its cache type: the warp-specialized kernel (cuda.prefill_wgmma_ws.*, f16, q8_0, q4_0) and
+// the one-role kernel (cuda.prefill_wgmma.*; q8_0's producer there is correct but slower than cuda.prefill.q8_0: no
+// row). Each test runs every row, forced, so a row the router does not take today is still checked.
+struct WgmmaRow {
+  KernelId kernel;
+  KvType type;
+};
+constexpr WgmmaRow kWgmmaRows[] = {{KernelId::cuda_prefill_wgmma_ws_f16, KvType::f16},
+                                   {KernelId::cuda_prefill_wgmma_ws_q8_0, KvType::q8_0},
+                                   {KernelId::cuda_prefill_wgmma_ws_q4_0, KvType::q4_0},
+                                   {KernelId::cuda_prefill_wgmma_f16, KvType::f16},
+                                   {KernelId::cuda_prefill_wgmma_q4_0, KvType::q4_0}};
 
-std::string wgmma_row(KvType t) { return "cuda.prefill_wgmma." + std::string(kv_traits(t).name); }
-
-KernelId wgmma_kernel(KvType t) {
-  return t == KvType::q4_0 ? KernelId::cuda_prefill_wgmma_q4_0 : KernelId::cuda_prefill_wgmma_f16;
-}
-
-/// The wgmma row for spec's cache type, whatever the router would take for these small shapes.
-RunConfig on_wgmma(const ProblemSpec& spec) {
+/// `row`, whatever the router would take for these small shapes.
+RunConfig on_row(const WgmmaRow& row) {
   RunConfig config;
-  config.force_kernel = wgmma_kernel(spec.ktype);
+  config.force_kernel = row.kernel;
   return config;
 }
 
@@ -42,24 +46,24 @@ ProblemSpec wgmma_spec(uint64_t seed, KvType type = KvType::f16) {
   return spec;
 }
 
-/// Runs `spec` on the wgmma row of its type and checks the tensor-core bound.
-void expect_wgmma_matches(const ProblemSpec& spec) {
-  const Comparison c = compare_with_reference(spec, on_wgmma(spec));
-  EXPECT_EQ(c.route, wgmma_row(spec.ktype)) << spec_name(spec);
+/// Runs `spec` on `row` and checks the tensor-core bound.
+void expect_row_matches(const ProblemSpec& spec, const WgmmaRow& row) {
+  const Comparison c = compare_with_reference(spec, on_row(row));
+  EXPECT_EQ(c.route, kernel_name(row.kernel)) << spec_name(spec);
   EXPECT_LE(c.nmse, kDecodeTolerance) << spec_name(spec) << " route " << c.route;
 }
 
 TEST(CudaPrefillWgmma, CausalAndFullAttentionMatchTheReference) {
   KVFLASH_REQUIRE_GPU();
   uint64_t seed = 5000;
-  for (KvType t : kWgmmaTypes) {
+  for (const WgmmaRow& row : kWgmmaRows) {
     for (bool causal : {true, false}) {
-      ProblemSpec spec = wgmma_spec(++seed, t);
+      ProblemSpec spec = wgmma_spec(++seed, row.type);
       spec.causal = causal;
-      const Comparison c = compare_with_reference(spec, on_wgmma(spec));
-      EXPECT_EQ(c.route, wgmma_row(t)) << spec_name(spec);
+      const Comparison c = compare_with_reference(spec, on_row(row));
+      EXPECT_EQ(c.route, kernel_name(row.kernel)) << spec_name(spec);
       EXPECT_LE(c.nmse, kDecodeTolerance) << spec_name(spec);
-      std::printf("  %-60s nmse %.2e\n", spec_name(spec).c_str(), c.nmse);
+      std::printf("  %-28s %-60s nmse %.2e\n", c.route.c_str(), spec_name(spec).c_str(), c.nmse);
     }
   }
 }
@@ -115,11 +119,11 @@ TEST(CudaPrefillWgmma, EveryOptionAloneAndAllTogether) {
   all.layout = KvLayout::paged;
   all.shape.n_seq = 4;
   specs.push_back(all);
-  for (KvType t : kWgmmaTypes) {
+  for (const WgmmaRow& row : kWgmmaRows) {
     for (ProblemSpec s : specs) {
-      s.ktype = s.vtype = t;
+      s.ktype = s.vtype = row.type;
       s.seed = ++seed;
-      expect_wgmma_matches(s);
+      expect_row_matches(s, row);
     }
   }
 }
@@ -129,15 +133,15 @@ TEST(CudaPrefillWgmma, StridedAndPagedLayoutsWithPerSequenceLengths) {
   // strided_padded pads rows by 2-byte units (the kernel's unaligned copy path); paged draws page sizes and both
   // in-page orders per seed.
   uint64_t seed = 5200;
-  for (KvType t : kWgmmaTypes) {
+  for (const WgmmaRow& row : kWgmmaRows) {
     for (KvLayout layout : {KvLayout::strided_padded, KvLayout::paged}) {
       for (int rep = 0; rep < 3; ++rep) {
-        ProblemSpec spec = wgmma_spec(++seed, t);
+        ProblemSpec spec = wgmma_spec(++seed, row.type);
         spec.layout = layout;
         spec.varlen = true;
         spec.shape.n_seq = 3;
         spec.shape.n_kv = 400;
-        expect_wgmma_matches(spec);
+        expect_row_matches(spec, row);
       }
     }
   }
@@ -152,16 +156,16 @@ TEST(CudaPrefillWgmma, GroupSizesAndQueryCountsAcrossTileBoundaries) {
   };
   const Case cases[] = {{1, 100, 260}, {3, 23, 200}, {16, 40, 333}, {4, 17, 500}, {2, 190, 190}};
   uint64_t seed = 5300;
-  for (KvType t : kWgmmaTypes) {
+  for (const WgmmaRow& row : kWgmmaRows) {
     for (const Case& cs : cases) {
       for (bool causal : {true, false}) {
-        ProblemSpec spec = wgmma_spec(++seed, t);
+        ProblemSpec spec = wgmma_spec(++seed, row.type);
         spec.causal = causal;
         spec.shape.n_head_kv = 2;
         spec.shape.n_head_q = 2 * cs.group;
         spec.shape.n_q = cs.n_q;
         spec.shape.n_kv = cs.n_kv;
-        expect_wgmma_matches(spec);
+        expect_row_matches(spec, row);
       }
     }
   }
@@ -172,15 +176,15 @@ TEST(CudaPrefillWgmma, ManyKeyTilesThroughTheStageRing) {
   // Depth 1937 over 60 new rows: 16 tiles of 128 keys, so both stages and both offset slots turn over many
   // times, and the last tile is partial. Small enough for the sanitizers (gpu.sh runs it under racecheck).
   uint64_t seed = 5400;
-  for (KvType t : kWgmmaTypes) {
+  for (const WgmmaRow& row : kWgmmaRows) {
     for (bool paged : {false, true}) {
-      ProblemSpec spec = wgmma_spec(++seed, t);
+      ProblemSpec spec = wgmma_spec(++seed, row.type);
       spec.shape.n_seq = 1;
       spec.shape.n_q = 60;
       spec.shape.n_kv = 1997;
       spec.sinks = true;
       if (paged) spec.layout = KvLayout::paged;
-      expect_wgmma_matches(spec);
+      expect_row_matches(spec, row);
     }
   }
 }
@@ -189,15 +193,15 @@ TEST(CudaPrefillWgmma, RowsThatSeeNoKeyOutputZeros) {
   KVFLASH_REQUIRE_GPU();
   // Causal with n_q > n_kv: the first n_q - n_kv rows sit before the first key (bottom-right alignment).
   uint64_t seed = 5500;
-  for (KvType t : kWgmmaTypes) {
-    ProblemSpec spec = wgmma_spec(++seed, t);
+  for (const WgmmaRow& row : kWgmmaRows) {
+    ProblemSpec spec = wgmma_spec(++seed, row.type);
     spec.shape.n_q = 90;
     spec.shape.n_kv = 40;
     spec.sinks = true;
-    expect_wgmma_matches(spec);
-    ProblemSpec empty = wgmma_spec(++seed, t);
+    expect_row_matches(spec, row);
+    ProblemSpec empty = wgmma_spec(++seed, row.type);
     empty.shape.n_kv = 0;
-    expect_wgmma_matches(empty);
+    expect_row_matches(empty, row);
   }
 }
 
@@ -211,12 +215,13 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   StatusOr<Route> r = plan_route(hp->problem(), caps);
   ASSERT_TRUE(r.ok()) << r.status().message();
   const std::string why = explain(hp->problem(), caps).to_string();
-  EXPECT_EQ(kernel_name(r->kernel), wgmma_row(KvType::f16)) << why;
+  EXPECT_EQ(kernel_name(r->kernel), "cuda.prefill_wgmma_ws.f16") << why;
   EXPECT_EQ(r->workspace_bytes, 0);
   EXPECT_NE(why.find("cuda.prefill.f16"), std::string::npos) << why;  // the mma.sync row is a candidate too
+  EXPECT_NE(why.find("cuda.prefill_wgmma.f16"), std::string::npos) << why;  // and the one-role wgmma row
 
-  // Head dim 64, q8_0 (its wgmma producer measured slower) and turbo caches stay on the mma.sync rows; q4_0 takes
-  // the wgmma row; decode-sized problems the split-KV rows.
+  // Head dim 64 and turbo caches stay on the mma.sync rows; q8_0 and q4_0 take the warp-specialized rows;
+  // decode-sized problems the split-KV rows.
   spec.shape = AttentionShape{1, 512, 4096, 32, 8, 64, 64};
   StatusOr<HostProblem> d64 = HostProblem::make(spec);
   ASSERT_TRUE(d64.ok()) << d64.status().message();
@@ -232,14 +237,14 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   ASSERT_TRUE(q8.ok()) << q8.status().message();
   StatusOr<Route> rq = plan_route(q8->problem(), caps);
   ASSERT_TRUE(rq.ok()) << rq.status().message();
-  EXPECT_EQ(kernel_name(rq->kernel), "cuda.prefill.q8_0");
+  EXPECT_EQ(kernel_name(rq->kernel), "cuda.prefill_wgmma_ws.q8_0");
 
   spec.ktype = spec.vtype = KvType::q4_0;
   StatusOr<HostProblem> q4 = HostProblem::make(spec);
   ASSERT_TRUE(q4.ok()) << q4.status().message();
   StatusOr<Route> r4 = plan_route(q4->problem(), caps);
   ASSERT_TRUE(r4.ok()) << r4.status().message();
-  EXPECT_EQ(kernel_name(r4->kernel), wgmma_row(KvType::q4_0));
+  EXPECT_EQ(kernel_name(r4->kernel), "cuda.prefill_wgmma_ws.q4_0");
 
   spec.ktype = spec.vtype = KvType::turbo3;
   StatusOr<HostProblem> t3 = HostProblem::make(spec);

@@ -36,6 +36,7 @@
 #include "backend/cuda/score_variant.cuh"
 #include "backend/cuda/swizzled_dequant.cuh"
 #include "backend/cuda/wgmma.cuh"
+#include "backend/cuda/wgmma_softmax.cuh"
 #include "kvflash/attention_problem.h"
 #include "kvflash/route.h"
 
@@ -103,14 +104,14 @@ __device__ __forceinline__ void swizzled_tile_offsets(const AttentionProblem& p,
 }
 
 /// Copies KeyTile rows of 256 bytes (offsets from swizzled_tile_offsets, -1: a row of zeros, which keeps P * V
-/// finite) into a swizzled tile. Each thread moves 16-byte chunk tid % 16 of rows tid / 16 + Threads / 16 * i:
+/// finite) into a swizzled tile. Thread tid (0 .. Threads - 1 of the copying threads) moves 16-byte chunk tid % 16
+/// of rows tid / 16 + Threads / 16 * i:
 /// cp.async when every row address is 16-byte aligned, else (odd strides or padding) 2-byte loads and one shared
 /// store per chunk.
 template <int KeyTile, int Threads>
 __device__ __forceinline__ void copy_swizzled_tile(uint8_t* tile, const void* data, const int64_t* offsets,
-                                                   bool aligned16) {
+                                                   bool aligned16, int tid) {
   constexpr int kRowsPerPass = Threads / 16;
-  const int tid = static_cast<int>(threadIdx.x);
   const int chunk = tid % 16;
   const auto* base = static_cast<const uint8_t*>(data);
   if (aligned16) {
@@ -142,9 +143,8 @@ __device__ __forceinline__ void copy_swizzled_tile(uint8_t* tile, const void* da
 /// copy_swizzled_tile per thread; then makes the writes visible to the tensor cores (async proxy) before the
 /// caller's next barrier.
 template <KvType Type, int RawRowBytes, int KeyTile, int Threads>
-__device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw) {
+__device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw, int tid) {
   constexpr int kRowsPerPass = Threads / 16;
-  const int tid = static_cast<int>(threadIdx.x);
   const int chunk = tid % 16;
 #pragma unroll 4
   for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
@@ -174,7 +174,6 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int wg = tid / 128, warp_in_group = warp % 4;
-  const int g = lane / 4, t = lane % 4;
 
   const PrefillWork w = prefill_work<T>(p, launch, Cfg::kQvecs);
   if (w.n_qvecs <= 0) return;
@@ -192,11 +191,11 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   const bool v_aligned = kv_copy_width(p.v, w.s, w.hkv, D * 2) >= 16;
   const auto issue_k = [&](int n) {
     copy_swizzled_tile<T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, p.k.data, offsets + (n % 3) * 2 * T,
-                                         k_aligned);
+                                         k_aligned, tid);
   };
   const auto issue_v = [&](int n) {
     copy_swizzled_tile<T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes, p.v.data,
-                                         offsets + (n % 3) * 2 * T + T, v_aligned);
+                                         offsets + (n % 3) * 2 * T + T, v_aligned, tid);
   };
   // Quantized: copies of the stored rows into the raw slots, then dequantization into the f16 slots.
   uint8_t* raw_k = smem + Cfg::kRawOffset;
@@ -213,13 +212,14 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   };
   const auto dequant_k = [&](int n) {
     if constexpr (Cfg::kQuantized) {
-      dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, raw_k);
+      dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, raw_k,
+                                                                           tid);
     }
   };
   const auto dequant_v = [&](int n) {
     if constexpr (Cfg::kQuantized) {
       dequantize_swizzled_tile<KType, Cfg::kRawRowBytes, T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes,
-                                                                           raw_v);
+                                                                           raw_v, tid);
     }
   };
   static_assert(Cfg::kThreads == 2 * T, "one thread computes each K and V row offset of a tile");
@@ -265,25 +265,13 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   }
   wgmma::fence_proxy_async();  // the staged query, for the wgmma after the next barrier
 
-  // This thread's two rows (h = 0, 1): r_h = 64 wg + 16 warp_in_group + g + 8 h.
+  // This thread's two rows: 64 wg + 16 warp_in_group + g (+ 8).
   const int group_row0 = Cfg::kGroupQvecs * wg;
   const int group_rows = std::min(int{Cfg::kGroupQvecs}, w.n_qvecs - group_row0);  // <= 0: the group only copies
   const bool causal = p.options.causal;
-  const int64_t pos_base = w.len - p.shape.n_q;
-  const int64_t group_last_pos = group_rows > 0 ? pos_base + w.row_of(group_row0 + group_rows - 1) : INT64_MIN;
-  int rows[2], row_keys[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    rows[h] = group_row0 + 16 * warp_in_group + g + 8 * h;
-    // End of the row's visible keys relative to key_begin (causal: its position + 1; past n_qvecs: none).
-    const int64_t end = rows[h] >= w.n_qvecs ? keys.key_begin
-                        : causal             ? std::min(keys.key_end, pos_base + w.row_of(rows[h]) + 1)
-                                             : keys.key_end;
-    row_keys[h] = static_cast<int>(std::clamp<int64_t>(end - keys.key_begin, 0, INT_MAX));
-  }
-  const int clean_keys = std::min(row_keys[0], row_keys[1]);
-
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // m in base 2; l: this thread's part
+  const int64_t group_last_pos =
+      group_rows > 0 ? w.len - p.shape.n_q + w.row_of(group_row0 + group_rows - 1) : INT64_MIN;
+  WgmmaRowSoftmax<T> soft = WgmmaRowSoftmax<T>::make(p, w, group_row0, warp_in_group, lane, causal_only);
   float o[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
@@ -291,74 +279,6 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   const uint32_t q_addr = ptx::smem_address(q_s) + group_row0 * Cfg::kRowBytes;
   const uint32_t stages_addr = ptx::smem_address(stages);
 
-  // Masks tile n's scores (options, causal, key range), then the online softmax in base 2 (as in
-  // prefill_attention.cuh: a row with no key yet keeps m = -inf and uses 0): s becomes P (unnormalized, f32),
-  // m_run and l_run move to the tile, and alpha is the factor the accumulators still owe (applied by the caller
-  // once the O += P V in flight has landed).
-  const auto score_tile = [&](int n, float (&s)[64], float (&alpha)[2]) {
-    const int64_t key0 = keys.key_begin + static_cast<int64_t>(n) * T;
-    const int tile_rel0 = n * T;
-    // Element e of n-block j: key 8 j + 2 t + e % 2 of the tile, row h = e / 2.
-    if (causal_only) {
-      if (tile_rel0 + T > clean_keys) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int rel = std::clamp(row_keys[h] - tile_rel0, 0, T);  // first key of the tile the row may not see
-#pragma unroll
-          for (int j = 0; j < T / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              if (8 * j + 2 * t + e >= rel) s[4 * j + 2 * h + e] = -INFINITY;
-            }
-        }
-      }
-    } else {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = rows[h];
-#pragma unroll
-        for (int j = 0; j < T / 8; ++j)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int64_t key = key0 + 8 * j + 2 * t + e;
-            float& x = s[4 * j + 2 * h + e];
-            x = r >= w.n_qvecs || key >= keys.key_end ? -INFINITY : variants[r](x, key) * kLog2e;
-          }
-      }
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        mx[j] = fmaxf(fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]),
-                      fmaxf(s[4 * (j + 8) + 2 * h], s[4 * (j + 8) + 2 * h + 1]));
-      }
-#pragma unroll
-      for (int step = 1; step < 8; step *= 2)
-#pragma unroll
-        for (int j = 0; j + step < 8; j += 2 * step) mx[j] = fmaxf(mx[j], mx[j + step]);
-      float row_max = fmaxf(mx[0], __shfl_xor_sync(0xffffffffu, mx[0], 1));
-      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 2));
-      const float m_new = fmaxf(m_run[h], row_max);
-      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      alpha[h] = prefill_exp2(m_run[h] - m_use);
-      m_run[h] = m_new;
-      float sum[8];
-#pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        s[4 * j + 2 * h] = prefill_exp2(s[4 * j + 2 * h] - m_use);
-        s[4 * j + 2 * h + 1] = prefill_exp2(s[4 * j + 2 * h + 1] - m_use);
-        const float pair = s[4 * j + 2 * h] + s[4 * j + 2 * h + 1];
-        sum[j % 8] = j < 8 ? pair : sum[j % 8] + pair;
-      }
-#pragma unroll
-      for (int step = 1; step < 8; step *= 2)
-#pragma unroll
-        for (int j = 0; j + step < 8; j += 2 * step) sum[j] += sum[j + step];
-      l_run[h] = l_run[h] * alpha[h] + sum[0];
-    }
-  };
   // S = Q K(n)^T into s: k-step ks reads halves 16 ks .. + 15, i.e. 32 bytes into column block ks / 4 of both
   // operands. Issued, not waited for.
   const auto issue_scores = [&](int n, float (&s)[64]) {
@@ -415,7 +335,7 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
     wgmma::wait<0>();
     wgmma::fence_operands(s);
     float alpha0[2];
-    score_tile(0, s, alpha0);  // o is still zero: alpha0 has nothing to scale
+    soft.score_tile(w, variants, 0, s, alpha0);  // o is still zero: alpha0 has nothing to scale
   }
   for (int it = 0; it < n_tiles; ++it) {
     ptx::cp_async_wait<0>();
@@ -440,14 +360,7 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
     if (it + kOffsetsLead < n_tiles) tile_offsets(it + kOffsetsLead);
 
     if (!group_busy(it)) continue;
-    // P(it) to the f16 A operand: the accumulators of key step ks (n-blocks 2 ks, 2 ks + 1).
-#pragma unroll
-    for (int ks = 0; ks < T / 16; ++ks) {
-      pa[ks][0] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 0], s[8 * ks + 1]));
-      pa[ks][1] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 2], s[8 * ks + 3]));
-      pa[ks][2] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 4], s[8 * ks + 5]));
-      pa[ks][3] = ptx::as_u32(__floats2half2_rn(s[8 * ks + 6], s[8 * ks + 7]));
-    }
+    WgmmaRowSoftmax<T>::pack_p(s, pa);  // P(it)
     const bool next = group_busy(it + 1);
 #pragma unroll
     for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
@@ -470,43 +383,21 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
     float alpha[2] = {1.0f, 1.0f};
     wgmma::wait<1>();  // S(it + 1); groups complete in order
     wgmma::fence_operands(s);
-    if (next) score_tile(it + 1, s, alpha);
+    if (next) soft.score_tile(w, variants, it + 1, s, alpha);
     wgmma::wait<0>();
     wgmma::fence_operands(o);
 #pragma unroll
     for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      o[4 * j + 0] *= alpha[0];
-      o[4 * j + 1] *= alpha[0];
-      o[4 * j + 2] *= alpha[1];
-      o[4 * j + 3] *= alpha[1];
-    }
+    WgmmaRowSoftmax<T>::rescale(o, alpha);
   }
 
   // ---- Epilogue: rows to shared memory in head-dim order (aliasing the stages), one warp finishes each row.
   ptx::cp_async_wait<0>();
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 1);
-    l_run[h] += __shfl_xor_sync(0xffffffffu, l_run[h], 2);
-  }
   __syncthreads();  // every warpgroup is done with the stages
   float* o_rows = reinterpret_cast<float*>(stages);  // [kQvecs][D]
   float* m_rows = o_rows + Cfg::kQvecs * D;
   float* l_rows = m_rows + Cfg::kQvecs;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float* row = o_rows + rows[h] * D;
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      *reinterpret_cast<float2*>(row + 8 * j + 2 * t) = make_float2(o[4 * j + 2 * h], o[4 * j + 2 * h + 1]);
-    }
-    if (t == 0) {  // finish_row takes the natural-log max (sinks are e^(sink - m))
-      m_rows[rows[h]] = m_run[h] * kLn2;
-      l_rows[rows[h]] = l_run[h];
-    }
-  }
+  soft.template store_rows<D>(o, o_rows, m_rows, l_rows);
   __syncthreads();
   const SplitOutput single;  // one split: finish_row writes the final output rows
   for (int r = warp; r < w.n_qvecs; r += Cfg::kThreads / 32) {

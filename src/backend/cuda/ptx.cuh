@@ -88,4 +88,68 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 __device__ __forceinline__ uint32_t as_u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ __half2 as_half2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 
+// ---- Warp specialization (sm_90): mbarriers in shared memory, named barriers, register reallocation.
+
+/// An mbarrier whose phase completes after `count` arrivals.
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(count) : "memory");
+}
+
+/// One arrival (release semantics: this thread's earlier shared-memory writes are visible to whoever waits).
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+}
+
+/// mbarrier_arrive where `pred` holds, as one predicated instruction: no branch, so a wgmma group in flight across
+/// it is not serialized by ptxas (C7518, a compiler-inserted wait in a divergent path).
+__device__ __forceinline__ void mbarrier_arrive_if(uint64_t* bar, bool pred) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(
+          smem_address(bar)),
+      "r"(static_cast<int>(pred))
+      : "memory");
+}
+
+/// One arrival once every cp.async this thread issued before has landed; counted in the barrier's init count
+/// (.noinc).
+__device__ __forceinline__ void cp_async_mbarrier_arrive(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_address(bar)) : "memory");
+}
+
+/// Spins until the phase of parity `parity` has completed (a fresh barrier counts parity 1 as completed).
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(smem_address(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+/// Named barrier `id` (1-15; 0 is __syncthreads) over `threads` threads (a multiple of 32): wait, or only arrive.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+/// setmaxnreg (sm_90a): this warpgroup's registers per thread shrink to / grow to Regs (a multiple of 8, 24-256);
+/// every warp of the warpgroup executes it.
+/// named_barrier_arrive where `pred` holds (predicated, as mbarrier_arrive_if).
+__device__ __forceinline__ void named_barrier_arrive_if(int id, int threads, bool pred) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p bar.arrive %0, %1;\n}\n" ::"r"(id), "r"(threads),
+               "r"(static_cast<int>(pred))
+               : "memory");
+}
+
+template <int Regs>
+__device__ __forceinline__ void release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs));
+}
+template <int Regs>
+__device__ __forceinline__ void claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs));
+}
+
 }  // namespace kvflash::cuda::ptx

@@ -1,0 +1,415 @@
+// The Hopper prefill with warp specialization (sm_90a) at head dim 128: the MMAs and softmax of prefill_wgmma.cuh
+// on two consumer warpgroups, fed by a producer warpgroup through mbarriers, with no CTA-wide barrier per tile.
+//
+// A CTA of three warpgroups owns 128 query vectors of one (sequence, KV head) as in prefill_wgmma.cuh:
+//   warpgroup 0, the producer (setmaxnreg down to kProducerRegs): computes each tile's row offsets (page table
+//   included), copies K(n) and V(n) into a ring of kStages f16 swizzled slots each, and marks them full: f16 rows
+//   by cp.async whose completion arrives on the slot's "full" mbarrier (cp.async.mbarrier.arrive); quantized rows
+//   by cp.async into raw slots, then dequantized by the producer into the f16 slot (swizzled_dequant.cuh) and
+//   marked with an ordinary arrive. It waits on the slot's "empty" mbarrier before refilling it.
+//   warpgroups 1 and 2, the consumers (setmaxnreg up to kConsumerRegs), own query vectors 0-63 and 64-127: wait
+//   "full", issue S(n + 1) = Q K(n + 1)^T with O += P(n) V(n) as in prefill_wgmma.cuh, release a slot ("empty",
+//   one arrival per warp) as soon as the wgmma group that read it has retired.
+// Ping-pong: the two consumers take turns issuing their MMAs (named barriers kTurnBarrier + 0 / + 1): consumer c
+// waits for its turn, issues, and hands the turn to the other, so the tensor cores see the groups of the two in
+// alternation and one consumer's softmax runs while the other's MMAs do, instead of both softmaxes at once (the
+// per-tile __syncthreads of prefill_wgmma.cuh aligned them; bench/prefill_notes.md w1).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include "backend/cuda/cuda_status.h"
+#include "backend/cuda/grid_launch.cuh"
+#include "backend/cuda/kv_tile_copy.cuh"
+#include "backend/cuda/output_rows.cuh"
+#include "backend/cuda/prefill_attention.cuh"
+#include "backend/cuda/prefill_wgmma.cuh"
+#include "backend/cuda/ptx.cuh"
+#include "backend/cuda/score_variant.cuh"
+#include "backend/cuda/swizzled_dequant.cuh"
+#include "backend/cuda/wgmma.cuh"
+#include "backend/cuda/wgmma_softmax.cuh"
+#include "kvflash/attention_problem.h"
+#include "kvflash/route.h"
+
+namespace kvflash::cuda {
+
+/// Type: the K and V cache type (the same for both).
+template <KvType Type>
+struct WsPrefillConfig {
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (1 + kConsumers);  // warpgroup 0 produces
+  // 65536 registers per SM: 168 per thread at launch (384 threads), then 40 x 128 + 232 x 256 = 64512.
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = 232;
+  static constexpr int kGroupQvecs = 64;  // the M of one wgmma
+  static constexpr int kQvecs = kGroupQvecs * kConsumers;
+  static constexpr int kDim = 128;
+  static constexpr int kKeyTile = 128;  // the N of the score wgmma
+  // Two slots each for K and V: a third of each (64 KB more) does not fit next to the query and the raw slots.
+  static constexpr int kStages = 2;
+  static constexpr int kRowBytes = kSwizzleRowBytes;
+  static constexpr int kAtomBytes = 8 * kRowBytes;
+  static constexpr int kQBytes = kQvecs * kDim * 2;
+  static constexpr int kTileBytes = kKeyTile * kDim * 2;  // one f16 K or V slot
+  static constexpr int kKOffset = kQBytes;
+  static constexpr int kVOffset = kKOffset + kStages * kTileBytes;
+  // The epilogue's f32 output rows, maxima and sums alias the K and V slots once every MMA is done.
+  static constexpr int kEpilogueBytes = kQvecs * (kDim + 2) * 4;
+  static_assert(kEpilogueBytes <= 2 * kStages * kTileBytes);
+  // Quantized: raw slots (a K and a V tile as stored) the producer copies into and dequantizes from; two deep
+  // where they fit (q4_0: 9 KB per tile), one for q8_0 (17 KB per tile: two would pass the 227 KB of an SM).
+  static constexpr bool kQuantized = Type != KvType::f16;
+  static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
+  static constexpr int kRawTileBytes = kQuantized ? (kKeyTile * kRawRowBytes + 15) / 16 * 16 : 0;
+  static constexpr int kRawStages = !kQuantized ? 0 : Type == KvType::q8_0 ? 1 : 2;
+  static constexpr int kRawOffset = kVOffset + kStages * kTileBytes;
+  static constexpr int kVariantOffset = kRawOffset + kRawStages * 2 * kRawTileBytes;
+  static constexpr int kOffsetsOffset =
+      (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
+  static constexpr int kBarriersOffset = kOffsetsOffset + 2 * 2 * kKeyTile * 8;  // int64 [tile % 2][K, V][row]
+  static constexpr int kUsedBytes = kBarriersOffset + 4 * kStages * 8;  // full K, full V, empty K, empty V
+  // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
+  static constexpr int kSmemBytes = kUsedBytes + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
+  // Named barriers (0 is __syncthreads): the consumers' epilogue, their two turns, the producer's own.
+  static constexpr int kEpilogueBarrier = 1;
+  static constexpr int kTurnBarrier = 2;  // + consumer index
+  static constexpr int kProducerBarrier = 4;
+};
+
+/// The slots of the K/V ring and their mbarriers, as both roles see them.
+struct WsRing {
+  uint8_t* k_slots;
+  uint8_t* v_slots;
+  uint64_t* full_k;
+  uint64_t* full_v;
+  uint64_t* empty_k;
+  uint64_t* empty_v;
+};
+
+/// The producer warpgroup (ptid 0..127): every tile of the work into the ring, in order.
+template <class Cfg, KvType Type>
+__device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const PrefillWork& w, const WsRing& ring,
+                                              int64_t* offsets, uint8_t* raw, int ptid) {
+  constexpr int T = Cfg::kKeyTile;
+  constexpr int S = Cfg::kStages;
+  const int n_tiles = w.keys.n_tiles;
+  // Row offsets of tile n into offsets slot n % 2 (one K and one V row per thread), read by the copies after the
+  // next producer barrier; a slot is rewritten two tiles later, a barrier after its last reader.
+  const auto tile_offsets = [&](int n) {
+    int64_t* slot = offsets + (n % 2) * 2 * T;
+    const int64_t key = w.keys.key_begin + static_cast<int64_t>(n) * T + ptid;
+    const bool in_range = key < w.keys.key_end;
+    slot[ptid] = in_range ? kv_row_offset_on_device(p.k, w.s, w.hkv, key) : -1;
+    slot[T + ptid] = in_range ? kv_row_offset_on_device(p.v, w.s, w.hkv, key) : -1;
+  };
+  const auto producer_sync = [] { ptx::named_barrier_sync(Cfg::kProducerBarrier, 128); };
+  // Use u of a slot waits for the consumers' release of use u - 1 (parity trick: a fresh barrier passes parity 1).
+  const auto empty_parity = [](int n) { return static_cast<uint32_t>(((n / S) & 1) ^ 1); };
+
+  if constexpr (!Cfg::kQuantized) {
+    const bool k_aligned = kv_copy_width(p.k, w.s, w.hkv, Cfg::kDim * 2) >= 16;
+    const bool v_aligned = kv_copy_width(p.v, w.s, w.hkv, Cfg::kDim * 2) >= 16;
+    // cp.async completion arrives on its own; the 2-byte fallback's stores are this thread's, fenced for the
+    // tensor cores (async proxy) before an ordinary arrival.
+    const auto mark_full = [](uint64_t* bar, bool async_copy) {
+      if (async_copy) {
+        ptx::cp_async_mbarrier_arrive(bar);
+      } else {
+        wgmma::fence_proxy_async();
+        ptx::mbarrier_arrive(bar);
+      }
+    };
+#pragma unroll 1
+    for (int n = 0; n < n_tiles; ++n) {
+      const int slot = n % S;
+      tile_offsets(n);
+      producer_sync();
+      const int64_t* offs = offsets + (n % 2) * 2 * T;
+      ptx::mbarrier_wait(ring.empty_k + slot, empty_parity(n));
+      copy_swizzled_tile<T, 128>(ring.k_slots + slot * Cfg::kTileBytes, p.k.data, offs, k_aligned, ptid);
+      mark_full(ring.full_k + slot, k_aligned);
+      ptx::mbarrier_wait(ring.empty_v + slot, empty_parity(n));
+      copy_swizzled_tile<T, 128>(ring.v_slots + slot * Cfg::kTileBytes, p.v.data, offs + T, v_aligned, ptid);
+      mark_full(ring.full_v + slot, v_aligned);
+    }
+  } else {
+    constexpr int R = Cfg::kRawStages;
+    constexpr int RB = Cfg::kRawRowBytes;
+    const int width_k = kv_copy_width(p.k, w.s, w.hkv, RB);
+    const int width_v = kv_copy_width(p.v, w.s, w.hkv, RB);
+    const auto raw_k = [&](int n) { return raw + (n % R) * 2 * Cfg::kRawTileBytes; };
+    const auto issue_raw = [&](int n) {
+      const int64_t* offs = offsets + (n % 2) * 2 * T;
+      copy_rows<RB, RB, T, 128>(raw_k(n), p.k.data, offs, width_k, ptid);
+      copy_rows<RB, RB, T, 128>(raw_k(n) + Cfg::kRawTileBytes, p.v.data, offs + T, width_v, ptid);
+    };
+    if (n_tiles > 0) {
+      tile_offsets(0);
+      producer_sync();
+      issue_raw(0);
+    }
+    ptx::cp_async_commit();
+#pragma unroll 1
+    for (int n = 0; n < n_tiles; ++n) {
+      const int slot = n % S;
+      if constexpr (R == 2) {
+        // Raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before this barrier.
+        if (n + 1 < n_tiles) tile_offsets(n + 1);
+        producer_sync();
+        if (n + 1 < n_tiles) issue_raw(n + 1);
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<1>();
+      } else {
+        ptx::cp_async_wait<0>();
+      }
+      producer_sync();  // raw tile n landed for every producer thread
+      ptx::mbarrier_wait(ring.empty_k + slot, empty_parity(n));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + slot * Cfg::kTileBytes, raw_k(n), ptid);
+      ptx::mbarrier_arrive(ring.full_k + slot);
+      ptx::mbarrier_wait(ring.empty_v + slot, empty_parity(n));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + slot * Cfg::kTileBytes,
+                                                 raw_k(n) + Cfg::kRawTileBytes, ptid);
+      ptx::mbarrier_arrive(ring.full_v + slot);
+      if constexpr (R == 1) {
+        if (n + 1 < n_tiles) tile_offsets(n + 1);
+        producer_sync();  // the raw slot is free again, the offsets visible
+        if (n + 1 < n_tiles) issue_raw(n + 1);
+        ptx::cp_async_commit();
+      }
+    }
+    ptx::cp_async_wait<0>();
+  }
+}
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+__global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
+    prefill_wgmma_ws_kernel(const AttentionProblem p, const PrefillLaunch launch) {
+  using Cfg = WsPrefillConfig<KType>;
+  static_assert(KType == VType && (KType == KvType::f16 || has_swizzled_dequant(KType)) && HeadDimK == Cfg::kDim &&
+                    HeadDimV == Cfg::kDim,
+                "the warp-specialized wgmma prefill is compiled for f16, q8_0 or q4_0 K/V (one type) at head dim 128");
+  constexpr int T = Cfg::kKeyTile;
+  constexpr int D = Cfg::kDim;
+  constexpr int S = Cfg::kStages;
+
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + ((1024 - ptx::smem_address(smem_raw) % 1024) % 1024);
+  uint8_t* q_s = smem;
+  auto* bars = reinterpret_cast<uint64_t*>(smem + Cfg::kBarriersOffset);
+  const WsRing ring{smem + Cfg::kKOffset, smem + Cfg::kVOffset, bars, bars + S, bars + 2 * S, bars + 3 * S};
+  ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
+
+  const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  const int wg = tid / 128;
+
+  const PrefillWork w = prefill_work<T>(p, launch, Cfg::kQvecs);
+  if (w.n_qvecs <= 0) return;
+  const int n_tiles = w.keys.n_tiles;
+
+  if (tid == 0) {
+    for (int i = 0; i < S; ++i) {
+      ptx::mbarrier_init(ring.full_k + i, 128);  // every producer thread arrives once per fill
+      ptx::mbarrier_init(ring.full_v + i, 128);
+      ptx::mbarrier_init(ring.empty_k + i, 4 * Cfg::kConsumers);  // one arrival per consumer warp
+      ptx::mbarrier_init(ring.empty_v + i, 4 * Cfg::kConsumers);
+    }
+  }
+  if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
+  // As in prefill_attention.cuh: without per-score options log2(e) rides in the staged query (base-2 softmax).
+  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
+                           p.options.alibi_max_bias == 0.0;
+  const float q_scale = causal_only ? launch.scale * kLog2e : launch.scale;
+  // Query vectors to f16 in the swizzled layout, one 16-byte chunk per thread and step; zeros past n_qvecs.
+  for (int idx = tid; idx < Cfg::kQvecs * (D / 8); idx += Cfg::kThreads) {
+    const int r = idx / (D / 8), chunk = idx % (D / 8);
+    uint32_t packed[4] = {0, 0, 0, 0};
+    if (r < w.n_qvecs) {
+      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
+                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
+                                                        w.row_of(r) * p.q.stride.row) +
+                         8 * chunk;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
+      }
+    }
+    *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Cfg::kQvecs)) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+  wgmma::fence_proxy_async();  // the staged query, for the consumers' wgmma after the barrier
+  __syncthreads();             // mbarriers initialized, query and score variants staged
+
+  if (wg == 0) {
+    ptx::release_registers<Cfg::kProducerRegs>();
+    produce_tiles<Cfg, KType>(p, w, ring, reinterpret_cast<int64_t*>(smem + Cfg::kOffsetsOffset),
+                              smem + Cfg::kRawOffset, tid);
+  } else {
+    ptx::claim_registers<Cfg::kConsumerRegs>();
+    const int consumer = wg - 1, warp_in_group = warp % 4;
+    const int group_row0 = Cfg::kGroupQvecs * consumer;
+    const int group_rows = std::min(int{Cfg::kGroupQvecs}, w.n_qvecs - group_row0);  // <= 0: the group only waits
+    // As in prefill_wgmma.cuh, causal tiles past the group's last row are skipped (uniform over the warpgroup): the
+    // group multiplies tiles 0 .. busy_tiles - 1, counted once here so that no 64-bit bound stays live in the loop.
+    int busy_tiles = group_rows > 0 ? n_tiles : 0;
+    if (p.options.causal && group_rows > 0) {
+      const int64_t last_rel = w.len - p.shape.n_q + w.row_of(group_row0 + group_rows - 1) - w.keys.key_begin;
+      busy_tiles = last_rel < 0 ? 0 : static_cast<int>(std::min<int64_t>(n_tiles, last_rel / T + 1));
+    }
+    WgmmaRowSoftmax<T> soft = WgmmaRowSoftmax<T>::make(p, w, group_row0, warp_in_group, lane, causal_only);
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+    const uint32_t q_addr = ptx::smem_address(q_s) + group_row0 * Cfg::kRowBytes;
+    const uint32_t k_addr0 = ptx::smem_address(ring.k_slots);
+    const uint32_t v_addr0 = ptx::smem_address(ring.v_slots);
+
+    // Tile n's slot holds its data once its "full" phase completed; the copies were generic-proxy writes, made
+    // visible to this thread's wgmma reads by the proxy fence.
+    const auto wait_full = [&](uint64_t* full, int n) {
+      ptx::mbarrier_wait(full + n % S, static_cast<uint32_t>((n / S) & 1));
+      wgmma::fence_proxy_async();
+    };
+    // One arrival per warp, predicated (no branch while a wgmma group is in flight).
+    const auto release_if = [&](uint64_t* empty, int n, bool pred) {
+      ptx::mbarrier_arrive_if(empty + n % S, pred && lane == 0);
+    };
+    // Turns: consumer 0 goes first (consumer 1 hands it the first turn); the last hand-over of consumer 1 is left
+    // out so that no arrival is pending at exit (each consumer takes n_tiles + 1 turns).
+    const int my_turn = Cfg::kTurnBarrier + consumer, other_turn = Cfg::kTurnBarrier + 1 - consumer;
+    if (consumer == 1) ptx::named_barrier_arrive(Cfg::kTurnBarrier, 256);
+    const auto take_turn = [&] { ptx::named_barrier_sync(my_turn, 256); };
+    const auto pass_turn = [&](bool last) {
+      ptx::named_barrier_arrive_if(other_turn, 256, consumer == 0 || !last);
+    };
+    // S = Q K(n)^T into s (k-step ks: 32 bytes into column block ks / 4 of both operands). Issued, not waited for.
+    const auto issue_scores = [&](int n, float (&s)[64]) {
+      const uint32_t k_addr = k_addr0 + (n % S) * Cfg::kTileBytes;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        const uint32_t col = (ks % 4) * 32;
+        const uint64_t da =
+            wgmma::descriptor(q_addr + (ks / 4) * Cfg::kQvecs * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
+        const uint64_t db = wgmma::descriptor(k_addr + (ks / 4) * T * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
+        wgmma::mma_m64n128k16_ss(s, da, db, ks > 0);
+      }
+      wgmma::commit();
+    };
+    const auto group_busy = [&](int n) { return n < busy_tiles; };
+
+    float s[64];
+    uint32_t pa[T / 16][4];
+    if (n_tiles > 0) wait_full(ring.full_k, 0);
+    // A busy turn is one straight block from issue to wait: ptxas serializes wgmma groups that are in flight
+    // across a branch (C7518).
+    take_turn();
+    if (group_busy(0)) {
+      wgmma::fence();
+      issue_scores(0, s);
+      pass_turn(n_tiles == 0);
+      wgmma::wait<0>();
+      wgmma::fence_operands(s);
+      float alpha0[2];
+      soft.score_tile(w, variants, 0, s, alpha0);  // o is still zero: alpha0 has nothing to scale
+    } else {
+      pass_turn(n_tiles == 0);
+    }
+    release_if(ring.empty_k, 0, n_tiles > 0);
+#pragma unroll 1
+    for (int it = 0; it < n_tiles; ++it) {
+      const bool has_next_tile = it + 1 < n_tiles;
+      if (has_next_tile) wait_full(ring.full_k, it + 1);
+      wait_full(ring.full_v, it);
+      if (!group_busy(it)) {
+        take_turn();
+        pass_turn(it == n_tiles - 1);
+        release_if(ring.empty_k, it + 1, has_next_tile);
+        release_if(ring.empty_v, it, true);
+        continue;
+      }
+      const bool next = group_busy(it + 1);
+      WgmmaRowSoftmax<T>::pack_p(s, pa);  // P(it)
+      take_turn();
+#pragma unroll
+      for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
+      wgmma::fence_operands(s);
+      wgmma::fence_operands(o);
+      wgmma::fence();
+      // Issued whether or not the group multiplies tile it + 1 (see prefill_wgmma.cuh, C7520): past the last tile
+      // the slot holds an older tile the producer never rewrites, and the product is not used.
+      issue_scores(it + 1, s);
+      const uint32_t v_addr = v_addr0 + (it % S) * Cfg::kTileBytes;
+#pragma unroll
+      for (int ks = 0; ks < T / 16; ++ks) {
+        const uint64_t db = wgmma::descriptor(v_addr + ks * 16 * Cfg::kRowBytes, T * Cfg::kRowBytes, Cfg::kAtomBytes);
+        wgmma::mma_m64n128k16_rs_bt(o, pa[ks], db);
+      }
+      wgmma::commit();
+      pass_turn(it == n_tiles - 1);
+      float alpha[2] = {1.0f, 1.0f};
+      wgmma::wait<1>();  // S(it + 1); groups complete in order
+      wgmma::fence_operands(s);
+      release_if(ring.empty_k, it + 1, has_next_tile);
+      if (next) soft.score_tile(w, variants, it + 1, s, alpha);
+      wgmma::wait<0>();
+      wgmma::fence_operands(o);
+#pragma unroll
+      for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
+      release_if(ring.empty_v, it, true);
+      WgmmaRowSoftmax<T>::rescale(o, alpha);
+    }
+
+    // ---- Epilogue (consumers only): rows to shared memory in head-dim order, aliasing the K/V slots (every tile
+    // was consumed, so the producer writes none of them any more); one warp finishes each row.
+    ptx::named_barrier_sync(Cfg::kEpilogueBarrier, 256);  // both consumers' MMAs retired
+    float* o_rows = reinterpret_cast<float*>(ring.k_slots);  // [kQvecs][D]
+    float* m_rows = o_rows + Cfg::kQvecs * D;
+    float* l_rows = m_rows + Cfg::kQvecs;
+    soft.template store_rows<D>(o, o_rows, m_rows, l_rows);
+    ptx::named_barrier_sync(Cfg::kEpilogueBarrier, 256);
+    const SplitOutput single;  // one split: finish_row writes the final output rows
+    for (int r = warp - 4; r < w.n_qvecs; r += 4 * Cfg::kConsumers) {
+      finish_row(p, o_rows + r * D, D, /*v_rotated=*/false, m_rows[r], l_rows[r], w.s, w.head_of(r), w.row_of(r),
+                 single, -1);
+    }
+  }
+}
+
+/// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status prepare_prefill_wgmma_ws_kernel() {
+  using Cfg = WsPrefillConfig<KType>;
+  static const Status prepared = prepare_kernel(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType>,
+                                                Cfg::kThreads, Cfg::kSmemBytes, "warp-specialized wgmma prefill");
+  return prepared;
+}
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status launch_prefill_wgmma_ws(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
+  (void)workspace;  // everything stays on chip
+  using Cfg = WsPrefillConfig<KType>;
+  if (route.n_splits > 1) {
+    return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
+                            " does not fit the warp-specialized wgmma prefill kernel (it never splits the keys)");
+  }
+  KVFLASH_RETURN_IF_ERROR((prepare_prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  const AttentionShape& s = p.shape;
+  if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
+  PrefillLaunch launch;
+  launch.scale = static_cast<float>(effective_scale(p));
+  // One split (launch.out's default): every CTA reads its rows' whole key range, whole tiles of it.
+  launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
+  const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
+  launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
+  return launch_over_sequences(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType>, p, launch,
+                               s.n_head_kv * launch.n_qchunks, Cfg::kThreads, Cfg::kSmemBytes, stream);
+}
+
+}  // namespace kvflash::cuda
