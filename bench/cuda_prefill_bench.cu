@@ -8,9 +8,9 @@
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
 // case on stdout and, with --json FILE, one JSON object per line. --n-q N times chunks of N new tokens instead of
 // 512; --one-split runs the planned route with its keys unsplit (what the prefill kernel did before it could split
-// them), for a same-run comparison on chunks too short to fill the GPU with query tiles. The f16 and q4_0 cases run
-// twice where the router takes the wgmma kernel: on that route and forced onto the mma.sync row
-// (cuda.prefill.<type>, keys unsplit), so both are measured in the same run.
+// them), for a same-run comparison on chunks too short to fill the GPU with query tiles. The f16, q8_0 and q4_0
+// cases also run forced onto the rows the planned one competes with (keys unsplit): the one-role wgmma rows
+// (cuda.prefill_wgmma.<type>) and the mma.sync rows (cuda.prefill.<type>), so all are measured in the same run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -172,8 +172,15 @@ int main(int argc, char** argv) {
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
       std::vector<std::optional<KernelId>> routes = {std::nullopt};
-      if (t == KvType::f16) routes.push_back(KernelId::cuda_prefill_f16);
-      if (t == KvType::q4_0) routes.push_back(KernelId::cuda_prefill_q4_0);
+      if (t == KvType::f16) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_f16);
+        routes.push_back(KernelId::cuda_prefill_f16);
+      }
+      if (t == KvType::q8_0) routes.push_back(KernelId::cuda_prefill_q8_0);
+      if (t == KvType::q4_0) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_q4_0);
+        routes.push_back(KernelId::cuda_prefill_q4_0);
+      }
       std::string planned;
       for (const std::optional<KernelId>& force : routes) {
         const Result r = run_case(c, stream, iters, one_split, force);

@@ -146,10 +146,38 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     const int width_k = kv_copy_width(p.k, w.s, w.hkv, RB);
     const int width_v = kv_copy_width(p.v, w.s, w.hkv, RB);
     const auto raw_k = [&](int n) { return raw + (n % R) * 2 * Cfg::kRawTileBytes; };
+    // Rows back to back from a 16-byte aligned first row (the contiguous caches): the tile is one span, copied in
+    // 16-byte pieces (q8_0's 136-byte rows would otherwise move in 8-byte ones), zeros past key_end.
+    const auto span_base = [&](const KvView& v) -> const uint8_t* {
+      if (v.paging.pages != nullptr || v.stride.row != RB) return nullptr;
+      const uint8_t* first = static_cast<const uint8_t*>(v.data) + w.s * v.stride.seq + w.hkv * v.stride.head +
+                             w.keys.key_begin * RB;
+      return reinterpret_cast<uintptr_t>(first) % 16 == 0 ? first : nullptr;
+    };
+    const uint8_t* span_k = span_base(p.k);
+    const uint8_t* span_v = span_base(p.v);
+    const auto copy_span = [&](uint8_t* dst, const uint8_t* first, int n) {
+      const int64_t rows = std::clamp<int64_t>(w.keys.key_end - w.keys.key_begin - static_cast<int64_t>(n) * T, 0, T);
+      const int valid = static_cast<int>(rows) * RB;
+      const uint8_t* src = first + static_cast<int64_t>(n) * T * RB;
+#pragma unroll 2
+      for (int c = ptid; c < Cfg::kRawTileBytes / 16; c += 128) {
+        const int bytes = std::clamp(valid - 16 * c, 0, 16);
+        ptx::cp_async<16>(dst + 16 * c, bytes > 0 ? src + 16 * c : src, bytes);
+      }
+    };
     const auto issue_raw = [&](int n) {
       const int64_t* offs = offsets + (n % 2) * 2 * T;
-      copy_rows<RB, RB, T, 128>(raw_k(n), p.k.data, offs, width_k, ptid);
-      copy_rows<RB, RB, T, 128>(raw_k(n) + Cfg::kRawTileBytes, p.v.data, offs + T, width_v, ptid);
+      if (span_k != nullptr) {
+        copy_span(raw_k(n), span_k, n);
+      } else {
+        copy_rows<RB, RB, T, 128>(raw_k(n), p.k.data, offs, width_k, ptid);
+      }
+      if (span_v != nullptr) {
+        copy_span(raw_k(n) + Cfg::kRawTileBytes, span_v, n);
+      } else {
+        copy_rows<RB, RB, T, 128>(raw_k(n) + Cfg::kRawTileBytes, p.v.data, offs + T, width_v, ptid);
+      }
     };
     if (n_tiles > 0) {
       tile_offsets(0);
