@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/prefill_wgmma_ws.cuh"  // the no-ping-pong variant, launched directly (no table row)
 #include "cuda_bench_common.h"
 #include "kvflash/attention.h"
 #include "kvflash/attention_problem.h"
@@ -74,9 +76,16 @@ struct Result {
   std::string route;
 };
 
-/// `force`: run this kernel row instead of the planned one, with one split (no workspace).
+/// A kernel variant without a table row, launched directly on the problem and its (forced) route.
+struct Variant {
+  std::string name;
+  std::function<Status(const AttentionProblem&, const Route&, cudaStream_t)> launch;
+};
+
+/// `force`: run this kernel row instead of the planned one, with one split (no workspace); `variant`: launch that
+/// instead of attend() (with `force` naming the row it is a variant of).
 Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
-                std::optional<KernelId> force = std::nullopt) {
+                std::optional<KernelId> force = std::nullopt, const Variant* variant = nullptr) {
   const int64_t n_kv = c.depth + c.n_q, dks = stored_dim(c.type, c.d);
   const int64_t rb = row_bytes(c.type, dks);
   AttentionProblem p;
@@ -109,7 +118,11 @@ Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
   void* workspace = nullptr;
   if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&] {
-    check(attend(p, *route, workspace, static_cast<size_t>(route->workspace_bytes), stream), "attend");
+    if (variant != nullptr) {
+      check(variant->launch(p, *route, stream), "variant launch");
+    } else {
+      check(attend(p, *route, workspace, static_cast<size_t>(route->workspace_bytes), stream), "attend");
+    }
   };
   for (int i = 0; i < 5; ++i) call();
   std::vector<cudaEvent_t> ev(2 * iters);
@@ -129,7 +142,8 @@ Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
   for (auto& e : ev) CHECK_CUDA(cudaEventDestroy(e));
   Result r;
   r.us = median(us);
-  r.route = std::string(kernel_name(route->kernel)) + " (" + std::to_string(route->n_splits) + ")";
+  r.route = variant != nullptr ? variant->name
+                               : std::string(kernel_name(route->kernel)) + " (" + std::to_string(route->n_splits) + ")";
   CHECK_CUDA(cudaFree(const_cast<void*>(p.k.data)));
   CHECK_CUDA(cudaFree(const_cast<void*>(p.v.data)));
   CHECK_CUDA(cudaFree(q));
@@ -181,11 +195,32 @@ int main(int argc, char** argv) {
         routes.push_back(KernelId::cuda_prefill_wgmma_q4_0);
         routes.push_back(KernelId::cuda_prefill_q4_0);
       }
+      // The warp-specialized kernel without ping-pong of its consumers, on the same problem.
+      std::vector<std::pair<KernelId, Variant>> variants;
+      if (t == KvType::f16) {
+        variants.push_back({KernelId::cuda_prefill_wgmma_ws_f16,
+                            {"cuda.prefill_wgmma_ws.f16 without ping-pong",
+                             [](const AttentionProblem& p, const Route& r, cudaStream_t st) {
+                               return cuda::launch_prefill_wgmma_ws<128, 128, KvType::f16, KvType::f16, false>(
+                                   p, r, nullptr, st);
+                             }}});
+      }
+      if (t == KvType::q4_0) {
+        variants.push_back({KernelId::cuda_prefill_wgmma_ws_q4_0,
+                            {"cuda.prefill_wgmma_ws.q4_0 without ping-pong",
+                             [](const AttentionProblem& p, const Route& r, cudaStream_t st) {
+                               return cuda::launch_prefill_wgmma_ws<128, 128, KvType::q4_0, KvType::q4_0, false>(
+                                   p, r, nullptr, st);
+                             }}});
+      }
+      std::vector<std::pair<std::optional<KernelId>, const Variant*>> runs;
+      for (const std::optional<KernelId>& force : routes) runs.push_back({force, nullptr});
+      for (const auto& [row, variant] : variants) runs.push_back({row, &variant});
       std::string planned;
-      for (const std::optional<KernelId>& force : routes) {
-        const Result r = run_case(c, stream, iters, one_split, force);
+      for (const auto& [force, variant] : runs) {
+        const Result r = run_case(c, stream, iters, one_split, force, variant);
         if (!force.has_value()) planned = r.route;
-        if (force.has_value() && r.route == planned) continue;  // the planner took it already
+        if (force.has_value() && variant == nullptr && r.route == planned) continue;  // the planner took it already
         const double tflops = causal_flops(c) / (r.us * 1e6);
         std::printf("%-8s %8lld %12.1f %10.1f  %s\n", name.c_str(), static_cast<long long>(depth), r.us, tflops,
                     r.route.c_str());

@@ -3,7 +3,7 @@
 //
 // A CTA of three warpgroups owns 128 query vectors of one (sequence, KV head) as in prefill_wgmma.cuh:
 //   warpgroup 0, the producer (setmaxnreg down to kProducerRegs): computes each tile's row offsets (page table
-//   included), copies K(n) and V(n) into a ring of kStages f16 swizzled slots each, and marks them full: f16 rows
+//   included), copies K(n) and V(n) into rings of f16 swizzled slots (kKStages, kVStages), marks them full: f16 rows
 //   by cp.async whose completion arrives on the slot's "full" mbarrier (cp.async.mbarrier.arrive); quantized rows
 //   by cp.async into raw slots, then dequantized by the producer into the f16 slot (swizzled_dequant.cuh) and
 //   marked with an ordinary arrive. It waits on the slot's "empty" mbarrier before refilling it.
@@ -52,29 +52,33 @@ struct WsPrefillConfig {
   static constexpr int kQvecs = kGroupQvecs * kConsumers;
   static constexpr int kDim = 128;
   static constexpr int kKeyTile = 128;  // the N of the score wgmma
-  // Two slots each for K and V: a third of each (64 KB more) does not fit next to the query and the raw slots.
-  static constexpr int kStages = 2;
+  // Slots of the K and V rings. V(n) can be refilled only once P(n - kVStages) V(n - kVStages) retired in both
+  // consumers, K(n) once S(n - kKStages) did, and S(n) is issued a tile before P(n) V(n): V is the shorter lead, so
+  // f16 gives it a third slot (K 2 + V 3 slots + query = 192 KB); the quantized types keep 2 + 2 next to their raw
+  // slots (a third V slot would pass the 227 KB of an SM).
+  static constexpr int kKStages = 2;
+  static constexpr int kVStages = Type == KvType::f16 ? 3 : 2;
   static constexpr int kRowBytes = kSwizzleRowBytes;
   static constexpr int kAtomBytes = 8 * kRowBytes;
   static constexpr int kQBytes = kQvecs * kDim * 2;
   static constexpr int kTileBytes = kKeyTile * kDim * 2;  // one f16 K or V slot
   static constexpr int kKOffset = kQBytes;
-  static constexpr int kVOffset = kKOffset + kStages * kTileBytes;
+  static constexpr int kVOffset = kKOffset + kKStages * kTileBytes;
   // The epilogue's f32 output rows, maxima and sums alias the K and V slots once every MMA is done.
   static constexpr int kEpilogueBytes = kQvecs * (kDim + 2) * 4;
-  static_assert(kEpilogueBytes <= 2 * kStages * kTileBytes);
+  static_assert(kEpilogueBytes <= (kKStages + kVStages) * kTileBytes);
   // Quantized: raw slots (a K and a V tile as stored) the producer copies into and dequantizes from; two deep
   // where they fit (q4_0: 9 KB per tile), one for q8_0 (17 KB per tile: two would pass the 227 KB of an SM).
   static constexpr bool kQuantized = Type != KvType::f16;
   static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
   static constexpr int kRawTileBytes = kQuantized ? (kKeyTile * kRawRowBytes + 15) / 16 * 16 : 0;
   static constexpr int kRawStages = !kQuantized ? 0 : Type == KvType::q8_0 ? 1 : 2;
-  static constexpr int kRawOffset = kVOffset + kStages * kTileBytes;
+  static constexpr int kRawOffset = kVOffset + kVStages * kTileBytes;
   static constexpr int kVariantOffset = kRawOffset + kRawStages * 2 * kRawTileBytes;
   static constexpr int kOffsetsOffset =
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kBarriersOffset = kOffsetsOffset + 2 * 2 * kKeyTile * 8;  // int64 [tile % 2][K, V][row]
-  static constexpr int kUsedBytes = kBarriersOffset + 4 * kStages * 8;  // full K, full V, empty K, empty V
+  static constexpr int kUsedBytes = kBarriersOffset + 2 * (kKStages + kVStages) * 8;  // full K, V; empty K, V
   // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
   static constexpr int kSmemBytes = kUsedBytes + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
@@ -99,7 +103,8 @@ template <class Cfg, KvType Type>
 __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const PrefillWork& w, const WsRing& ring,
                                               int64_t* offsets, uint8_t* raw, int ptid) {
   constexpr int T = Cfg::kKeyTile;
-  constexpr int S = Cfg::kStages;
+  constexpr int SK = Cfg::kKStages;
+  constexpr int SV = Cfg::kVStages;
   const int n_tiles = w.keys.n_tiles;
   // Row offsets of tile n into offsets slot n % 2 (one K and one V row per thread), read by the copies after the
   // next producer barrier; a slot is rewritten two tiles later, a barrier after its last reader.
@@ -112,7 +117,7 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
   };
   const auto producer_sync = [] { ptx::named_barrier_sync(Cfg::kProducerBarrier, 128); };
   // Use u of a slot waits for the consumers' release of use u - 1 (parity trick: a fresh barrier passes parity 1).
-  const auto empty_parity = [](int n) { return static_cast<uint32_t>(((n / S) & 1) ^ 1); };
+  const auto empty_parity = [](int n, int stages) { return static_cast<uint32_t>(((n / stages) & 1) ^ 1); };
 
   if constexpr (!Cfg::kQuantized) {
     const bool k_aligned = kv_copy_width(p.k, w.s, w.hkv, Cfg::kDim * 2) >= 16;
@@ -129,16 +134,16 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     };
 #pragma unroll 1
     for (int n = 0; n < n_tiles; ++n) {
-      const int slot = n % S;
+      const int k_slot = n % SK, v_slot = n % SV;
       tile_offsets(n);
       producer_sync();
       const int64_t* offs = offsets + (n % 2) * 2 * T;
-      ptx::mbarrier_wait(ring.empty_k + slot, empty_parity(n));
-      copy_swizzled_tile<T, 128>(ring.k_slots + slot * Cfg::kTileBytes, p.k.data, offs, k_aligned, ptid);
-      mark_full(ring.full_k + slot, k_aligned);
-      ptx::mbarrier_wait(ring.empty_v + slot, empty_parity(n));
-      copy_swizzled_tile<T, 128>(ring.v_slots + slot * Cfg::kTileBytes, p.v.data, offs + T, v_aligned, ptid);
-      mark_full(ring.full_v + slot, v_aligned);
+      ptx::mbarrier_wait(ring.empty_k + k_slot, empty_parity(n, SK));
+      copy_swizzled_tile<T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, p.k.data, offs, k_aligned, ptid);
+      mark_full(ring.full_k + k_slot, k_aligned);
+      ptx::mbarrier_wait(ring.empty_v + v_slot, empty_parity(n, SV));
+      copy_swizzled_tile<T, 128>(ring.v_slots + v_slot * Cfg::kTileBytes, p.v.data, offs + T, v_aligned, ptid);
+      mark_full(ring.full_v + v_slot, v_aligned);
     }
   } else {
     constexpr int R = Cfg::kRawStages;
@@ -187,7 +192,7 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     ptx::cp_async_commit();
 #pragma unroll 1
     for (int n = 0; n < n_tiles; ++n) {
-      const int slot = n % S;
+      const int k_slot = n % SK, v_slot = n % SV;
       if constexpr (R == 2) {
         // Raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before this barrier.
         if (n + 1 < n_tiles) tile_offsets(n + 1);
@@ -199,13 +204,13 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
         ptx::cp_async_wait<0>();
       }
       producer_sync();  // raw tile n landed for every producer thread
-      ptx::mbarrier_wait(ring.empty_k + slot, empty_parity(n));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + slot * Cfg::kTileBytes, raw_k(n), ptid);
-      ptx::mbarrier_arrive(ring.full_k + slot);
-      ptx::mbarrier_wait(ring.empty_v + slot, empty_parity(n));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + slot * Cfg::kTileBytes,
+      ptx::mbarrier_wait(ring.empty_k + k_slot, empty_parity(n, SK));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, raw_k(n), ptid);
+      ptx::mbarrier_arrive(ring.full_k + k_slot);
+      ptx::mbarrier_wait(ring.empty_v + v_slot, empty_parity(n, SV));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + v_slot * Cfg::kTileBytes,
                                                  raw_k(n) + Cfg::kRawTileBytes, ptid);
-      ptx::mbarrier_arrive(ring.full_v + slot);
+      ptx::mbarrier_arrive(ring.full_v + v_slot);
       if constexpr (R == 1) {
         if (n + 1 < n_tiles) tile_offsets(n + 1);
         producer_sync();  // the raw slot is free again, the offsets visible
@@ -217,7 +222,8 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
   }
 }
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+/// PingPong = false: the consumers issue whenever they are ready (same-run comparisons in cuda_prefill_bench.cu).
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = true>
 __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     prefill_wgmma_ws_kernel(const AttentionProblem p, const PrefillLaunch launch) {
   using Cfg = WsPrefillConfig<KType>;
@@ -226,13 +232,14 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
                 "the warp-specialized wgmma prefill is compiled for f16, q8_0 or q4_0 K/V (one type) at head dim 128");
   constexpr int T = Cfg::kKeyTile;
   constexpr int D = Cfg::kDim;
-  constexpr int S = Cfg::kStages;
+  constexpr int SK = Cfg::kKStages;
+  constexpr int SV = Cfg::kVStages;
 
   extern __shared__ __align__(16) uint8_t smem_raw[];
   uint8_t* smem = smem_raw + ((1024 - ptx::smem_address(smem_raw) % 1024) % 1024);
   uint8_t* q_s = smem;
   auto* bars = reinterpret_cast<uint64_t*>(smem + Cfg::kBarriersOffset);
-  const WsRing ring{smem + Cfg::kKOffset, smem + Cfg::kVOffset, bars, bars + S, bars + 2 * S, bars + 3 * S};
+  const WsRing ring{smem + Cfg::kKOffset, smem + Cfg::kVOffset, bars, bars + SK, bars + SK + SV, bars + 2 * SK + SV};
   ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
@@ -243,10 +250,12 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
   const int n_tiles = w.keys.n_tiles;
 
   if (tid == 0) {
-    for (int i = 0; i < S; ++i) {
-      ptx::mbarrier_init(ring.full_k + i, 128);  // every producer thread arrives once per fill
-      ptx::mbarrier_init(ring.full_v + i, 128);
+    for (int i = 0; i < SK; ++i) {
+      ptx::mbarrier_init(ring.full_k + i, 128);                   // every producer thread arrives once per fill
       ptx::mbarrier_init(ring.empty_k + i, 4 * Cfg::kConsumers);  // one arrival per consumer warp
+    }
+    for (int i = 0; i < SV; ++i) {
+      ptx::mbarrier_init(ring.full_v + i, 128);
       ptx::mbarrier_init(ring.empty_v + i, 4 * Cfg::kConsumers);
     }
   }
@@ -301,25 +310,27 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
 
     // Tile n's slot holds its data once its "full" phase completed; the copies were generic-proxy writes, made
     // visible to this thread's wgmma reads by the proxy fence.
-    const auto wait_full = [&](uint64_t* full, int n) {
-      ptx::mbarrier_wait(full + n % S, static_cast<uint32_t>((n / S) & 1));
+    const auto wait_full = [&](uint64_t* full, int n, int stages) {
+      ptx::mbarrier_wait(full + n % stages, static_cast<uint32_t>((n / stages) & 1));
       wgmma::fence_proxy_async();
     };
     // One arrival per warp, predicated (no branch while a wgmma group is in flight).
-    const auto release_if = [&](uint64_t* empty, int n, bool pred) {
-      ptx::mbarrier_arrive_if(empty + n % S, pred && lane == 0);
+    const auto release_if = [&](uint64_t* empty, int n, int stages, bool pred) {
+      ptx::mbarrier_arrive_if(empty + n % stages, pred && lane == 0);
     };
     // Turns: consumer 0 goes first (consumer 1 hands it the first turn); the last hand-over of consumer 1 is left
     // out so that no arrival is pending at exit (each consumer takes n_tiles + 1 turns).
     const int my_turn = Cfg::kTurnBarrier + consumer, other_turn = Cfg::kTurnBarrier + 1 - consumer;
-    if (consumer == 1) ptx::named_barrier_arrive(Cfg::kTurnBarrier, 256);
-    const auto take_turn = [&] { ptx::named_barrier_sync(my_turn, 256); };
+    if (PingPong && consumer == 1) ptx::named_barrier_arrive(Cfg::kTurnBarrier, 256);
+    const auto take_turn = [&] {
+      if constexpr (PingPong) ptx::named_barrier_sync(my_turn, 256);
+    };
     const auto pass_turn = [&](bool last) {
-      ptx::named_barrier_arrive_if(other_turn, 256, consumer == 0 || !last);
+      if constexpr (PingPong) ptx::named_barrier_arrive_if(other_turn, 256, consumer == 0 || !last);
     };
     // S = Q K(n)^T into s (k-step ks: 32 bytes into column block ks / 4 of both operands). Issued, not waited for.
     const auto issue_scores = [&](int n, float (&s)[64]) {
-      const uint32_t k_addr = k_addr0 + (n % S) * Cfg::kTileBytes;
+      const uint32_t k_addr = k_addr0 + (n % SK) * Cfg::kTileBytes;
 #pragma unroll
       for (int ks = 0; ks < D / 16; ++ks) {
         const uint32_t col = (ks % 4) * 32;
@@ -332,66 +343,77 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     };
     const auto group_busy = [&](int n) { return n < busy_tiles; };
 
-    float s[64];
-    uint32_t pa[T / 16][4];
-    if (n_tiles > 0) wait_full(ring.full_k, 0);
-    // A busy turn is one straight block from issue to wait: ptxas serializes wgmma groups that are in flight
-    // across a branch (C7518).
-    take_turn();
-    if (group_busy(0)) {
-      wgmma::fence();
-      issue_scores(0, s);
-      pass_turn(n_tiles == 0);
-      wgmma::wait<0>();
-      wgmma::fence_operands(s);
-      float alpha0[2];
-      soft.score_tile(w, variants, 0, s, alpha0);  // o is still zero: alpha0 has nothing to scale
-    } else {
-      pass_turn(n_tiles == 0);
-    }
-    release_if(ring.empty_k, 0, n_tiles > 0);
-#pragma unroll 1
-    for (int it = 0; it < n_tiles; ++it) {
-      const bool has_next_tile = it + 1 < n_tiles;
-      if (has_next_tile) wait_full(ring.full_k, it + 1);
-      wait_full(ring.full_v, it);
-      if (!group_busy(it)) {
-        take_turn();
-        pass_turn(it == n_tiles - 1);
-        release_if(ring.empty_k, it + 1, has_next_tile);
-        release_if(ring.empty_v, it, true);
-        continue;
-      }
-      const bool next = group_busy(it + 1);
-      WgmmaRowSoftmax<T>::pack_p(s, pa);  // P(it)
+    // The tile loop, specialized on causal_only so that the per-score option code is absent from the common
+    // case's loop (with it, ptxas spilled loop invariants of the MMA issue to local memory: ws1 in
+    // bench/prefill_notes.md).
+    const auto consume = [&]<bool CausalOnly>() {
+      float s[64];
+      uint32_t pa[T / 16][4];
+      if (n_tiles > 0) wait_full(ring.full_k, 0, SK);
+      // A busy turn is one straight block from issue to wait: ptxas serializes wgmma groups that are in flight
+      // across a branch (C7518).
       take_turn();
-#pragma unroll
-      for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
-      wgmma::fence_operands(s);
-      wgmma::fence_operands(o);
-      wgmma::fence();
-      // Issued whether or not the group multiplies tile it + 1 (see prefill_wgmma.cuh, C7520): past the last tile
-      // the slot holds an older tile the producer never rewrites, and the product is not used.
-      issue_scores(it + 1, s);
-      const uint32_t v_addr = v_addr0 + (it % S) * Cfg::kTileBytes;
-#pragma unroll
-      for (int ks = 0; ks < T / 16; ++ks) {
-        const uint64_t db = wgmma::descriptor(v_addr + ks * 16 * Cfg::kRowBytes, T * Cfg::kRowBytes, Cfg::kAtomBytes);
-        wgmma::mma_m64n128k16_rs_bt(o, pa[ks], db);
+      if (group_busy(0)) {
+        wgmma::fence();
+        issue_scores(0, s);
+        pass_turn(n_tiles == 0);
+        wgmma::wait<0>();
+        wgmma::fence_operands(s);
+        float alpha0[2];
+        // o is still zero: alpha0 has nothing to scale.
+        soft.template score_tile_as<CausalOnly>(w, variants, 0, s, alpha0);
+      } else {
+        pass_turn(n_tiles == 0);
       }
-      wgmma::commit();
-      pass_turn(it == n_tiles - 1);
-      float alpha[2] = {1.0f, 1.0f};
-      wgmma::wait<1>();  // S(it + 1); groups complete in order
-      wgmma::fence_operands(s);
-      release_if(ring.empty_k, it + 1, has_next_tile);
-      if (next) soft.score_tile(w, variants, it + 1, s, alpha);
-      wgmma::wait<0>();
-      wgmma::fence_operands(o);
+      release_if(ring.empty_k, 0, SK, n_tiles > 0);
+#pragma unroll 1
+      for (int it = 0; it < n_tiles; ++it) {
+        const bool has_next_tile = it + 1 < n_tiles;
+        if (has_next_tile) wait_full(ring.full_k, it + 1, SK);
+        wait_full(ring.full_v, it, SV);
+        if (!group_busy(it)) {
+          take_turn();
+          pass_turn(it == n_tiles - 1);
+          release_if(ring.empty_k, it + 1, SK, has_next_tile);
+          release_if(ring.empty_v, it, SV, true);
+          continue;
+        }
+        const bool next = group_busy(it + 1);
+        WgmmaRowSoftmax<T>::pack_p(s, pa);  // P(it)
+        take_turn();
 #pragma unroll
-      for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
-      release_if(ring.empty_v, it, true);
-      WgmmaRowSoftmax<T>::rescale(o, alpha);
+        for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
+        wgmma::fence_operands(s);
+        wgmma::fence_operands(o);
+        wgmma::fence();
+        // Issued whether or not the group multiplies tile it + 1 (see prefill_wgmma.cuh, C7520): past the last tile
+        // the slot holds an older tile the producer never rewrites, and the product is not used.
+        issue_scores(it + 1, s);
+        const uint32_t v_addr = v_addr0 + (it % SV) * Cfg::kTileBytes;
+#pragma unroll
+        for (int ks = 0; ks < T / 16; ++ks) {
+          const uint64_t db = wgmma::descriptor(v_addr + ks * 16 * Cfg::kRowBytes, T * Cfg::kRowBytes, Cfg::kAtomBytes);
+          wgmma::mma_m64n128k16_rs_bt(o, pa[ks], db);
+        }
+        wgmma::commit();
+        pass_turn(it == n_tiles - 1);
+        float alpha[2] = {1.0f, 1.0f};
+        wgmma::wait<1>();  // S(it + 1); groups complete in order
+        wgmma::fence_operands(s);
+        release_if(ring.empty_k, it + 1, SK, has_next_tile);
+        if (next) soft.template score_tile_as<CausalOnly>(w, variants, it + 1, s, alpha);
+        wgmma::wait<0>();
+        wgmma::fence_operands(o);
+#pragma unroll
+        for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
+        release_if(ring.empty_v, it, SV, true);
+        WgmmaRowSoftmax<T>::rescale(o, alpha);
+      }
+    };
+    if (causal_only) {
+      consume.template operator()<true>();
+    } else {
+      consume.template operator()<false>();
     }
 
     // ---- Epilogue (consumers only): rows to shared memory in head-dim order, aliasing the K/V slots (every tile
@@ -411,15 +433,15 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
 }
 
 /// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong>
 Status prepare_prefill_wgmma_ws_kernel() {
   using Cfg = WsPrefillConfig<KType>;
-  static const Status prepared = prepare_kernel(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType>,
+  static const Status prepared = prepare_kernel(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>,
                                                 Cfg::kThreads, Cfg::kSmemBytes, "warp-specialized wgmma prefill");
   return prepared;
 }
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = true>
 Status launch_prefill_wgmma_ws(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
   (void)workspace;  // everything stays on chip
   using Cfg = WsPrefillConfig<KType>;
@@ -427,7 +449,7 @@ Status launch_prefill_wgmma_ws(const AttentionProblem& p, const Route& route, vo
     return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
                             " does not fit the warp-specialized wgmma prefill kernel (it never splits the keys)");
   }
-  KVFLASH_RETURN_IF_ERROR((prepare_prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  KVFLASH_RETURN_IF_ERROR((prepare_prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>()));
   const AttentionShape& s = p.shape;
   if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
   PrefillLaunch launch;
@@ -436,7 +458,7 @@ Status launch_prefill_wgmma_ws(const AttentionProblem& p, const Route& route, vo
   launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
   const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
   launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
-  return launch_over_sequences(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType>, p, launch,
+  return launch_over_sequences(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>, p, launch,
                                s.n_head_kv * launch.n_qchunks, Cfg::kThreads, Cfg::kSmemBytes, stream);
 }
 

@@ -51,13 +51,15 @@ struct WgmmaRowSoftmax {
   /// prefill_attention.cuh: a row with no key yet keeps m = -inf and uses 0): s becomes P (unnormalized, f32),
   /// m_run and l_run move to the tile, and alpha is the factor the accumulators still owe (applied by the caller
   /// once the O += P V in flight has landed).
-  __device__ __forceinline__ void score_tile(const PrefillWork& w, const ScoreVariant* variants, int n,
-                                             float (&s)[64], float (&alpha)[2]) {
+  /// CausalOnly: the caller's loop is specialized on causal_only, so that the per-score option code (and its
+  /// registers) is absent from the loop of the common case.
+  template <bool CausalOnly>
+  __device__ __forceinline__ void score_tile_as(const PrefillWork& w, const ScoreVariant* variants, int n,
+                                                float (&s)[64], float (&alpha)[2]) {
     constexpr int T = KeyTile;
-    const int64_t key0 = w.keys.key_begin + static_cast<int64_t>(n) * T;
     const int tile_rel0 = n * T;
     // Element e of n-block j: key 8 j + 2 t + e % 2 of the tile, row h = e / 2.
-    if (causal_only) {
+    if constexpr (CausalOnly) {
       if (tile_rel0 + T > clean_keys) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -71,6 +73,7 @@ struct WgmmaRowSoftmax {
         }
       }
     } else {
+      const int64_t key0 = w.keys.key_begin + static_cast<int64_t>(n) * T;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = rows[h];
@@ -115,6 +118,15 @@ struct WgmmaRowSoftmax {
 #pragma unroll
         for (int j = 0; j + step < 8; j += 2 * step) sum[j] += sum[j + step];
       l_run[h] = l_run[h] * alpha[h] + sum[0];
+    }
+  }
+
+  __device__ __forceinline__ void score_tile(const PrefillWork& w, const ScoreVariant* variants, int n,
+                                             float (&s)[64], float (&alpha)[2]) {
+    if (causal_only) {
+      score_tile_as<true>(w, variants, n, s, alpha);
+    } else {
+      score_tile_as<false>(w, variants, n, s, alpha);
     }
   }
 
