@@ -9,8 +9,9 @@
 // case on stdout and, with --json FILE, one JSON object per line. --n-q N times chunks of N new tokens instead of
 // 512; --one-split runs the planned route with its keys unsplit (what the prefill kernel did before it could split
 // them), for a same-run comparison on chunks too short to fill the GPU with query tiles. The f16, q8_0 and q4_0
-// cases also run forced onto the rows the planned one competes with (keys unsplit): the one-role wgmma rows
-// (cuda.prefill_wgmma.<type>) and the mma.sync rows (cuda.prefill.<type>), so all are measured in the same run.
+// cases also run forced onto every row that competes for them (keys unsplit): the warp-specialized wgmma rows
+// (cuda.prefill_wgmma_ws.<type>, with and without ping-pong), the one-role wgmma rows (cuda.prefill_wgmma.<type>)
+// and the mma.sync rows (cuda.prefill.<type>), so all are measured in the same run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -187,11 +188,16 @@ int main(int argc, char** argv) {
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
       std::vector<std::optional<KernelId>> routes = {std::nullopt};
       if (t == KvType::f16) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_ws_f16);
         routes.push_back(KernelId::cuda_prefill_wgmma_f16);
         routes.push_back(KernelId::cuda_prefill_f16);
       }
-      if (t == KvType::q8_0) routes.push_back(KernelId::cuda_prefill_q8_0);
+      if (t == KvType::q8_0) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_ws_q8_0);
+        routes.push_back(KernelId::cuda_prefill_q8_0);
+      }
       if (t == KvType::q4_0) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_ws_q4_0);
         routes.push_back(KernelId::cuda_prefill_wgmma_q4_0);
         routes.push_back(KernelId::cuda_prefill_q4_0);
       }

@@ -78,6 +78,12 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       // makes the router prefer it over the mma.sync rows (kernel_table.h); where the mma.sync row splits the keys
       // of a short chunk to fill the SMs, that row estimates less and is taken.
       return prefill_cost_us(p, caps, w, 1, 128.0, 295e6);
+    case CostModel::cuda_prefill_wgmma_ws: {
+      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md ws1, 512 rows at 32K-131K): f16
+      // ~240, q4_0 ~160, q8_0 ~155 TFLOP/s, below the rows above, which therefore stay preferred.
+      const double rate = p.k.type == KvType::f16 ? 240e6 : p.k.type == KvType::q4_0 ? 160e6 : 155e6;
+      return prefill_cost_us(p, caps, w, 1, 128.0, rate);
+    }
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

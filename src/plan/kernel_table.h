@@ -45,9 +45,6 @@ enum class KernelId : uint16_t {
   cuda_decode_turbo3,
   cuda_decode_turbo4,
   cuda_decode_f16_turbo,
-  cuda_prefill_wgmma_ws_f16,
-  cuda_prefill_wgmma_ws_q8_0,
-  cuda_prefill_wgmma_ws_q4_0,
   cuda_prefill_wgmma_f16,
   cuda_prefill_wgmma_q4_0,
   cuda_prefill_f16,
@@ -55,6 +52,9 @@ enum class KernelId : uint16_t {
   cuda_prefill_q4_0,
   cuda_prefill_turbo3,
   cuda_prefill_turbo4,
+  cuda_prefill_wgmma_ws_f16,
+  cuda_prefill_wgmma_ws_q8_0,
+  cuda_prefill_wgmma_ws_q4_0,
 };
 
 namespace plan {
@@ -116,6 +116,7 @@ enum class CostModel : uint8_t {
   cuda_generic,  // f32 CUDA kernel: re-reads K/V per 8 query vectors, FMAs from shared memory
   cuda_prefill,  // tensor-core prefill: K/V once per 128 query vectors (64 above d_v 128); parallel over query tiles
   cuda_prefill_wgmma,  // as cuda_prefill, on Hopper warpgroup MMAs (128 query vectors per CTA, a faster MMA rate)
+  cuda_prefill_wgmma_ws,  // as cuda_prefill_wgmma, at the warp-specialized kernel's measured rate per cache type
 };
 
 struct KernelSpec {
@@ -214,21 +215,6 @@ inline constexpr KernelSpec kKernels[] = {
     // MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth): the router
     // prefers it wherever both accept. Only where it measured faster (bench/prefill_notes.md w2): the q8_0
     // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row.
-    // The warp-specialized Hopper prefill (src/backend/cuda/prefill_wgmma_ws.cuh): the same MMAs and softmax on two
-    // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 into the
-    // f16 slots), consumers in ping-pong. Same contract and cost model as cuda.prefill_wgmma.*; its rows come first.
-    {KernelId::cuda_prefill_wgmma_ws_f16, "cuda.prefill_wgmma_ws.f16", BackendKind::cuda, false,
-     type_bit(KvType::f16), type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0,
-     kAllFeatures, KvSplit::none, /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none,
-     CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma_ws", "backend/cuda/prefill_wgmma_ws.cuh"},
-    {KernelId::cuda_prefill_wgmma_ws_q8_0, "cuda.prefill_wgmma_ws.q8_0", BackendKind::cuda, false,
-     type_bit(KvType::q8_0), type_bit(KvType::q8_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
-     false, Scratch::none, CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma_ws",
-     "backend/cuda/prefill_wgmma_ws.cuh"},
-    {KernelId::cuda_prefill_wgmma_ws_q4_0, "cuda.prefill_wgmma_ws.q4_0", BackendKind::cuda, false,
-     type_bit(KvType::q4_0), type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
-     false, Scratch::none, CostModel::cuda_prefill_wgmma, "launch_prefill_wgmma_ws",
-     "backend/cuda/prefill_wgmma_ws.cuh"},
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
      /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
@@ -258,6 +244,26 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cuda_prefill_turbo4, "cuda.prefill.turbo4", BackendKind::cuda, false, type_bit(KvType::turbo4),
      type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
+    // The warp-specialized Hopper prefill (src/backend/cuda/prefill_wgmma_ws.cuh): the same MMAs and softmax on two
+    // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 into the
+    // f16 slots), consumers in ping-pong. Same contract as cuda.prefill_wgmma.*, but measured SLOWER than the rows it
+    // would replace (bench/prefill_notes.md ws1: f16 236-246 TFLOP/s against 290-302, q4_0 160-165 against 208-210,
+    // q8_0 154-160 against cuda.prefill.q8_0's 164-168). So its cost model carries those rates and its rows come
+    // last (the router takes the first row of the lowest estimate, and at depth the K/V-bytes term of every prefill
+    // row ties): the router never takes it. The rows exist so that the GPU tests and the benchmark can force the
+    // kernel until it measures faster.
+    {KernelId::cuda_prefill_wgmma_ws_f16, "cuda.prefill_wgmma_ws.f16", BackendKind::cuda, false,
+     type_bit(KvType::f16), type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0,
+     kAllFeatures, KvSplit::none, /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none,
+     CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws", "backend/cuda/prefill_wgmma_ws.cuh"},
+    {KernelId::cuda_prefill_wgmma_ws_q8_0, "cuda.prefill_wgmma_ws.q8_0", BackendKind::cuda, false,
+     type_bit(KvType::q8_0), type_bit(KvType::q8_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
+     false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",
+     "backend/cuda/prefill_wgmma_ws.cuh"},
+    {KernelId::cuda_prefill_wgmma_ws_q4_0, "cuda.prefill_wgmma_ws.q4_0", BackendKind::cuda, false,
+     type_bit(KvType::q4_0), type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
+     false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",
+     "backend/cuda/prefill_wgmma_ws.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));
 

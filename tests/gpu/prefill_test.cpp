@@ -221,8 +221,7 @@ TEST(CudaPrefill, RowsThatSeeNoKeyOutputZeros) {
 // Routing needs no device: the planner works from nominal caps without one.
 TEST(CudaPrefillRouting, ExplainSaysWhyThePrefillRowIsOrIsNotTaken) {
   ProblemSpec spec = prefill_spec(128, 128, KvType::q8_0, KvType::q8_0, 4000);
-  // Head dim 256: at 128 the warp-specialized wgmma row (prefill_wgmma_test.cpp) comes first.
-  spec.shape = AttentionShape{1, 512, 4096, 32, 8, 256, 256};
+  spec.shape = AttentionShape{1, 512, 4096, 32, 8, 128, 128};
   StatusOr<HostProblem> hp = HostProblem::make(spec);
   ASSERT_TRUE(hp.ok()) << hp.status().message();
   const BackendCaps caps = caps_for(BackendKind::cuda);
