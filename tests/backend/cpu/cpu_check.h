@@ -33,8 +33,8 @@ inline std::string describe_spec(const ProblemSpec& s) {
          std::to_string(sh.d_v) + " layout " + std::to_string(static_cast<int>(s.layout)) + " mask " +
          std::to_string(static_cast<int>(s.mask)) + (s.causal ? " causal" : "") +
          (s.window ? " window " + std::to_string(s.window) : "") + (s.alibi_max_bias > 0 ? " alibi" : "") +
-         (s.softcap > 0 ? " softcap" : "") + (s.sinks ? " sinks" : "") + (s.varlen ? " varlen" : "") + testing::kv_lens_text(s) +
-         (s.v_is_view_of_k ? " v=view(k)" : "") + " seed " + std::to_string(s.seed);
+         (s.softcap > 0 ? " softcap" : "") + (s.sinks ? " sinks" : "") + (s.varlen ? " varlen" : "") +
+         testing::kv_lens_text(s) + (s.v_is_view_of_k ? " v=view(k)" : "") + " seed " + std::to_string(s.seed);
 }
 
 /// A workspace for one cpu call, aligned as the planner's attend() requires and filled with NaN so that a kernel
