@@ -10,6 +10,8 @@
 //
 // --causal runs every case as `kvflash bench` does: options.causal (bottom-right) and per-sequence lengths
 // (kv_len, all n_kv) in device memory, so the two benchmarks can be compared on the same problem.
+// --splits N cuts every split-KV route into about N key ranges instead of the planner's count, and --kv N gives
+// every case N keys (--only still matches the default names): together they sweep split counts at any depth.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,6 +28,8 @@
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
 #include "kvflash/route.h"
+#include "plan/kernel_table.h"
+#include "plan/launch.h"
 
 using namespace kvflash;
 
@@ -117,7 +121,25 @@ struct Result {
   int64_t splits = 0;
 };
 
-Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, bool causal) {
+/// The route cut into about `splits` key ranges (whole tiles, none empty), its workspace laid out as the planner
+/// lays it out (tests/gpu/gpu_harness.h's cuda_route does the same): for measuring a split count the planner does
+/// not choose.
+Route with_splits(const AttentionProblem& p, Route r, int64_t splits) {
+  const plan::KernelSpec& spec = plan::kernel_spec(r.kernel);
+  if (splits <= 0 || spec.kv_split == plan::KvSplit::none || p.shape.n_kv == 0) return r;
+  const int64_t tile = spec.kv_tile, tiles = (p.shape.n_kv + tile - 1) / tile;
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>({splits, tiles, int64_t{spec.max_splits}}));
+  r.keys_per_split = (tiles + wanted - 1) / wanted * tile;
+  r.n_splits = (p.shape.n_kv + r.keys_per_split - 1) / r.keys_per_split;
+  const AttentionShape& s = p.shape;
+  const plan::LayoutInputs in{s.n_seq, s.n_head_q, s.n_q, s.d_k, s.d_v, p.k.type, r.n_splits, r.workers,
+                              r.scratch_floats_per_worker, spec.stages_q,
+                              plan::partial_o_pitch(spec, p.v.type, s.d_v)};
+  r.workspace_bytes = plan::layout_workspace(in, &r.layout);
+  return r;
+}
+
+Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, bool causal, int64_t splits) {
   const int64_t dks = stored_dim(c.kt, c.d_k), dvs = stored_dim(c.vt, c.d_v);
   const int64_t rbk = row_bytes(c.kt, dks), rbv = row_bytes(c.vt, dvs);
   const size_t k_bytes = static_cast<size_t>(c.n_seq * c.n_head_kv * c.n_kv * rbk);
@@ -158,8 +180,10 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, 
     p.kv_len = kv_len;
   }
 
-  StatusOr<Route> route = plan_route(p, caps_for(BackendKind::cuda));
-  check(route.status(), "plan_route");
+  StatusOr<Route> planned = plan_route(p, caps_for(BackendKind::cuda));
+  check(planned.status(), "plan_route");
+  const Route route_value = with_splits(p, *planned, splits);
+  const Route* route = &route_value;
   void* workspace = nullptr;
   if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&](int i) {
@@ -225,13 +249,19 @@ int main(int argc, char** argv) {
   int iters = 50;
   std::string only;
   bool causal = false;
+  int64_t splits = 0;  // 0: the planner's
+  int64_t kv_override = 0;  // 0: each case's own key count
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     else if (std::strcmp(argv[i], "--causal") == 0) causal = true;
     else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    else if (std::strcmp(argv[i], "--splits") == 0 && i + 1 < argc) splits = std::atoll(argv[++i]);
+    else if (std::strcmp(argv[i], "--kv") == 0 && i + 1 < argc) kv_override = std::atoll(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--iters N] [--only SUBSTRING] [--causal]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--json FILE] [--iters N] [--only SUBSTRING] [--causal] [--splits N] [--kv N]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -250,9 +280,14 @@ int main(int argc, char** argv) {
                  launch_us);
   }
   std::printf("%-26s %10s %10s %9s %8s %7s  %s\n", "case", "us", "graph us", "GB/s", "%copy", "splits", "route");
-  for (const Case& c : default_cases()) {
+  for (Case c : default_cases()) {
     if (!only.empty() && c.name.find(only) == std::string::npos) continue;
-    const Result r = run_case(c, stream, static_cast<size_t>(prop.l2CacheSize), iters, causal);
+    if (kv_override > 0) {
+      // Every case at another key count (split-count sweeps between the default depths), renamed to say so.
+      c.name = c.name.substr(0, c.name.find("kv=")) + "kv=" + std::to_string(kv_override);
+      c.n_kv = kv_override;
+    }
+    const Result r = run_case(c, stream, static_cast<size_t>(prop.l2CacheSize), iters, causal, splits);
     const double gbps = r.kv_bytes / (r.us * 1e3);
     std::printf("%-26s %10.1f %10.1f %9.0f %7.1f%% %7lld  %s\n", c.name.c_str(), r.us, r.graph_us, gbps,
                 100.0 * gbps / copy_gbps, static_cast<long long>(r.splits), r.route.c_str());

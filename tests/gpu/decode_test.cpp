@@ -173,6 +173,36 @@ TEST(CudaDecode, ForcedSplitCountsAgree) {
   for (int64_t splits : {1, 5}) expect_matches_reference(turbo, RunConfig{splits, 0, std::nullopt});
 }
 
+TEST(CudaDecode, SequencesOfNoKeyAndOneKeyBesideLongOnesUnderManySplits) {
+  KVFLASH_REQUIRE_GPU();
+  // 2048 keys = 32 tiles of 64, so 32 forced splits are one tile each: the empty and the one-key sequence leave
+  // nearly every split without a key, and the partials of those must weigh nothing in the combine (sinks on: the
+  // empty sequence still outputs zeros). The narrow kernel over four types, paged and contiguous; the wide one at
+  // d 256. Written after a branch's run (session 5) failed this shape for turbo3, paged, with sinks at 32 splits.
+  struct Case {
+    KvType kt, vt;
+    int64_t d;
+    KvLayout layout;
+    bool sinks;
+  };
+  const Case cases[] = {{KvType::f16, KvType::f16, 128, KvLayout::contiguous, true},
+                        {KvType::q4_0, KvType::q4_0, 128, KvLayout::paged, false},
+                        {KvType::q8_0, KvType::q8_0, 64, KvLayout::contiguous, true},
+                        {KvType::turbo3, KvType::turbo3, 128, KvLayout::paged, true},
+                        {KvType::turbo3, KvType::turbo3, 128, KvLayout::contiguous, true},
+                        {KvType::f16, KvType::f16, 256, KvLayout::paged, true}};
+  uint64_t seed = 1200;
+  for (const Case& c : cases) {
+    ProblemSpec spec = decode_spec(c.d, c.d, c.kt, c.vt, ++seed);
+    spec.shape.n_seq = 5;
+    spec.shape.n_kv = 2048;
+    spec.kv_lens = {0, 1, 2048, 63, 1000};
+    spec.layout = c.layout;
+    spec.sinks = c.sinks;
+    for (int64_t splits : {1, 2, 5, 32}) expect_matches_reference(spec, RunConfig{splits, 0, std::nullopt});
+  }
+}
+
 TEST(CudaDecode, SixteenQueryVectorsPerCtaOnOnePassOverTheKeys) {
   KVFLASH_REQUIRE_GPU();
   // 2-4 query rows x GQA 4 or 8 (8-32 query vectors per KV head): the instances with 16-vector CTAs take every

@@ -250,6 +250,7 @@ inline std::string spec_name(const ProblemSpec& s) {
   if (s.softcap > 0) n += " softcap";
   if (s.sinks) n += " sinks";
   if (s.varlen) n += " varlen";
+  n += kv_lens_text(s);
   if (s.v_is_view_of_k) n += " v_view_of_k";
   return n;
 }

@@ -70,7 +70,7 @@ class ProblemDrawer {
     p.options.alibi_max_bias = spec_.alibi_max_bias;
     p.options.softcap = spec_.softcap;
 
-    draw_kv_len(hp);
+    KVFLASH_RETURN_IF_ERROR(draw_kv_len(hp));
     draw_paging();
     if (!paging_.table.empty()) {
       hp.page_table_ = AlignedBytes(paging_.table.size() * sizeof(int32_t));
@@ -143,13 +143,25 @@ class ProblemDrawer {
 
   int64_t len_of(int64_t seq) const { return kv_len_.empty() ? s_.n_kv : kv_len_[seq]; }
 
-  void draw_kv_len(HostProblem& hp) {
-    if (!spec_.varlen) return;
+  Status draw_kv_len(HostProblem& hp) {
+    if (!spec_.varlen && spec_.kv_lens.empty()) return Status::Ok();
     kv_len_.resize(s_.n_seq);
-    for (int32_t& len : kv_len_) len = s_.n_kv == 0 ? 0 : static_cast<int32_t>(uniform(1, s_.n_kv));
+    for (int64_t seq = 0; seq < s_.n_seq; ++seq) {
+      if (spec_.kv_lens.empty()) {
+        kv_len_[seq] = s_.n_kv == 0 ? 0 : static_cast<int32_t>(uniform(1, s_.n_kv));
+        continue;
+      }
+      const int32_t len = spec_.kv_lens[static_cast<size_t>(seq) % spec_.kv_lens.size()];
+      if (len < 0 || len > s_.n_kv) {
+        return invalid_argument("ProblemSpec: kv_lens holds " + std::to_string(len) + ", outside [0, n_kv = " +
+                                std::to_string(s_.n_kv) + "]");
+      }
+      kv_len_[seq] = len;
+    }
     hp.kv_len_ = AlignedBytes(kv_len_.size() * sizeof(int32_t));
     std::memcpy(hp.kv_len_.data(), kv_len_.data(), kv_len_.size() * sizeof(int32_t));
     hp.problem_.kv_len = reinterpret_cast<const int32_t*>(hp.kv_len_.data());
+    return Status::Ok();
   }
 
   void draw_paging() {
@@ -412,6 +424,12 @@ AttentionProblem HostProblem::rebased(const void* q, const void* k, const void* 
   p.v.paging.pages = rebase<const int32_t>(problem_.v.paging.pages, page_table_, page_table);
   p.o.data = rebase<float>(problem_.o.data, o_, o);
   return p;
+}
+
+std::string kv_lens_text(const ProblemSpec& spec) {
+  std::string text;
+  for (int32_t len : spec.kv_lens) text += (text.empty() ? " lens=" : ",") + std::to_string(len);
+  return text;
 }
 
 double nmse(std::span<const float> got, std::span<const float> want) {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kvflash/attention_problem.h"
@@ -44,6 +45,9 @@ struct ProblemSpec {
   double alibi_max_bias = 0, softcap = 0, scale = 0;
   bool sinks = false;
   bool varlen = false;          // per-sequence kv_len drawn in [1, n_kv]
+  // Per-sequence kv_len given, cycled over the sequences (0 allowed: a sequence with no key in a batch);
+  // non-empty implies varlen. Every length must be <= n_kv.
+  std::vector<int32_t> kv_lens;
   bool v_is_view_of_k = false;  // MLA: V rows are the first d_v values of the K rows (same type)
   // Paged only: 0 draws the page size, the order inside a page and the padding per seed; else pages of this many
   // rows laid out as kvflash's KvCache stores them ([head, row] inside a page, no padding).
@@ -117,5 +121,8 @@ class HostProblem {
 /// or if the sizes differ. Where want itself is not finite, got must be the same (NaN where NaN, equal Inf).
 /// 0 when both are all zeros.
 double nmse(std::span<const float> got, std::span<const float> want);
+
+/// " lens=a,b,..." for a spec with given per-sequence lengths, "" otherwise (for failure messages).
+std::string kv_lens_text(const ProblemSpec& spec);
 
 }  // namespace kvflash::testing

@@ -203,12 +203,19 @@ __device__ __forceinline__ uint32_t turbo4_signed_hi(uint32_t hi, uint32_t x, ui
   return r;
 }
 
-/// f16 pairs of 8 turbo4 values (x: nibble n = index of value n): out[k] = (value 2k, value 2k + 1).
-__device__ __forceinline__ void turbo4_pairs(uint32_t x, const TableRegs& regs, uint32_t (&out)[4]) {
+/// The f16 bytes of the 8 turbo4 values whose indexes are the nibbles of x: lo holds nibbles 0..3, hi 4..7.
+__device__ __forceinline__ void turbo4_lookup8(uint32_t x, const TableRegs& regs, Bytes4& lo, Bytes4& hi) {
   const uint32_t m = turbo4_magnitudes(x), x_shl4 = x << 4;
-  Bytes4 lo = lookup4<KvType::turbo4>(m, regs), hi = lookup4<KvType::turbo4>(high_half(m), regs);
+  lo = lookup4<KvType::turbo4>(m, regs);
+  hi = lookup4<KvType::turbo4>(high_half(m), regs);
   lo.hi = turbo4_signed_hi<0>(lo.hi, x, x_shl4);
   hi.hi = turbo4_signed_hi<1>(hi.hi, x, x_shl4);
+}
+
+/// f16 pairs of 8 turbo4 values (x: nibble n = index of value n): out[k] = (value 2k, value 2k + 1).
+__device__ __forceinline__ void turbo4_pairs(uint32_t x, const TableRegs& regs, uint32_t (&out)[4]) {
+  Bytes4 lo, hi;
+  turbo4_lookup8(x, regs, lo, hi);
   out[0] = pair<0, 1>(lo);
   out[1] = pair<2, 3>(lo);
   out[2] = pair<0, 1>(hi);
@@ -218,11 +225,8 @@ __device__ __forceinline__ void turbo4_pairs(uint32_t x, const TableRegs& regs, 
 /// f16 pairs across two keys: qa, qb hold 4 turbo4 indexes each (low 16 bits, nibble j = value j);
 /// out[j] = (value j of a, value j of b).
 __device__ __forceinline__ void turbo4_key_pairs(uint32_t qa, uint32_t qb, const TableRegs& regs, uint32_t (&out)[4]) {
-  const uint32_t x = __byte_perm(qa, qb, 0x5140);  // nibbles a0 a1 b0 b1 a2 a3 b2 b3
-  const uint32_t m = turbo4_magnitudes(x), x_shl4 = x << 4;
-  Bytes4 lo = lookup4<KvType::turbo4>(m, regs), hi = lookup4<KvType::turbo4>(high_half(m), regs);
-  lo.hi = turbo4_signed_hi<0>(lo.hi, x, x_shl4);
-  hi.hi = turbo4_signed_hi<1>(hi.hi, x, x_shl4);
+  Bytes4 lo, hi;
+  turbo4_lookup8(__byte_perm(qa, qb, 0x5140), regs, lo, hi);  // nibbles a0 a1 b0 b1 a2 a3 b2 b3
   out[0] = pair<0, 2>(lo);
   out[1] = pair<1, 3>(lo);
   out[2] = pair<0, 2>(hi);

@@ -34,7 +34,7 @@ inline std::string describe_spec(const ProblemSpec& s) {
          std::to_string(static_cast<int>(s.mask)) + (s.causal ? " causal" : "") +
          (s.window ? " window " + std::to_string(s.window) : "") + (s.alibi_max_bias > 0 ? " alibi" : "") +
          (s.softcap > 0 ? " softcap" : "") + (s.sinks ? " sinks" : "") + (s.varlen ? " varlen" : "") +
-         (s.v_is_view_of_k ? " v=view(k)" : "") + " seed " + std::to_string(s.seed);
+         testing::kv_lens_text(s) + (s.v_is_view_of_k ? " v=view(k)" : "") + " seed " + std::to_string(s.seed);
 }
 
 /// A workspace for one cpu call, aligned as the planner's attend() requires and filled with NaN so that a kernel

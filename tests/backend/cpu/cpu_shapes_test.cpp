@@ -118,6 +118,22 @@ TEST(CpuShapes, StridedPagedAndVariableLengthViews) {
   }
 }
 
+TEST(CpuShapes, SequencesOfNoKeyAndOneKeyBesideLongOnesUnderManySplits) {
+  // A batch where one sequence is empty and one holds a single key: most of their splits see no key, and with
+  // sinks the empty one must still output zeros. Split counts up to one split per 64-key tile.
+  uint64_t seed = 2700;
+  for (KvType t : {KvType::f16, KvType::q4_0, KvType::turbo3}) {
+    ProblemSpec spec;
+    spec.shape = {5, 1, 2048, 8, 2, 128, 128};
+    spec.ktype = spec.vtype = t;
+    spec.layout = KvLayout::paged;
+    spec.kv_lens = {0, 1, 2048, 63, 1000};
+    spec.sinks = true;
+    spec.seed = seed++;
+    for (int splits : {1, 2, 5, 32}) expect_matches_reference(spec, splits);
+  }
+}
+
 TEST(CpuShapes, PagedMlaViewOfKeys) {
   ProblemSpec spec;
   spec.shape = {2, 2, 90, 16, 1, 576, 512};
