@@ -71,7 +71,7 @@ cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCa
             cuda::kPrefillMaxWaves};
   }
   const cuda::DecodeGeometry g = decode_instance_geometry(spec, inst);
-  return {spec.kv_tile, g.qvecs_per_cta, cuda::resident_ctas_per_sm(g, caps.shared_mem_per_block)};
+  return {spec.kv_tile, g.qvecs_per_cta, cuda::planned_ctas_per_sm(g, caps.shared_mem_per_block)};
 }
 
 }  // namespace

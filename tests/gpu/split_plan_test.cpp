@@ -18,8 +18,10 @@ TEST(CudaSplitPlan, FillsWholeWavesWithWholeTiles) {
   // 16 sequences x 8 heads = 128 CTAs per split: 2 splits fill 97% of a wave; 3 would leave a 45%-full second one.
   p = plan_splits({16, 1, 32768, 32, 8, 128, 128}, g, 132);
   EXPECT_EQ(p.n_splits, 2);
-  // A short cache never gets a split shorter than two tiles, and an empty one gets a single split.
+  // A short cache never gets a split shorter than kMinTilesPerSplit (4) tiles, and an empty one gets a single split.
   p = plan_splits({1, 1, 200, 32, 8, 128, 128}, g, 132);
+  EXPECT_EQ(p.n_splits, 1);
+  p = plan_splits({1, 1, 512, 32, 8, 128, 128}, g, 132);
   EXPECT_EQ(p.n_splits, 2);
   p = plan_splits({1, 1, 0, 32, 8, 128, 128}, g, 132);
   EXPECT_EQ(p.n_splits, 1);

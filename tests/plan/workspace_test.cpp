@@ -58,15 +58,13 @@ TEST(PlanWorkspace, PinnedForTheRealTable) {
   //   (128 rows x (16 place + 128 q + 32 scores + 144 acc) + 128 alpha + 32 keys x (128 K + 128 V) + 2*128 out)
   //   = 16*49536*4 = 3170304: 3303424 in all.
   // cuda (132 SMs): the turbo3 decode row's whole waves. One sequence of 4 rows (16 query vectors per KV head) runs
-  // the 16-vector instance (3 CTAs per SM: 396 slots), 8 CTAs per split; at 198 tiles whole tiles make neither 48
-  // nor 49 splits (the counts that fill one wave), and 99 (792 CTAs, two whole waves) is the next that keeps 95%
-  // of the slots busy:
-  //   partial_o 99*1*32*4*128*4 = 6488064, max and sum 99*32*4*4 = 50688 each: 6589440 in all.
-  // (With 8-vector CTAs only, 4 rows were two chunks, and the bound was 4 sequences of one row at 49 splits:
-  // 3261440. One pass over the keys for 16 vectors halves the CTAs per split, so the splits, and the partials of
-  // a 4-row step, double.)
+  // the 16-vector instance (3 CTAs per SM: 396 slots), 8 CTAs per split, so 49 splits fill one wave (392 CTAs);
+  // cache lengths up to 25000 keys whose whole tiles make exactly 49 splits of kMinTilesPerSplit (4) tiles or more
+  // take them, and no length takes more:
+  //   partial_o 49*1*32*4*128*4 = 3211264, max and sum 49*32*4*4 = 25088 each: 3261440 in all.
+  // (At 2 tiles per split some lengths took 99 splits, two whole waves: 6589440.)
   const std::map<BackendKind, int64_t> pinned = {
-      {BackendKind::ref, 0}, {BackendKind::cpu, 3303424}, {BackendKind::cuda, 6589440}};
+      {BackendKind::ref, 0}, {BackendKind::cpu, 3303424}, {BackendKind::cuda, 3261440}};
   for (BackendKind b : routable_backends()) {
     WorkspaceLimits l = llama_decode_limits(25000);
     l.caps = caps_for(b);

@@ -101,6 +101,16 @@ constexpr int resident_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_blo
   return static_cast<int>(std::clamp<int64_t>(by_smem, 1, g.max_ctas_by_registers));
 }
 
+/// The CTAs per SM the split rule fills: resident_ctas_per_sm(), except that a narrow instance of 8 query vectors
+/// whose shared memory holds it to 3 is planned at 2. Measured (bench/cuda_notes.md, session 6 split sweep, H100):
+/// q8_0 d 128, 3 resident, ran 5-7% faster at 32 splits (256 CTAs, ~2 per SM) than at the 43-48 that fill 3 per
+/// SM, at every depth from 8K to 131K (131K: 119.5 against 125.2 us); the 4-resident instances (q4_0, turbo) ran
+/// fastest filling 4, and the 16-vector instances filling 3.
+constexpr int planned_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_block) {
+  const int resident = resident_ctas_per_sm(g, smem_per_block);
+  return g.narrow && g.qvecs_per_cta == kNarrowQvecs && resident == 3 ? 2 : resident;
+}
+
 /// Query vectors one CTA of the tensor-core prefill kernel carries (PrefillConfig::kQvecs in
 /// prefill_attention.cuh, static_asserted there): 4 query slots of two 16-vector m-tiles up to a stored d_v of
 /// 128, one m-tile above (the accumulators must fit 255 registers).
@@ -120,7 +130,7 @@ inline constexpr int64_t kMaxWaves = 8;
 struct KernelGeometry {
   int key_tile = 64;              // keys per split granule: a split is a whole number of these
   int qvecs_per_cta = 16;         // query vectors (query head x query row) one CTA carries over the keys
-  int resident_ctas_per_sm = 1;   // resident_ctas_per_sm() of the instance's DecodeGeometry
+  int resident_ctas_per_sm = 1;   // planned_ctas_per_sm() of the instance's DecodeGeometry
   int64_t max_waves = kMaxWaves;  // the split search stops at this many waves (kPrefillMaxWaves for prefill)
 };
 
@@ -130,8 +140,10 @@ struct SplitPlan {
   int64_t keys_per_split = 0;  // a multiple of key_tile
 };
 
-// A split shorter than this many tiles spends more on its prologue and the combine than it gains in parallelism.
-inline constexpr int64_t kMinTilesPerSplit = 2;
+// A split shorter than this many tiles spends more on its prologue and the combine than it gains in parallelism:
+// at 4096 keys (64 tiles) 16 splits ran 0.3-1.4 us faster than 32 for q8_0, q4_0 and the turbo types, and within
+// 0.3 us for f16; 8 splits ran 2-5 us slower (bench/cuda_notes.md, session 6 sweep).
+inline constexpr int64_t kMinTilesPerSplit = 4;
 // Caps the workspace (rows x splits x d_v floats) and the combine's loop; 128K keys / 512 is still 256 keys each.
 inline constexpr int64_t kMaxSplits = 512;
 
