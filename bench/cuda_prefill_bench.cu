@@ -83,6 +83,17 @@ struct Variant {
   std::function<Status(const AttentionProblem&, const Route&, cudaStream_t)> launch;
 };
 
+/// The warp-specialized row `row` (cache type CacheType, d 128) with its consumers issuing whenever ready: a direct
+/// launch with no table row of its own.
+template <KvType CacheType>
+std::pair<KernelId, Variant> without_ping_pong(KernelId row) {
+  return {row,
+          {"cuda.prefill_wgmma_ws." + std::string(kv_traits(CacheType).name) + " without ping-pong",
+           [](const AttentionProblem& p, const Route& r, cudaStream_t st) {
+             return cuda::launch_prefill_wgmma_ws<128, 128, CacheType, CacheType, false>(p, r, nullptr, st);
+           }}};
+}
+
 /// `force`: run this kernel row instead of the planned one, with one split (no workspace); `variant`: launch that
 /// instead of attend() (with `force` naming the row it is a variant of).
 Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
@@ -203,22 +214,9 @@ int main(int argc, char** argv) {
       }
       // The warp-specialized kernel without ping-pong of its consumers, on the same problem.
       std::vector<std::pair<KernelId, Variant>> variants;
-      if (t == KvType::f16) {
-        variants.push_back({KernelId::cuda_prefill_wgmma_ws_f16,
-                            {"cuda.prefill_wgmma_ws.f16 without ping-pong",
-                             [](const AttentionProblem& p, const Route& r, cudaStream_t st) {
-                               return cuda::launch_prefill_wgmma_ws<128, 128, KvType::f16, KvType::f16, false>(
-                                   p, r, nullptr, st);
-                             }}});
-      }
-      if (t == KvType::q4_0) {
-        variants.push_back({KernelId::cuda_prefill_wgmma_ws_q4_0,
-                            {"cuda.prefill_wgmma_ws.q4_0 without ping-pong",
-                             [](const AttentionProblem& p, const Route& r, cudaStream_t st) {
-                               return cuda::launch_prefill_wgmma_ws<128, 128, KvType::q4_0, KvType::q4_0, false>(
-                                   p, r, nullptr, st);
-                             }}});
-      }
+      if (t == KvType::f16) variants.push_back(without_ping_pong<KvType::f16>(KernelId::cuda_prefill_wgmma_ws_f16));
+      if (t == KvType::q8_0) variants.push_back(without_ping_pong<KvType::q8_0>(KernelId::cuda_prefill_wgmma_ws_q8_0));
+      if (t == KvType::q4_0) variants.push_back(without_ping_pong<KvType::q4_0>(KernelId::cuda_prefill_wgmma_ws_q4_0));
       std::vector<std::pair<std::optional<KernelId>, const Variant*>> runs;
       for (const std::optional<KernelId>& force : routes) runs.push_back({force, nullptr});
       for (const auto& [row, variant] : variants) runs.push_back({row, &variant});

@@ -68,22 +68,25 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       const double passes = std::ceil(static_cast<double>(s.n_head_q / s.n_head_kv * s.n_q) / 8.0);
       return 20.0 + passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3) + w.flops / 2e6;
     }
-    case CostModel::cuda_prefill:
-      // One CTA (8 warps) per 128 query vectors (64 above d_v 128) and key split, its MMAs at ~230 TFLOP/s on an H100
-      // (measured, bench/README.md).
-      return prefill_cost_us(p, caps, w, route.n_splits, cuda::prefill_qvecs_per_cta(p.v.type, p.shape.d_v), 230e6);
+    case CostModel::cuda_prefill: {
+      // One CTA (8 warps) per 128 query vectors (64 above d_v 128) and key split, its MMAs at the rate measured on an
+      // H100 for 512 rows at 32K-131K (bench/prefill_notes.md, session 6): f16 220-228 TFLOP/s; a quantized cache,
+      // dequantized into the fragments, 152-169.
+      const bool f16 = p.k.type == KvType::f16 && p.v.type == KvType::f16;
+      return prefill_cost_us(p, caps, w, route.n_splits, cuda::prefill_qvecs_per_cta(p.v.type, p.shape.d_v),
+                             f16 ? 230e6 : 160e6);
+    }
     case CostModel::cuda_prefill_wgmma:
       // Two warpgroups per CTA, 128 query vectors, never split; ~290-300 TFLOP/s on an H100 for f16, ~205 for q4_0
       // (measured, bench/prefill_notes.md w1, w2). Where neither row splits, the row order, not this rate, is what
       // makes the router prefer it over the mma.sync rows (kernel_table.h); where the mma.sync row splits the keys
       // of a short chunk to fill the SMs, that row estimates less and is taken.
       return prefill_cost_us(p, caps, w, 1, 128.0, 295e6);
-    case CostModel::cuda_prefill_wgmma_ws: {
-      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md ws1, 512 rows at 32K-131K): f16
-      // ~240, q4_0 ~160, q8_0 ~155 TFLOP/s, below the rows above, which therefore stay preferred.
-      const double rate = p.k.type == KvType::f16 ? 240e6 : p.k.type == KvType::q4_0 ? 160e6 : 155e6;
-      return prefill_cost_us(p, caps, w, 1, 128.0, rate);
-    }
+    case CostModel::cuda_prefill_wgmma_ws:
+      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, session 6, 512 rows at
+      // 32K-131K): f16 199-202, q8_0 205-213, q4_0 202-207 TFLOP/s. Below cuda.prefill_wgmma's f16 and q4_0 rows,
+      // which stay preferred; above cuda.prefill.q8_0, so it takes q8_0 wherever its CTAs fill the SMs.
+      return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 200e6 : 205e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

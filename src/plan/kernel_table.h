@@ -214,7 +214,8 @@ inline constexpr KernelSpec kKernels[] = {
     // read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by a faster
     // MMA rate, so it never estimates more and wins ties (the K/V bytes term of both dominates at depth): the router
     // prefers it wherever both accept. Only where it measured faster (bench/prefill_notes.md w2): the q8_0
-    // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row.
+    // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row here (its
+    // wgmma row is the warp-specialized one below).
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
      /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,
@@ -246,12 +247,11 @@ inline constexpr KernelSpec kKernels[] = {
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
     // The warp-specialized Hopper prefill (src/backend/cuda/prefill_wgmma_ws.cuh): the same MMAs and softmax on two
     // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 into the
-    // f16 slots), consumers in ping-pong. Same contract as cuda.prefill_wgmma.*, but measured SLOWER than the rows it
-    // would replace (bench/prefill_notes.md ws1: f16 236-246 TFLOP/s against 290-302, q4_0 160-165 against 208-210,
-    // q8_0 154-160 against cuda.prefill.q8_0's 164-168). So its cost model carries those rates and its rows come
-    // last (the router takes the first row of the lowest estimate, and at depth the K/V-bytes term of every prefill
-    // row ties): the router never takes it. The rows exist so that the GPU tests and the benchmark can force the
-    // kernel until it measures faster.
+    // f16 slots), consumers in ping-pong. Same contract as cuda.prefill_wgmma.*. Measured (bench/prefill_notes.md,
+    // session 6; TFLOP/s, 512 rows at 32K / 131K): q8_0 205 / 213 against cuda.prefill.q8_0's 164 / 169, so the
+    // router takes it for q8_0; f16 199 / 202 and q4_0 202 / 207 against cuda.prefill_wgmma's 299 / 307 and
+    // 222 / 229, so its cost model carries those rates and its f16 and q4_0 rows, last in the table, are never
+    // taken: they exist so that the GPU tests and the benchmark can force the kernel until it measures faster.
     {KernelId::cuda_prefill_wgmma_ws_f16, "cuda.prefill_wgmma_ws.f16", BackendKind::cuda, false,
      type_bit(KvType::f16), type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0,
      kAllFeatures, KvSplit::none, /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none,

@@ -222,8 +222,8 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   // The warp-specialized row is a candidate, not taken: it measured slower (bench/prefill_notes.md ws1).
   EXPECT_NE(why.find("cuda.prefill_wgmma_ws.f16"), std::string::npos) << why;
 
-  // Head dim 64, q8_0 (both wgmma producers measured slower than its mma.sync row) and turbo caches stay on the
-  // mma.sync rows; q4_0 takes the one-role wgmma row; decode-sized problems the split-KV rows.
+  // Head dim 64 and turbo caches stay on the mma.sync rows; q8_0 takes the warp-specialized row (measured faster
+  // than its mma.sync row), q4_0 the one-role wgmma row; decode-sized problems the split-KV rows.
   spec.shape = AttentionShape{1, 512, 4096, 32, 8, 64, 64};
   StatusOr<HostProblem> d64 = HostProblem::make(spec);
   ASSERT_TRUE(d64.ok()) << d64.status().message();
@@ -239,7 +239,7 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   ASSERT_TRUE(q8.ok()) << q8.status().message();
   StatusOr<Route> rq = plan_route(q8->problem(), caps);
   ASSERT_TRUE(rq.ok()) << rq.status().message();
-  EXPECT_EQ(kernel_name(rq->kernel), "cuda.prefill.q8_0");
+  EXPECT_EQ(kernel_name(rq->kernel), "cuda.prefill_wgmma_ws.q8_0");
 
   spec.ktype = spec.vtype = KvType::q4_0;
   StatusOr<HostProblem> q4 = HostProblem::make(spec);

@@ -140,9 +140,10 @@ struct SplitPlan {
   int64_t keys_per_split = 0;  // a multiple of key_tile
 };
 
-// A split shorter than this many tiles spends more on its prologue and the combine than it gains in parallelism:
-// at 4096 keys (64 tiles) 16 splits ran 0.3-1.4 us faster than 32 for q8_0, q4_0 and the turbo types, and within
-// 0.3 us for f16; 8 splits ran 2-5 us slower (bench/cuda_notes.md, session 6 sweep).
+// A split shorter than this many tiles spends more on its prologue and the combine than it gains in parallelism.
+// At 4096 keys (64 tiles), 16 splits against 32 (bench/results/h100_session6_ab_and_splits.md): q4_0 0.6 and
+// turbo3 1.4 us faster, f16, q8_0 and turbo4 within 0.3 us; 8 splits 2-5 us slower. Session 5's run (fused merge)
+// had 16 faster for every type by 1.2-2.2 us. Half the splits also halve the partials a short cache plans for.
 inline constexpr int64_t kMinTilesPerSplit = 4;
 // Caps the workspace (rows x splits x d_v floats) and the combine's loop; 128K keys / 512 is still 256 keys each.
 inline constexpr int64_t kMaxSplits = 512;
