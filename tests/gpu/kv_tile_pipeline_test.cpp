@@ -56,11 +56,17 @@ TEST(CudaKvPipeline, WideDecodeAndPrefillOverPagesSmallerThanATile) {
       const Comparison c = expect_matches_reference(spec, RunConfig{2, 0, std::nullopt});
       EXPECT_TRUE(c.decode_kernel) << spec_name(spec) << " route " << c.route;
     }
-    // 40 new rows: the prefill kernel.
-    for (KvType t : {KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
+    // 40 new rows: the mma.sync prefill kernel, which reads through this pipeline, forced (the router may take a
+    // wgmma row for some types), then whatever prefill row the planner takes.
+    const std::pair<KvType, KernelId> prefill_rows[] = {{KvType::q8_0, KernelId::cuda_prefill_q8_0},
+                                                        {KvType::q4_0, KernelId::cuda_prefill_q4_0},
+                                                        {KvType::turbo3, KernelId::cuda_prefill_turbo3}};
+    for (const auto& [t, row] : prefill_rows) {
       const ProblemSpec spec = paged_spec(40, 128, t, t, page_rows, ++seed);
-      const Comparison c = expect_matches_reference(spec);
-      EXPECT_EQ(c.route.rfind("cuda.prefill.", 0), 0u) << spec_name(spec) << " routed to " << c.route;
+      const Comparison forced = expect_matches_reference(spec, RunConfig{0, 0, row});
+      EXPECT_EQ(forced.route, kernel_name(row)) << spec_name(spec);
+      const Comparison planned = expect_matches_reference(spec);
+      EXPECT_EQ(planned.route.rfind("cuda.prefill", 0), 0u) << spec_name(spec) << " routed to " << planned.route;
     }
   }
 }
