@@ -22,10 +22,12 @@ AttentionProblem chunk_problem(KvType type, int64_t n_q, int64_t n_kv) {
   return shape_only_problem(s);
 }
 
-/// A tensor-core prefill row: mma.sync (cuda.prefill.*) or, where the router prefers it, wgmma (cuda.prefill_wgmma.*).
+/// A tensor-core prefill row: mma.sync (cuda.prefill.*) or, where the router prefers it, wgmma
+/// (cuda.prefill_wgmma.*, or cuda.prefill_wgmma_ws.* for q8_0).
 bool is_prefill(const Route& r) {
   const CostModel cost = kernel_spec(r.kernel).cost;
-  return cost == CostModel::cuda_prefill || cost == CostModel::cuda_prefill_wgmma;
+  return cost == CostModel::cuda_prefill || cost == CostModel::cuda_prefill_wgmma ||
+         cost == CostModel::cuda_prefill_wgmma_ws;
 }
 
 TEST(PrefillSplits, ShortChunksAtDepthSplitTheKeysUntilTheGpuIsFull) {
