@@ -89,6 +89,36 @@ __device__ __forceinline__ uint32_t swizzled_chunk(int row, int chunk, int rows)
                                (((chunk % 8) ^ (row % 8)) * 16));
 }
 
+/// True where no per-score option applies (no mask, window, softcap or ALiBi; causal is handled per tile): then, as
+/// in prefill_attention.cuh, log2(e) rides in the staged query and the softmax runs in base 2.
+__device__ __forceinline__ bool causal_only_scores(const AttentionProblem& p) {
+  return p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 && p.options.alibi_max_bias == 0.0;
+}
+
+/// The CTA's query vectors (of `w`) to f16 in the swizzled layout the S wgmma reads, times `q_scale`: one 16-byte
+/// chunk (8 halves) per thread and step, zeros past w.n_qvecs. The caller fences the async proxy and synchronizes
+/// before the wgmma reads `q_s`.
+template <int Qvecs, int D, int Threads>
+__device__ __forceinline__ void stage_swizzled_query(const AttentionProblem& p, const PrefillWork& w, float q_scale,
+                                                     uint8_t* q_s) {
+  for (int idx = static_cast<int>(threadIdx.x); idx < Qvecs * (D / 8); idx += Threads) {
+    const int r = idx / (D / 8), chunk = idx % (D / 8);
+    uint32_t packed[4] = {0, 0, 0, 0};
+    if (r < w.n_qvecs) {
+      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
+                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
+                                                        w.row_of(r) * p.q.stride.row) +
+                         8 * chunk;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
+      }
+    }
+    *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Qvecs)) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+}
+
 /// Byte offsets of the K rows (threads 0 .. KeyTile - 1) and V rows (threads KeyTile ..) of the tile starting at
 /// key0, -1 past key_end; computed a tile ahead so that the copies read them from shared memory (a paged row's
 /// offset takes a page-table load, which would otherwise sit in every thread's copy loop).
@@ -241,28 +271,8 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   }
 
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
-  // As in prefill_attention.cuh: without per-score options log2(e) rides in the staged query (base-2 softmax).
-  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
-                           p.options.alibi_max_bias == 0.0;
-  const float q_scale = causal_only ? launch.scale * kLog2e : launch.scale;
-  // Query vectors to f16 in the swizzled layout, 8 halves (one 16-byte chunk) per thread and step; zeros past
-  // n_qvecs.
-  for (int idx = tid; idx < Cfg::kQvecs * (D / 8); idx += Cfg::kThreads) {
-    const int r = idx / (D / 8), chunk = idx % (D / 8);
-    uint32_t packed[4] = {0, 0, 0, 0};
-    if (r < w.n_qvecs) {
-      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
-                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
-                                                        w.row_of(r) * p.q.stride.row) +
-                         8 * chunk;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
-      }
-    }
-    *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Cfg::kQvecs)) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
-  }
+  const bool causal_only = causal_only_scores(p);
+  stage_swizzled_query<Cfg::kQvecs, D, Cfg::kThreads>(p, w, causal_only ? launch.scale * kLog2e : launch.scale, q_s);
   wgmma::fence_proxy_async();  // the staged query, for the wgmma after the next barrier
 
   // This thread's two rows: 64 wg + 16 warp_in_group + g (+ 8).

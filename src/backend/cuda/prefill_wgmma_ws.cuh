@@ -260,27 +260,8 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     }
   }
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
-  // As in prefill_attention.cuh: without per-score options log2(e) rides in the staged query (base-2 softmax).
-  const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
-                           p.options.alibi_max_bias == 0.0;
-  const float q_scale = causal_only ? launch.scale * kLog2e : launch.scale;
-  // Query vectors to f16 in the swizzled layout, one 16-byte chunk per thread and step; zeros past n_qvecs.
-  for (int idx = tid; idx < Cfg::kQvecs * (D / 8); idx += Cfg::kThreads) {
-    const int r = idx / (D / 8), chunk = idx % (D / 8);
-    uint32_t packed[4] = {0, 0, 0, 0};
-    if (r < w.n_qvecs) {
-      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
-                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
-                                                        w.row_of(r) * p.q.stride.row) +
-                         8 * chunk;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
-      }
-    }
-    *reinterpret_cast<uint4*>(q_s + swizzled_chunk(r, chunk, Cfg::kQvecs)) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
-  }
+  const bool causal_only = causal_only_scores(p);
+  stage_swizzled_query<Cfg::kQvecs, D, Cfg::kThreads>(p, w, causal_only ? launch.scale * kLog2e : launch.scale, q_s);
   wgmma::fence_proxy_async();  // the staged query, for the consumers' wgmma after the barrier
   __syncthreads();             // mbarriers initialized, query and score variants staged
 
