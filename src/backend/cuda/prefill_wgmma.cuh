@@ -89,6 +89,22 @@ __device__ __forceinline__ uint32_t swizzled_chunk(int row, int chunk, int rows)
                                (((chunk % 8) ^ (row % 8)) * 16));
 }
 
+/// S = Q K^T of one KeyTile-key tile into a warpgroup's 64 x KeyTile accumulator `s`, issued and committed, not
+/// waited for. `q_addr`: the warpgroup's first query row in a swizzled Q of Qvecs rows; `k_addr`: the swizzled K
+/// tile. k-step ks reads halves 16 ks .. + 15, i.e. 32 bytes into column block ks / 4 of both operands.
+template <int D, int KeyTile, int Qvecs>
+__device__ __forceinline__ void issue_qk_tile(float (&s)[64], uint32_t q_addr, uint32_t k_addr) {
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    const uint32_t col = (ks % 4) * 32;
+    const uint64_t da = wgmma::descriptor(q_addr + (ks / 4) * Qvecs * kSwizzleRowBytes + col, 16, 8 * kSwizzleRowBytes);
+    const uint64_t db =
+        wgmma::descriptor(k_addr + (ks / 4) * KeyTile * kSwizzleRowBytes + col, 16, 8 * kSwizzleRowBytes);
+    wgmma::mma_m64n128k16_ss(s, da, db, ks > 0);
+  }
+  wgmma::commit();
+}
+
 /// True where no per-score option applies (no mask, window, softcap or ALiBi; causal is handled per tile): then, as
 /// in prefill_attention.cuh, log2(e) rides in the staged query and the softmax runs in base 2.
 __device__ __forceinline__ bool causal_only_scores(const AttentionProblem& p) {
@@ -289,19 +305,9 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   const uint32_t q_addr = ptx::smem_address(q_s) + group_row0 * Cfg::kRowBytes;
   const uint32_t stages_addr = ptx::smem_address(stages);
 
-  // S = Q K(n)^T into s: k-step ks reads halves 16 ks .. + 15, i.e. 32 bytes into column block ks / 4 of both
-  // operands. Issued, not waited for.
+  // S = Q K(n)^T into s, issued, not waited for.
   const auto issue_scores = [&](int n, float (&s)[64]) {
-    const uint32_t k_addr = stages_addr + (n % 2) * Cfg::kTileBytes;
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      const uint32_t col = (ks % 4) * 32;
-      const uint64_t da =
-          wgmma::descriptor(q_addr + (ks / 4) * Cfg::kQvecs * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
-      const uint64_t db = wgmma::descriptor(k_addr + (ks / 4) * T * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
-      wgmma::mma_m64n128k16_ss(s, da, db, ks > 0);
-    }
-    wgmma::commit();
+    issue_qk_tile<D, T, Cfg::kQvecs>(s, q_addr, stages_addr + (n % 2) * Cfg::kTileBytes);
   };
   // A warpgroup multiplies tile n only if one of its rows may see a key of it (uniform over the warpgroup: wgmma
   // needs all 128 threads or none). Causal tiles past the group's last row are the only ones skipped, so a group

@@ -309,18 +309,9 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     const auto pass_turn = [&](bool last) {
       if constexpr (PingPong) ptx::named_barrier_arrive_if(other_turn, 256, consumer == 0 || !last);
     };
-    // S = Q K(n)^T into s (k-step ks: 32 bytes into column block ks / 4 of both operands). Issued, not waited for.
+    // S = Q K(n)^T into s, issued, not waited for.
     const auto issue_scores = [&](int n, float (&s)[64]) {
-      const uint32_t k_addr = k_addr0 + (n % SK) * Cfg::kTileBytes;
-#pragma unroll
-      for (int ks = 0; ks < D / 16; ++ks) {
-        const uint32_t col = (ks % 4) * 32;
-        const uint64_t da =
-            wgmma::descriptor(q_addr + (ks / 4) * Cfg::kQvecs * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
-        const uint64_t db = wgmma::descriptor(k_addr + (ks / 4) * T * Cfg::kRowBytes + col, 16, Cfg::kAtomBytes);
-        wgmma::mma_m64n128k16_ss(s, da, db, ks > 0);
-      }
-      wgmma::commit();
+      issue_qk_tile<D, T, Cfg::kQvecs>(s, q_addr, k_addr0 + (n % SK) * Cfg::kTileBytes);
     };
     const auto group_busy = [&](int n) { return n < busy_tiles; };
 
