@@ -8,7 +8,7 @@ namespace kvflash::cuda {
 namespace {
 
 TEST(CudaSplitPlan, FillsWholeWavesWithWholeTiles) {
-  const KernelGeometry g{/*key_tile=*/64, /*qvecs_per_cta=*/8, /*resident_ctas_per_sm=*/2};
+  const KernelGeometry g{/*key_tile=*/64, /*qvecs_per_cta=*/8, /*ctas_per_sm=*/2};
   // One sequence, 8 KV heads, 131072 keys on 132 SMs: 264 CTA slots; 32 splits (256 CTAs, 97%) are the fewest
   // that keep 95% of them busy.
   SplitPlan p = plan_splits({1, 1, 131072, 32, 8, 128, 128}, g, 132);

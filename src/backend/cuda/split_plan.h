@@ -130,7 +130,7 @@ inline constexpr int64_t kMaxWaves = 8;
 struct KernelGeometry {
   int key_tile = 64;              // keys per split granule: a split is a whole number of these
   int qvecs_per_cta = 16;         // query vectors (query head x query row) one CTA carries over the keys
-  int resident_ctas_per_sm = 1;   // planned_ctas_per_sm() of the instance's DecodeGeometry
+  int ctas_per_sm = 1;            // CTA slots per SM the rule fills: planned_ctas_per_sm() of a DecodeGeometry
   int64_t max_waves = kMaxWaves;  // the split search stops at this many waves (kPrefillMaxWaves for prefill)
 };
 
@@ -217,7 +217,7 @@ inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, 
   const int64_t tile = std::max(1, g.key_tile);
   const int64_t tiles = std::max<int64_t>(1, (n_kv + tile - 1) / tile);
   const int64_t base = std::max<int64_t>(1, n_items * plan.n_qchunks);
-  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
+  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.ctas_per_sm));
   const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, g.max_waves));
   plan.n_splits = whole_wave_count(tiles, base, resident, cap);
   plan.keys_per_split = (tiles + plan.n_splits - 1) / plan.n_splits * tile;
@@ -239,7 +239,7 @@ inline int64_t max_whole_wave_splits(int64_t n_items, int64_t n_qchunks, int64_t
   const int64_t tile = std::max(1, g.key_tile);
   const int64_t max_tiles = (max_n_kv + tile - 1) / tile;
   const int64_t base = std::max<int64_t>(1, n_items * std::max<int64_t>(1, n_qchunks));
-  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.resident_ctas_per_sm));
+  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.ctas_per_sm));
   const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, g.max_waves));
   int64_t settled = cap;  // the count every large enough tile count gets
   for (int64_t n = 1; n <= cap; ++n) {
