@@ -23,7 +23,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <string>
 
@@ -422,24 +421,19 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   }
 }
 
-/// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-Status prepare_prefill_wgmma_kernel() {
-  using Cfg = WgmmaPrefillConfig<KType>;
-  static const Status prepared = prepare_kernel(prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>,
-                                                Cfg::kThreads, Cfg::kSmemBytes, "wgmma prefill kernel");
-  return prepared;
-}
-
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
-Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
-  (void)workspace;  // everything stays on chip
-  using Cfg = WgmmaPrefillConfig<KType>;
+/// What every wgmma prefill launcher does (this one-role kernel and prefill_wgmma_ws.cuh's): refuses a split route
+/// (these kernels never cut the keys), sets the instance's shared-memory limit once and checks that a CTA fits an
+/// SM, then launches CTAs of Cfg::kQvecs query vectors per (sequence, KV head) over whole tiles of every key.
+/// Everything stays on chip: no workspace. `what` names the kernel in errors.
+template <auto Kernel, class Cfg>
+Status launch_unsplit_wgmma_prefill(const AttentionProblem& p, const Route& route, cudaStream_t stream,
+                                    const char* what) {
   if (route.n_splits > 1) {
-    return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
-                            " does not fit the wgmma prefill kernel (it never splits the keys)");
+    return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) + " does not fit the " +
+                            what + " (it never splits the keys)");
   }
-  KVFLASH_RETURN_IF_ERROR((prepare_prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>()));
+  static const Status prepared = prepare_kernel(Kernel, Cfg::kThreads, Cfg::kSmemBytes, what);
+  KVFLASH_RETURN_IF_ERROR(prepared);
   const AttentionShape& s = p.shape;
   if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
   PrefillLaunch launch;
@@ -448,8 +442,15 @@ Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void*
   launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
   const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
   launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
-  return launch_over_sequences(prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>, p, launch,
-                               s.n_head_kv * launch.n_qchunks, Cfg::kThreads, Cfg::kSmemBytes, stream);
+  return launch_over_sequences(Kernel, p, launch, s.n_head_kv * launch.n_qchunks, Cfg::kThreads, Cfg::kSmemBytes,
+                               stream);
+}
+
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType>
+Status launch_prefill_wgmma(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
+  (void)workspace;
+  return launch_unsplit_wgmma_prefill<prefill_wgmma_kernel<HeadDimK, HeadDimV, KType, VType>,
+                                      WgmmaPrefillConfig<KType>>(p, route, stream, "wgmma prefill kernel");
 }
 
 }  // namespace kvflash::cuda

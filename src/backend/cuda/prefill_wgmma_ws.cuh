@@ -20,9 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
-#include <string>
 
 #include "backend/cuda/cuda_status.h"
 #include "backend/cuda/grid_launch.cuh"
@@ -404,34 +402,12 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
   }
 }
 
-/// Sets the instance's shared-memory limit (once) and checks that a CTA fits an SM.
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong>
-Status prepare_prefill_wgmma_ws_kernel() {
-  using Cfg = WsPrefillConfig<KType>;
-  static const Status prepared = prepare_kernel(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>,
-                                                Cfg::kThreads, Cfg::kSmemBytes, "warp-specialized wgmma prefill");
-  return prepared;
-}
-
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = true>
 Status launch_prefill_wgmma_ws(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
-  (void)workspace;  // everything stays on chip
-  using Cfg = WsPrefillConfig<KType>;
-  if (route.n_splits > 1) {
-    return invalid_argument("route with n_splits = " + std::to_string(route.n_splits) +
-                            " does not fit the warp-specialized wgmma prefill kernel (it never splits the keys)");
-  }
-  KVFLASH_RETURN_IF_ERROR((prepare_prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>()));
-  const AttentionShape& s = p.shape;
-  if (s.n_q == 0 || s.n_seq == 0) return Status::Ok();
-  PrefillLaunch launch;
-  launch.scale = static_cast<float>(effective_scale(p));
-  // One split (launch.out's default): every CTA reads its rows' whole key range, whole tiles of it.
-  launch.keys_per_split = (std::max<int64_t>(1, s.n_kv) + Cfg::kKeyTile - 1) / Cfg::kKeyTile * Cfg::kKeyTile;
-  const int64_t qvecs = s.n_head_q / s.n_head_kv * s.n_q;
-  launch.n_qchunks = (qvecs + Cfg::kQvecs - 1) / Cfg::kQvecs;
-  return launch_over_sequences(prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>, p, launch,
-                               s.n_head_kv * launch.n_qchunks, Cfg::kThreads, Cfg::kSmemBytes, stream);
+  (void)workspace;
+  return launch_unsplit_wgmma_prefill<prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>,
+                                      WsPrefillConfig<KType>>(p, route, stream,
+                                                              "warp-specialized wgmma prefill kernel");
 }
 
 }  // namespace kvflash::cuda

@@ -134,8 +134,6 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-/// setmaxnreg (sm_90a): this warpgroup's registers per thread shrink to / grow to Regs (a multiple of 8, 24-256);
-/// every warp of the warpgroup executes it.
 /// named_barrier_arrive where `pred` holds (predicated, as mbarrier_arrive_if).
 __device__ __forceinline__ void named_barrier_arrive_if(int id, int threads, bool pred) {
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p bar.arrive %0, %1;\n}\n" ::"r"(id), "r"(threads),
@@ -143,6 +141,8 @@ __device__ __forceinline__ void named_barrier_arrive_if(int id, int threads, boo
                : "memory");
 }
 
+/// setmaxnreg (sm_90a): this warpgroup's registers per thread shrink to / grow to Regs (a multiple of 8, 24-256);
+/// every warp of the warpgroup executes it.
 template <int Regs>
 __device__ __forceinline__ void release_registers() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs));
