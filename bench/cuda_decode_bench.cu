@@ -28,7 +28,6 @@
 #include "kvflash/attention_problem.h"
 #include "kvflash/quantize.h"
 #include "kvflash/route.h"
-#include "plan/kernel_table.h"
 #include "plan/launch.h"
 
 using namespace kvflash;
@@ -121,24 +120,6 @@ struct Result {
   int64_t splits = 0;
 };
 
-/// The route cut into about `splits` key ranges (whole tiles, none empty), its workspace laid out as the planner
-/// lays it out (tests/gpu/gpu_harness.h's cuda_route does the same): for measuring a split count the planner does
-/// not choose.
-Route with_splits(const AttentionProblem& p, Route r, int64_t splits) {
-  const plan::KernelSpec& spec = plan::kernel_spec(r.kernel);
-  if (splits <= 0 || spec.kv_split == plan::KvSplit::none || p.shape.n_kv == 0) return r;
-  const int64_t tile = spec.kv_tile, tiles = (p.shape.n_kv + tile - 1) / tile;
-  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>({splits, tiles, int64_t{spec.max_splits}}));
-  r.keys_per_split = (tiles + wanted - 1) / wanted * tile;
-  r.n_splits = (p.shape.n_kv + r.keys_per_split - 1) / r.keys_per_split;
-  const AttentionShape& s = p.shape;
-  const plan::LayoutInputs in{s.n_seq, s.n_head_q, s.n_q, s.d_k, s.d_v, p.k.type, r.n_splits, r.workers,
-                              r.scratch_floats_per_worker, spec.stages_q,
-                              plan::partial_o_pitch(spec, p.v.type, s.d_v)};
-  r.workspace_bytes = plan::layout_workspace(in, &r.layout);
-  return r;
-}
-
 Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, bool causal, int64_t splits) {
   const int64_t dks = stored_dim(c.kt, c.d_k), dvs = stored_dim(c.vt, c.d_v);
   const int64_t rbk = row_bytes(c.kt, dks), rbv = row_bytes(c.vt, dvs);
@@ -182,8 +163,9 @@ Result run_case(const Case& c, cudaStream_t stream, size_t l2_bytes, int iters, 
 
   StatusOr<Route> planned = plan_route(p, caps_for(BackendKind::cuda));
   check(planned.status(), "plan_route");
-  const Route route_value = with_splits(p, *planned, splits);
-  const Route* route = &route_value;
+  StatusOr<Route> forced = plan::with_forced_splits(p, *planned, splits);
+  check(forced.status(), "with_forced_splits");
+  const Route* route = &*forced;
   void* workspace = nullptr;
   if (route->workspace_bytes > 0) CHECK_CUDA(cudaMalloc(&workspace, static_cast<size_t>(route->workspace_bytes)));
   auto call = [&](int i) {

@@ -170,6 +170,25 @@ int64_t layout_workspace(const LayoutInputs& in, WorkspaceLayout* layout) {
   return align_up(end);
 }
 
+namespace {
+
+/// Lays out r's workspace for `p` as `spec` needs it (r's splits, workers and scratch), into r.layout and
+/// r.workspace_bytes; a Status where a size overflows int64.
+Status lay_out_workspace(const KernelSpec& spec, const AttentionProblem& p, Route* r) {
+  const AttentionShape& s = p.shape;
+  const LayoutInputs in{s.n_seq,     s.n_head_q,    s.n_q,      s.d_k,
+                        s.d_v,       p.k.type,      r->n_splits, r->workers,
+                        r->scratch_floats_per_worker, spec.stages_q, partial_o_pitch(spec, p.v.type, s.d_v)};
+  r->workspace_bytes = layout_workspace(in, &r->layout);
+  if (r->workspace_bytes < 0) {
+    return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes (n_splits = " +
+                            std::to_string(r->n_splits) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps, Route* route) {
   const AttentionShape& s = p.shape;
   Route r;
@@ -183,16 +202,20 @@ Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const Back
   r.n_splits = splits.n_splits;
   r.keys_per_split = splits.keys_per_split;
   r.scratch_floats_per_worker = scratch_floats_per_worker(spec, p.k.type, p.v.type, s.d_k, s.d_v);
-  const LayoutInputs in{s.n_seq,    s.n_head_q, s.n_q,      s.d_k,     s.d_v,
-                        p.k.type,   r.n_splits, r.workers,  r.scratch_floats_per_worker,
-                        spec.stages_q, partial_o_pitch(spec, p.v.type, s.d_v)};
-  r.workspace_bytes = layout_workspace(in, &r.layout);
-  if (r.workspace_bytes < 0) {
-    return invalid_argument("workspace of " + std::string(spec.name) + " overflows int64 bytes (n_splits = " +
-                            std::to_string(r.n_splits) + ")");
-  }
+  KVFLASH_RETURN_IF_ERROR(lay_out_workspace(spec, p, &r));
   *route = r;
   return Status::Ok();
+}
+
+StatusOr<Route> with_forced_splits(const AttentionProblem& p, Route route, int64_t splits) {
+  const KernelSpec& spec = kernel_spec(route.kernel);
+  if (splits <= 0 || spec.kv_split == KvSplit::none || p.shape.n_kv == 0) return route;
+  const int64_t tile = spec.kv_tile, tiles = (p.shape.n_kv + tile - 1) / tile;
+  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>({splits, tiles, int64_t{spec.max_splits}}));
+  route.keys_per_split = (tiles + wanted - 1) / wanted * tile;
+  route.n_splits = (p.shape.n_kv + route.keys_per_split - 1) / route.keys_per_split;
+  KVFLASH_RETURN_IF_ERROR(lay_out_workspace(spec, p, &route));
+  return route;
 }
 
 }  // namespace kvflash::plan

@@ -80,4 +80,10 @@ int64_t layout_workspace(const LayoutInputs& in, WorkspaceLayout* layout);
 /// `p` has been validated and accepted by the row.
 Status make_launch(const KernelSpec& spec, const AttentionProblem& p, const BackendCaps& caps, Route* route);
 
+/// `route` (planned for `p`) cut into about `splits` key ranges instead of its own count: whole tiles, no empty range
+/// (so fewer where the keys run out), at most the row's max_splits, and the workspace laid out again as make_launch
+/// lays it out. For tests and benchmarks of a split count the planner does not choose; `splits` <= 0, a row that
+/// never splits or an empty cache return the route unchanged.
+StatusOr<Route> with_forced_splits(const AttentionProblem& p, Route route, int64_t splits);
+
 }  // namespace kvflash::plan

@@ -61,24 +61,11 @@ struct RunConfig {
 };
 
 /// The planner's cuda route for `p`, or, with force_splits > 0, the same route cut into about that many key
-/// ranges (whole tiles, no empty range) with its workspace laid out again as the planner lays it out.
+/// ranges (plan::with_forced_splits).
 inline StatusOr<Route> cuda_route(const AttentionProblem& p, int64_t force_splits = 0) {
   StatusOr<Route> planned = plan_route(p, caps_for(BackendKind::cuda));
   if (!planned.ok() || force_splits <= 0) return planned;
-  Route r = *planned;
-  const plan::KernelSpec& spec = plan::kernel_spec(r.kernel);
-  if (spec.kv_split == plan::KvSplit::none || p.shape.n_kv == 0) return r;
-  const int64_t tile = spec.kv_tile, tiles = (p.shape.n_kv + tile - 1) / tile;
-  const int64_t wanted = std::max<int64_t>(1, std::min<int64_t>({force_splits, tiles, int64_t{spec.max_splits}}));
-  r.keys_per_split = (tiles + wanted - 1) / wanted * tile;
-  r.n_splits = (p.shape.n_kv + r.keys_per_split - 1) / r.keys_per_split;
-  const AttentionShape& s = p.shape;
-  const plan::LayoutInputs in{s.n_seq,       s.n_head_q,  s.n_q,      s.d_k,
-                              s.d_v,         p.k.type,    r.n_splits, r.workers,
-                              r.scratch_floats_per_worker, spec.stages_q,
-                              plan::partial_o_pitch(spec, p.v.type, s.d_v)};
-  r.workspace_bytes = plan::layout_workspace(in, &r.layout);
-  return r;
+  return plan::with_forced_splits(p, *planned, force_splits);
 }
 
 inline bool is_decode_route(const Route& r) { return r.kernel != KernelId::cuda_generic; }

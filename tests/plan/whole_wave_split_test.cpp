@@ -152,6 +152,31 @@ TEST(WholeWaveSplits, NineToSixteenQueryVectorsTakeOneSixteenVectorCtaPerKvHead)
   EXPECT_EQ(w->qvecs_per_cta, 32);
 }
 
+TEST(WholeWaveSplits, ForcedSplitCountsCutWholeTilesAndLayTheWorkspaceOutAgain) {
+  // The tests' and benchmarks' split counts (with_forced_splits): 1000 keys = 16 tiles of 64. Asking 5 gives 4
+  // tiles per split, 4 splits (the fifth would be empty); the workspace is make_launch's for 4 splits.
+  const BackendCaps caps = nominal_h100();
+  const AttentionProblem p = decode_problem(KvType::q4_0, 2, 1, 1000);
+  auto planned = plan_route(p, caps);
+  ASSERT_TRUE(planned.ok()) << planned.status().message();
+  auto forced = with_forced_splits(p, *planned, 5);
+  ASSERT_TRUE(forced.ok()) << forced.status().message();
+  EXPECT_EQ(forced->keys_per_split, 4 * 64);
+  EXPECT_EQ(forced->n_splits, 4);
+  // Partials of 4 splits x 2 sequences x 32 heads x 1 row: d_v floats each, then a max and a sum.
+  EXPECT_EQ(forced->layout.partial_o.bytes, 4 * 2 * 32 * 128 * 4);
+  EXPECT_EQ(forced->layout.partial_max.bytes, 4 * 2 * 32 * 4);
+  EXPECT_GE(forced->workspace_bytes, forced->layout.partial_sum.offset + forced->layout.partial_sum.bytes);
+  // More splits than tiles: one tile each. Zero: the route as planned.
+  forced = with_forced_splits(p, *planned, 100);
+  ASSERT_TRUE(forced.ok());
+  EXPECT_EQ(forced->n_splits, 16);
+  forced = with_forced_splits(p, *planned, 0);
+  ASSERT_TRUE(forced.ok());
+  EXPECT_EQ(forced->n_splits, planned->n_splits);
+  EXPECT_EQ(forced->workspace_bytes, planned->workspace_bytes);
+}
+
 TEST(WholeWaveSplits, MaxSplitsUpToIsTheExactMaximumOverShorterCaches) {
   // The count depends on n_kv only through the tile count: every tile boundary is visited.
   for (KernelId id : {KernelId::cuda_decode_f16, KernelId::cuda_decode_q4_0}) {
