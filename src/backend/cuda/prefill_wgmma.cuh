@@ -110,6 +110,19 @@ __device__ __forceinline__ bool causal_only_scores(const AttentionProblem& p) {
   return p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 && p.options.alibi_max_bias == 0.0;
 }
 
+/// How many of the work's key tiles a warpgroup of `group_rows` query vectors from `group_row0` multiplies: a tile
+/// only if one of its rows may see a key of it (uniform over the warpgroup: wgmma needs all 128 threads or none).
+/// Causal tiles past the group's last row are the only ones skipped, so the busy tiles are 0 .. count - 1; counted
+/// once so that no 64-bit bound stays live (and spilled) in the tile loop.
+template <int KeyTile>
+__device__ __forceinline__ int group_busy_tiles(const AttentionProblem& p, const PrefillWork& w, int group_row0,
+                                                int group_rows) {
+  if (group_rows <= 0) return 0;
+  if (!p.options.causal) return w.keys.n_tiles;
+  const int64_t last_rel = w.len - p.shape.n_q + w.row_of(group_row0 + group_rows - 1) - w.keys.key_begin;
+  return last_rel < 0 ? 0 : static_cast<int>(std::min<int64_t>(w.keys.n_tiles, last_rel / KeyTile + 1));
+}
+
 /// The CTA's query vectors (of `w`) to f16 in the swizzled layout the S wgmma reads, times `q_scale`: one 16-byte
 /// chunk (8 halves) per thread and step, zeros past w.n_qvecs. The caller fences the async proxy and synchronizes
 /// before the wgmma reads `q_s`.
@@ -293,9 +306,7 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   // This thread's two rows: 64 wg + 16 warp_in_group + g (+ 8).
   const int group_row0 = Cfg::kGroupQvecs * wg;
   const int group_rows = std::min(int{Cfg::kGroupQvecs}, w.n_qvecs - group_row0);  // <= 0: the group only copies
-  const bool causal = p.options.causal;
-  const int64_t group_last_pos =
-      group_rows > 0 ? w.len - p.shape.n_q + w.row_of(group_row0 + group_rows - 1) : INT64_MIN;
+  const int busy_tiles = group_busy_tiles<T>(p, w, group_row0, group_rows);
   WgmmaRowSoftmax<T> soft = WgmmaRowSoftmax<T>::make(p, w, group_row0, warp_in_group, lane, causal_only);
   float o[64];
 #pragma unroll
@@ -308,18 +319,8 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   const auto issue_scores = [&](int n, float (&s)[64]) {
     issue_qk_tile<D, T, Cfg::kQvecs>(s, q_addr, stages_addr + (n % 2) * Cfg::kTileBytes);
   };
-  // A warpgroup multiplies tile n only if one of its rows may see a key of it (uniform over the warpgroup: wgmma
-  // needs all 128 threads or none). Causal tiles past the group's last row are the only ones skipped, so a group
-  // busy at n was busy at every earlier tile.
-  const auto group_busy = [&](int n) {
-    return n < n_tiles && group_rows > 0 &&
-           !(causal && keys.key_begin + static_cast<int64_t>(n) * T > group_last_pos);
-  };
+  const auto group_busy = [&](int n) { return n < busy_tiles; };
 
-  // Software pipeline per warpgroup: S(n + 1) is issued together with O += P(n) V(n), and the softmax of tile
-  // n + 1 runs while the tensor cores still multiply P(n) V(n); the rescale of O waits for that product.
-  float s[64];
-  uint32_t pa[T / 16][4];
   if constexpr (Cfg::kQuantized) {
     // Before the loop: f16 K(0), V(0), K(1) in their slots, raw K(2) and V(1) in flight (what iteration 0 expects).
     ptx::cp_async_wait<0>();
@@ -344,66 +345,81 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
     wgmma::fence_proxy_async();
     __syncthreads();  // K(0) and the query staged by every thread
   }
-  if (group_busy(0)) {
-    wgmma::fence();
-    issue_scores(0, s);
-    wgmma::wait<0>();
-    wgmma::fence_operands(s);
-    float alpha0[2];
-    soft.score_tile(w, variants, 0, s, alpha0);  // o is still zero: alpha0 has nothing to scale
-  }
-  for (int it = 0; it < n_tiles; ++it) {
-    ptx::cp_async_wait<0>();
-    wgmma::fence_proxy_async();  // this thread's cp.async / st.shared writes, visible to the wgmma (async proxy)
-    // K(it + 1) and V(it) landed for every thread; every warpgroup is done with S(it) (K slot it % 2) and with
-    // O += P(it - 1) V(it - 1) (V slot (it + 1) % 2), which the copies below overwrite.
-    // Quantized: raw K(it + 2) and V(it + 1) landed instead, and are dequantized into those slots here.
-    __syncthreads();
-    if constexpr (Cfg::kQuantized) {
-      if (it + 2 < n_tiles) dequant_k(it + 2);
-      if (it + 1 < n_tiles) dequant_v(it + 1);
-      __syncthreads();  // the raw slots are free again
-      if (it + 3 < n_tiles) issue_raw_k(it + 3);
-      if (it + 2 < n_tiles) issue_raw_v(it + 2);
-    } else {
-      if (it + 2 < n_tiles) issue_k(it + 2);
-      if (it + 1 < n_tiles) issue_v(it + 1);
+  // The tile loop, specialized on causal_only so that the per-score option code is absent from the common case's
+  // loop: with both in one loop ptxas kept 255 registers and reloaded spilled copy offsets and descriptor halves
+  // from local memory between the HGMMAs (the ws kernel's finding, bench/prefill_notes.md ws1).
+  // Software pipeline per warpgroup: S(n + 1) is issued together with O += P(n) V(n), and the softmax of tile
+  // n + 1 runs while the tensor cores still multiply P(n) V(n); the rescale of O waits for that product.
+  const auto consume = [&]<bool CausalOnly>() {
+    float s[64];
+    uint32_t pa[T / 16][4];
+    if (group_busy(0)) {
+      wgmma::fence();
+      issue_scores(0, s);
+      wgmma::wait<0>();
+      wgmma::fence_operands(s);
+      float alpha0[2];
+      // o is still zero: alpha0 has nothing to scale.
+      soft.template score_tile_as<CausalOnly>(w, variants, 0, s, alpha0);
     }
-    ptx::cp_async_commit();
-    // The slot of tile it + kOffsetsLead - 3 (f16: tile it, last read by V(it)'s copy; quantized: tile it + 1,
-    // last read by the raw copy of V(it + 1)), both a barrier ago.
-    if (it + kOffsetsLead < n_tiles) tile_offsets(it + kOffsetsLead);
+    for (int it = 0; it < n_tiles; ++it) {
+      ptx::cp_async_wait<0>();
+      wgmma::fence_proxy_async();  // this thread's cp.async / st.shared writes, visible to the wgmma (async proxy)
+      // K(it + 1) and V(it) landed for every thread; every warpgroup is done with S(it) (K slot it % 2) and with
+      // O += P(it - 1) V(it - 1) (V slot (it + 1) % 2), which the copies below overwrite.
+      // Quantized: raw K(it + 2) and V(it + 1) landed instead, and are dequantized into those slots here.
+      __syncthreads();
+      if constexpr (Cfg::kQuantized) {
+        if (it + 2 < n_tiles) dequant_k(it + 2);
+        if (it + 1 < n_tiles) dequant_v(it + 1);
+        __syncthreads();  // the raw slots are free again
+        if (it + 3 < n_tiles) issue_raw_k(it + 3);
+        if (it + 2 < n_tiles) issue_raw_v(it + 2);
+      } else {
+        if (it + 2 < n_tiles) issue_k(it + 2);
+        if (it + 1 < n_tiles) issue_v(it + 1);
+      }
+      ptx::cp_async_commit();
+      // The slot of tile it + kOffsetsLead - 3 (f16: tile it, last read by V(it)'s copy; quantized: tile it + 1,
+      // last read by the raw copy of V(it + 1)), both a barrier ago.
+      if (it + kOffsetsLead < n_tiles) tile_offsets(it + kOffsetsLead);
 
-    if (!group_busy(it)) continue;
-    WgmmaRowSoftmax<T>::pack_p(s, pa);  // P(it)
-    const bool next = group_busy(it + 1);
+      if (!group_busy(it)) continue;
+      WgmmaRowSoftmax<T>::pack_p(s, pa);  // P(it)
+      const bool next = group_busy(it + 1);
 #pragma unroll
-    for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
-    wgmma::fence_operands(s);
-    wgmma::fence_operands(o);
-    wgmma::fence();
-    // Issued whether or not the group multiplies tile it + 1 (a wgmma under a condition between others of the
-    // same sequence makes ptxas serialize them all, C7520): past the last busy tile the product is not used, and
-    // the slot it reads holds K(it + 1) or a finished older tile, never one being copied.
-    issue_scores(it + 1, s);
-    // O += P V: key step ks (keys 16 ks .. + 15) is V rows 16 ks .., 2048 bytes into each column block; the two
-    // column blocks (d 0-63, 64-127) lie T rows apart (the leading byte offset of an MN-major operand).
-    const uint32_t v_addr = stages_addr + (2 + it % 2) * Cfg::kTileBytes;
+      for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);
+      wgmma::fence_operands(s);
+      wgmma::fence_operands(o);
+      wgmma::fence();
+      // Issued whether or not the group multiplies tile it + 1 (a wgmma under a condition between others of the
+      // same sequence makes ptxas serialize them all, C7520): past the last busy tile the product is not used, and
+      // the slot it reads holds K(it + 1) or a finished older tile, never one being copied.
+      issue_scores(it + 1, s);
+      // O += P V: key step ks (keys 16 ks .. + 15) is V rows 16 ks .., 2048 bytes into each column block; the two
+      // column blocks (d 0-63, 64-127) lie T rows apart (the leading byte offset of an MN-major operand).
+      const uint32_t v_addr = stages_addr + (2 + it % 2) * Cfg::kTileBytes;
 #pragma unroll
-    for (int ks = 0; ks < T / 16; ++ks) {
-      const uint64_t db = wgmma::descriptor(v_addr + ks * 16 * Cfg::kRowBytes, T * Cfg::kRowBytes, Cfg::kAtomBytes);
-      wgmma::mma_m64n128k16_rs_bt(o, pa[ks], db);
+      for (int ks = 0; ks < T / 16; ++ks) {
+        const uint64_t db = wgmma::descriptor(v_addr + ks * 16 * Cfg::kRowBytes, T * Cfg::kRowBytes, Cfg::kAtomBytes);
+        wgmma::mma_m64n128k16_rs_bt(o, pa[ks], db);
+      }
+      wgmma::commit();
+      float alpha[2] = {1.0f, 1.0f};
+      wgmma::wait<1>();  // S(it + 1); groups complete in order
+      wgmma::fence_operands(s);
+      if (next) soft.template score_tile_as<CausalOnly>(w, variants, it + 1, s, alpha);
+      wgmma::wait<0>();
+      wgmma::fence_operands(o);
+#pragma unroll
+      for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
+      WgmmaRowSoftmax<T>::rescale(o, alpha);
     }
-    wgmma::commit();
-    float alpha[2] = {1.0f, 1.0f};
-    wgmma::wait<1>();  // S(it + 1); groups complete in order
-    wgmma::fence_operands(s);
-    if (next) soft.score_tile(w, variants, it + 1, s, alpha);
-    wgmma::wait<0>();
-    wgmma::fence_operands(o);
-#pragma unroll
-    for (int ks = 0; ks < T / 16; ++ks) wgmma::fence_operands(pa[ks]);  // read by the tensor cores until here
-    WgmmaRowSoftmax<T>::rescale(o, alpha);
+  };
+  if (causal_only) {
+    consume.template operator()<true>();
+  } else {
+    consume.template operator()<false>();
   }
 
   // ---- Epilogue: rows to shared memory in head-dim order (aliasing the stages), one warp finishes each row.

@@ -272,13 +272,7 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     const int consumer = wg - 1, warp_in_group = warp % 4;
     const int group_row0 = Cfg::kGroupQvecs * consumer;
     const int group_rows = std::min(int{Cfg::kGroupQvecs}, w.n_qvecs - group_row0);  // <= 0: the group only waits
-    // As in prefill_wgmma.cuh, causal tiles past the group's last row are skipped (uniform over the warpgroup): the
-    // group multiplies tiles 0 .. busy_tiles - 1, counted once here so that no 64-bit bound stays live in the loop.
-    int busy_tiles = group_rows > 0 ? n_tiles : 0;
-    if (p.options.causal && group_rows > 0) {
-      const int64_t last_rel = w.len - p.shape.n_q + w.row_of(group_row0 + group_rows - 1) - w.keys.key_begin;
-      busy_tiles = last_rel < 0 ? 0 : static_cast<int>(std::min<int64_t>(n_tiles, last_rel / T + 1));
-    }
+    const int busy_tiles = group_busy_tiles<T>(p, w, group_row0, group_rows);
     WgmmaRowSoftmax<T> soft = WgmmaRowSoftmax<T>::make(p, w, group_row0, warp_in_group, lane, causal_only);
     float o[64];
 #pragma unroll
