@@ -109,6 +109,25 @@ TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
   EXPECT_EQ(r->workspace_bytes, 0);
 }
 
+TEST(WholeWaveSplits, MoreThanTwoCtasPerSmOnlyWithSplitsOfEightTiles) {
+  // q4_0 and turbo3 fit 4 CTAs per SM (528 slots). 16K keys (256 tiles) would fill them with 64 splits of 4
+  // tiles: planned at 2 per SM instead (32 splits of 8 tiles, 256 of 264 slots). 32K fills 4 per SM with 64
+  // splits of 8 tiles, 131K with 63 of 33; 8K and 4K have too few tiles for either and take the most allowed.
+  const BackendCaps caps = nominal_h100();
+  for (KvType type : {KvType::q4_0, KvType::turbo3}) {
+    const std::pair<int64_t, int64_t> expected[] = {{4096, 16}, {8192, 32}, {16384, 32}, {32768, 64}, {131072, 63}};
+    for (const auto& [n_kv, splits] : expected) {
+      auto r = plan_route(decode_problem(type, 1, 1, n_kv), caps);
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      EXPECT_EQ(r->n_splits, splits) << kv_traits(type).name << " n_kv " << n_kv;
+    }
+  }
+  // f16 (2 per SM) is not affected: 16K takes 32 splits of 8 tiles as before.
+  auto r = plan_route(decode_problem(KvType::f16, 1, 1, 16384), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 32);
+}
+
 TEST(WholeWaveSplits, NineToSixteenQueryVectorsTakeOneSixteenVectorCtaPerKvHead) {
   const BackendCaps caps = nominal_h100();
   // 4 rows x GQA 4 = 16 query vectors: one CTA of 16 per (sequence, KV head) on the quantized rows, so the KV

@@ -145,6 +145,12 @@ struct SplitPlan {
 // turbo3 1.4 us faster, f16, q8_0 and turbo4 within 0.3 us; 8 splits 2-5 us slower. Session 5's run (fused merge)
 // had 16 faster for every type by 1.2-2.2 us. Half the splits also halve the partials a short cache plans for.
 inline constexpr int64_t kMinTilesPerSplit = 4;
+// Beyond this many CTAs per SM a split must hold kMinTilesPerDenseSplit tiles, else the launch is planned at this
+// many. Measured (bench/results/h100_session6_ab_and_splits.md): at 16K keys the 4-resident instances ran 9-11%
+// faster at 32 splits (8 tiles, ~2 CTAs per SM) than at the 64 (4 tiles) that fill 4 (q4_0 26.1 vs 28.7 us, turbo3
+// 30.3 vs 34.1), while at 131K filling 4 per SM (63 splits of 32 tiles) is 14% faster than 2 (q4_0 81.4 vs 94.0).
+inline constexpr int kDenseCtasPerSm = 2;
+inline constexpr int64_t kMinTilesPerDenseSplit = 8;
 // Caps the workspace (rows x splits x d_v floats) and the combine's loop; 128K keys / 512 is still 256 keys each.
 inline constexpr int64_t kMaxSplits = 512;
 
@@ -206,10 +212,26 @@ inline int64_t whole_wave_count(int64_t tiles, int64_t base, int64_t resident, i
   return choice.best;
 }
 
+/// The whole-wave split count for `tiles` tiles and `base` CTAs per split on an SM count of `sm_count` with
+/// `ctas_per_sm` CTA slots each: whole_wave_count() over all slots, unless that fills more than kDenseCtasPerSm
+/// per SM with splits shorter than kMinTilesPerDenseSplit tiles; then over kDenseCtasPerSm slots per SM.
+inline int64_t whole_wave_splits(int64_t tiles, int64_t base, int64_t sm_count, int64_t ctas_per_sm,
+                                 int64_t max_waves, int64_t max_splits) {
+  const auto count_on = [&](int64_t per_sm) {
+    const int64_t resident = std::max<int64_t>(1, sm_count * per_sm);
+    const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, max_waves));
+    return whole_wave_count(tiles, base, resident, cap);
+  };
+  const int64_t dense = count_on(ctas_per_sm);
+  if (ctas_per_sm <= kDenseCtasPerSm || tiles >= kMinTilesPerDenseSplit * dense) return dense;
+  return count_on(kDenseCtasPerSm);
+}
+
 /// The split count that fills the GPU in whole waves, for `n_items` (sequence, KV head) pairs whose query vectors
 /// number `qvecs` each, over n_kv keys: the fewest splits whose launch keeps kGoodWaveFill of the resident CTA
 /// slots busy (wave_fill()), else the fullest launch, since every split costs a prologue and a partial row in the
-/// combine. No split shorter than kMinTilesPerSplit tiles, at most max_splits, at most g.max_waves waves.
+/// combine. No split shorter than kMinTilesPerSplit tiles, at most max_splits, at most g.max_waves waves; more than
+/// kDenseCtasPerSm CTAs per SM only with splits of kMinTilesPerDenseSplit tiles (whole_wave_splits()).
 inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, const KernelGeometry& g,
                                   int sm_count, int64_t max_splits = kMaxSplits) {
   SplitPlan plan;
@@ -217,9 +239,8 @@ inline SplitPlan plan_whole_waves(int64_t n_items, int64_t qvecs, int64_t n_kv, 
   const int64_t tile = std::max(1, g.key_tile);
   const int64_t tiles = std::max<int64_t>(1, (n_kv + tile - 1) / tile);
   const int64_t base = std::max<int64_t>(1, n_items * plan.n_qchunks);
-  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.ctas_per_sm));
-  const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, g.max_waves));
-  plan.n_splits = whole_wave_count(tiles, base, resident, cap);
+  plan.n_splits = whole_wave_splits(tiles, base, std::max(1, sm_count), std::max(1, g.ctas_per_sm),
+                                    g.max_waves, max_splits);
   plan.keys_per_split = (tiles + plan.n_splits - 1) / plan.n_splits * tile;
   return plan;
 }
@@ -231,15 +252,17 @@ inline SplitPlan plan_splits(const AttentionShape& s, const KernelGeometry& g, i
 
 /// The largest plan_whole_waves().n_splits over every n_kv in [0, max_n_kv] (exact; not monotone in n_kv). Whole
 /// tiles make every count n exactly once t > n (n - 1) tiles (t / n - t / (n + 1) >= 1), so past
-/// max(kMinTilesPerSplit x G, G (G - 1)) tiles the count stays at G, the first count up to the cap whose fill is
-/// good (or, without one, past the cap's bound it stays at the fullest): the walk over tile counts stops there.
+/// max(kMinTilesPerDenseSplit x G, G (G - 1)) tiles the count stays at G, the first count up to the cap whose fill
+/// is good over all CTA slots (or, without one, past the cap's bound it stays at the fullest), and no shorter split
+/// sends the rule to kDenseCtasPerSm: the walk over tile counts stops there.
 inline int64_t max_whole_wave_splits(int64_t n_items, int64_t n_qchunks, int64_t max_n_kv, const KernelGeometry& g,
                                      int sm_count, int64_t max_splits = kMaxSplits) {
   if (max_n_kv <= 0) return 1;
   const int64_t tile = std::max(1, g.key_tile);
   const int64_t max_tiles = (max_n_kv + tile - 1) / tile;
   const int64_t base = std::max<int64_t>(1, n_items * std::max<int64_t>(1, n_qchunks));
-  const int64_t resident = std::max<int64_t>(1, int64_t{sm_count} * std::max(1, g.ctas_per_sm));
+  const int64_t sms = std::max(1, sm_count), per_sm = std::max(1, g.ctas_per_sm);
+  const int64_t resident = sms * per_sm;
   const int64_t cap = std::min(std::max<int64_t>(1, max_splits), whole_wave_search_end(base, resident, g.max_waves));
   int64_t settled = cap;  // the count every large enough tile count gets
   for (int64_t n = 1; n <= cap; ++n) {
@@ -248,9 +271,11 @@ inline int64_t max_whole_wave_splits(int64_t n_items, int64_t n_qchunks, int64_t
       break;
     }
   }
-  const int64_t t_end = std::min(max_tiles, std::max(kMinTilesPerSplit * settled, settled * settled));
+  const int64_t t_end = std::min(max_tiles, std::max(kMinTilesPerDenseSplit * settled, settled * settled));
   int64_t reached = 1;
-  for (int64_t t = 1; t <= t_end; ++t) reached = std::max(reached, whole_wave_count(t, base, resident, cap));
+  for (int64_t t = 1; t <= t_end; ++t) {
+    reached = std::max(reached, whole_wave_splits(t, base, sms, per_sm, g.max_waves, max_splits));
+  }
   return reached;
 }
 
