@@ -169,6 +169,36 @@ __device__ inline int kv_tile_run_rows(const KvView& v, const DecodeWork& w, int
              : 0;
 }
 
+/// A tile of KeyTile rows stored back to back from byte `start` of `data` (16-byte aligned: kv_tile_run_rows() said
+/// KeyTile), copied flat into `dst` by threads tid = 0 .. Threads - 1: 16-byte copies of the bytes of the rows before
+/// key_end (rows_valid of them), zeros after (cp.async fills the part of a 16-byte chunk past its source size with
+/// zeros).
+template <int KeyTile, int RowBytes, int Threads>
+__device__ __forceinline__ void copy_tile_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid,
+                                             int tid) {
+  const auto* src = static_cast<const uint8_t*>(data) + start;
+  constexpr int kChunks = KeyTile * RowBytes / 16;
+  if (rows_valid >= KeyTile) {
+    // A whole tile (every tile but a split's last): no bounds, one base address, the rest immediate offsets
+    // (the general loop below costs ~20 instructions per 16-byte chunk, a quarter of a q4_0 tile's work).
+    const uint8_t* s = src + 16 * tid;
+    uint8_t* d = dst + 16 * tid;
+#pragma unroll
+    for (int k = 0; k < (kChunks + Threads - 1) / Threads; ++k) {
+      if ((k + 1) * Threads <= kChunks || k * Threads + tid < kChunks) {
+        ptx::cp_async16_l2_256(d + 16 * Threads * k, s + 16 * Threads * k);
+      }
+    }
+    return;
+  }
+  const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
+#pragma unroll 2
+  for (int c = tid; c < kChunks; c += Threads) {
+    const int n = min(max(valid_bytes - 16 * c, 0), 16);
+    ptx::cp_async<16>(dst + 16 * c, n > 0 ? src + 16 * c : static_cast<const uint8_t*>(data), n);
+  }
+}
+
 /// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for runs, their starts) are computed
 /// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Runs are allowed for
 /// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
@@ -207,34 +237,11 @@ struct KvPipeline {
     }
   }
 
-  /// A tile as one span: 16-byte copies of the bytes of the rows before key_end, zeros after (cp.async fills the
-  /// part of a 16-byte chunk past its source size with zeros).
+  /// A tile as one span (copy_tile_span).
   template <int RowBytes>
   __device__ void copy_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid) const {
-    const auto* src = static_cast<const uint8_t*>(data) + start;
-    constexpr int kChunks = KeyTile * RowBytes / 16;
-    if (rows_valid >= KeyTile) {
-      // A whole tile (every tile but a split's last): no bounds, one base address, the rest immediate offsets
-      // (the general loop below costs ~20 instructions per 16-byte chunk, a quarter of a q4_0 tile's work).
-      const int tid = static_cast<int>(threadIdx.x);
-      const uint8_t* s = src + 16 * tid;
-      uint8_t* d = dst + 16 * tid;
-#pragma unroll
-      for (int k = 0; k < (kChunks + Threads - 1) / Threads; ++k) {
-        if ((k + 1) * Threads <= kChunks || k * Threads + tid < kChunks) {
-          ptx::cp_async16_l2_256(d + 16 * Threads * k, s + 16 * Threads * k);
-        }
-      }
-      return;
-    }
-    const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
-#pragma unroll 2
-    for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
-      const int n = min(max(valid_bytes - 16 * c, 0), 16);
-      ptx::cp_async<16>(dst + 16 * c, n > 0 ? src + 16 * c : static_cast<const uint8_t*>(data), n);
-    }
+    copy_tile_span<KeyTile, RowBytes, Threads>(dst, data, start, rows_valid, static_cast<int>(threadIdx.x));
   }
-
   /// A tile as runs of kPageRunRows rows, run r starting at offs[r * kPageRunRows]: the same flat layout and zero
   /// fill as a span. A run is RowBytes 16-byte chunks, so the run of a chunk is a division by a constant.
   template <int RowBytes>

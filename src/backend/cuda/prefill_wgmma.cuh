@@ -164,14 +164,28 @@ __device__ __forceinline__ void swizzled_tile_offsets(const AttentionProblem& p,
 /// Copies KeyTile rows of 256 bytes (offsets from swizzled_tile_offsets, -1: a row of zeros, which keeps P * V
 /// finite) into a swizzled tile. Thread tid (0 .. Threads - 1 of the copying threads) moves 16-byte chunk tid % 16
 /// of rows tid / 16 + Threads / 16 * i:
-/// cp.async when every row address is 16-byte aligned, else (odd strides or padding) 2-byte loads and one shared
-/// store per chunk.
+/// a whole tile stored as one span (`spans`: kv_tile_run_rows() said KeyTile) from one base address with immediate
+/// offsets (a row is 256 bytes and a pass of rows keeps its swizzle phase); cp.async per row offset when every row
+/// address is 16-byte aligned; else (odd strides or padding) 2-byte loads and one shared store per chunk.
 template <int KeyTile, int Threads>
 __device__ __forceinline__ void copy_swizzled_tile(uint8_t* tile, const void* data, const int64_t* offsets,
-                                                   bool aligned16, int tid) {
+                                                   bool aligned16, bool spans, int tid) {
   constexpr int kRowsPerPass = Threads / 16;
+  static_assert(kRowsPerPass % 8 == 0, "rows r and r + kRowsPerPass share the swizzle phase r % 8");
   const int chunk = tid % 16;
   const auto* base = static_cast<const uint8_t*>(data);
+  if (spans && offsets[KeyTile - 1] >= 0) {
+    // The per-row path costs ~20 instructions per 16-byte copy (offset load, 64-bit address, swizzle): a third of
+    // the one-role kernel's issue slots per tile in Nsight (session 7).
+    const int row0 = tid / 16;
+    const uint8_t* src = base + offsets[0] + row0 * 2 * kSwizzleRowBytes + 16 * chunk;
+    uint8_t* dst = tile + swizzled_chunk(row0, chunk, KeyTile);
+#pragma unroll
+    for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+      ptx::cp_async<16>(dst + i * kRowsPerPass * kSwizzleRowBytes, src + i * kRowsPerPass * 2 * kSwizzleRowBytes, 16);
+    }
+    return;
+  }
   if (aligned16) {
 #pragma unroll
     for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
@@ -194,6 +208,20 @@ __device__ __forceinline__ void copy_swizzled_tile(uint8_t* tile, const void* da
     }
     *reinterpret_cast<uint4*>(tile + swizzled_chunk(row, chunk, KeyTile)) =
         make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+}
+
+/// Copies tile n of `keys` as stored (KeyTile rows of RawRowBytes, offsets from swizzled_tile_offsets) into a raw
+/// slot, rows back to back: as one span in 16-byte pieces where kv_tile_run_rows() said KeyTile (`spans`), else row
+/// by row in `width`-byte pieces; zeros past key_end either way.
+template <int KeyTile, int RawRowBytes, int Threads>
+__device__ __forceinline__ void copy_raw_tile(uint8_t* raw, const void* data, const int64_t* offsets, int width,
+                                              bool spans, const DecodeWork& keys, int n, int tid) {
+  if (spans) {
+    const int64_t rows_valid = keys.key_end - (keys.key_begin + static_cast<int64_t>(n) * KeyTile);
+    copy_tile_span<KeyTile, RawRowBytes, Threads>(raw, data, offsets[0], rows_valid, tid);
+  } else {
+    copy_rows<RawRowBytes, RawRowBytes, KeyTile, Threads>(raw, data, offsets, width, tid);
   }
 }
 
@@ -247,13 +275,17 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   // f16: copies straight into the f16 slots.
   const bool k_aligned = kv_copy_width(p.k, w.s, w.hkv, D * 2) >= 16;
   const bool v_aligned = kv_copy_width(p.v, w.s, w.hkv, D * 2) >= 16;
+  // Tiles stored as one run of bytes (contiguous caches, pages of a multiple of T rows), in the stored row size of
+  // the type: f16 rows go to the swizzled slots, quantized ones to the raw slots.
+  const bool k_spans = kv_tile_run_rows<T>(p.k, keys, Cfg::kQuantized ? Cfg::kRawRowBytes : D * 2) == T;
+  const bool v_spans = kv_tile_run_rows<T>(p.v, keys, Cfg::kQuantized ? Cfg::kRawRowBytes : D * 2) == T;
   const auto issue_k = [&](int n) {
     copy_swizzled_tile<T, Cfg::kThreads>(stages + (n % 2) * Cfg::kTileBytes, p.k.data, offsets + (n % 3) * 2 * T,
-                                         k_aligned, tid);
+                                         k_aligned, k_spans, tid);
   };
   const auto issue_v = [&](int n) {
     copy_swizzled_tile<T, Cfg::kThreads>(stages + (2 + n % 2) * Cfg::kTileBytes, p.v.data,
-                                         offsets + (n % 3) * 2 * T + T, v_aligned, tid);
+                                         offsets + (n % 3) * 2 * T + T, v_aligned, v_spans, tid);
   };
   // Quantized: copies of the stored rows into the raw slots, then dequantization into the f16 slots.
   uint8_t* raw_k = smem + Cfg::kRawOffset;
@@ -261,12 +293,12 @@ __global__ void __launch_bounds__(WgmmaPrefillConfig<KType>::kThreads, 1)
   const int width_k = kv_copy_width(p.k, w.s, w.hkv, Cfg::kRawRowBytes);
   const int width_v = kv_copy_width(p.v, w.s, w.hkv, Cfg::kRawRowBytes);
   const auto issue_raw_k = [&](int n) {
-    copy_rows<Cfg::kRawRowBytes, Cfg::kRawRowBytes, T, Cfg::kThreads>(raw_k, p.k.data, offsets + (n % 3) * 2 * T,
-                                                                       width_k, tid);
+    copy_raw_tile<T, Cfg::kRawRowBytes, Cfg::kThreads>(raw_k, p.k.data, offsets + (n % 3) * 2 * T, width_k, k_spans,
+                                                       keys, n, tid);
   };
   const auto issue_raw_v = [&](int n) {
-    copy_rows<Cfg::kRawRowBytes, Cfg::kRawRowBytes, T, Cfg::kThreads>(raw_v, p.v.data,
-                                                                       offsets + (n % 3) * 2 * T + T, width_v, tid);
+    copy_raw_tile<T, Cfg::kRawRowBytes, Cfg::kThreads>(raw_v, p.v.data, offsets + (n % 3) * 2 * T + T, width_v,
+                                                       v_spans, keys, n, tid);
   };
   const auto dequant_k = [&](int n) {
     if constexpr (Cfg::kQuantized) {
