@@ -33,13 +33,17 @@ double prefill_cost_us(const AttentionProblem& p, const BackendCaps& caps, const
   const double padding = qvecs > 0.0 ? passes * cta_qvecs / qvecs : 1.0;
   const double splits = static_cast<double>(std::max<int64_t>(1, n_splits));
   const double ctas = static_cast<double>(s.n_seq * s.n_head_kv) * passes * splits;
-  const double fill = std::min(1.0, ctas / std::max(1, caps.sm_count * cuda::kPrefillCtasPerSm));
+  const double resident = static_cast<double>(std::max(1, caps.sm_count * cuda::kPrefillCtasPerSm));
+  const double fill = std::min(1.0, ctas / resident);
   // Bottom-right causal: row i of n_q sees n_kv - n_q + i + 1 keys, so a square prefill reads half the keys and a
   // short chunk at depth nearly all of them.
   const double n_kv = static_cast<double>(std::max<int64_t>(1, s.n_kv));
   const double visible =
       p.options.causal ? std::clamp((n_kv - 0.5 * static_cast<double>(s.n_q - 1)) / n_kv, 0.0, 1.0) : 1.0;
-  const double bytes_us = visible * passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
+  // The CTAs of one KV head that run at the same time share its K/V through L2 (Nsight: 99% L2 hits for a 512-row
+  // chunk at 32K), so DRAM serves the bytes once per wave of CTAs, at most once per pass.
+  const double dram_passes = std::min(passes, std::ceil(ctas / resident));
+  const double bytes_us = visible * dram_passes * w.kv_bytes / (0.5 * caps.memory_bandwidth_gbps * 1e3);
   const double mma_us = visible * padding * w.flops / flops_per_us;
   const double partial_bytes = splits > 1.0 ? 2.0 * splits * static_cast<double>(s.n_seq * s.n_head_q * s.n_q) *
                                                   static_cast<double>(s.d_v + 2) * 4.0
@@ -77,16 +81,16 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
                              f16 ? 230e6 : 160e6);
     }
     case CostModel::cuda_prefill_wgmma:
-      // Two warpgroups per CTA, 128 query vectors, never split; ~290-300 TFLOP/s on an H100 for f16, ~205 for q4_0
-      // (measured, bench/prefill_notes.md w1, w2). Where neither row splits, the row order, not this rate, is what
-      // makes the router prefer it over the mma.sync rows (kernel_table.h); where the mma.sync row splits the keys
+      // Two warpgroups per CTA, 128 query vectors, never split; on an H100 for 512 rows at 32K-131K (measured,
+      // bench/prefill_notes.md, session 7): f16 391-412 TFLOP/s, q4_0 272-287. Where the mma.sync row splits the keys
       // of a short chunk to fill the SMs, that row estimates less and is taken.
-      return prefill_cost_us(p, caps, w, 1, 128.0, 295e6);
+      return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 400e6 : 275e6);
     case CostModel::cuda_prefill_wgmma_ws:
-      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, session 6, 512 rows at
-      // 32K-131K): f16 199-202, q8_0 205-213, q4_0 202-207 TFLOP/s. Below cuda.prefill_wgmma's f16 and q4_0 rows,
-      // which stay preferred; above cuda.prefill.q8_0, so it takes q8_0 wherever its CTAs fill the SMs.
-      return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 200e6 : 205e6);
+      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, session 7, 512 rows at
+      // 32K-131K): f16 525-545, q8_0 220-236, q4_0 226-238 TFLOP/s: it takes f16 and q8_0; q4_0 stays on
+      // cuda.prefill_wgmma's row.
+      return prefill_cost_us(p, caps, w, 1, 128.0,
+                             p.k.type == KvType::f16 ? 530e6 : p.k.type == KvType::q8_0 ? 220e6 : 230e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.
