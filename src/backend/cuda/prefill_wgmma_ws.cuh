@@ -253,7 +253,7 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     const int group_row0 = Cfg::kGroupQvecs * consumer;
     const int group_rows = std::min(int{Cfg::kGroupQvecs}, w.n_qvecs - group_row0);  // <= 0: the group only waits
     const int busy_tiles = group_busy_tiles<T>(p, w, group_row0, group_rows);
-    WgmmaRowSoftmax<T> soft = WgmmaRowSoftmax<T>::make(p, w, group_row0, warp_in_group, lane, causal_only);
+    WgmmaRowSoftmax<T> soft = WgmmaRowSoftmax<T>::make(p, w, group_row0, warp_in_group, lane);
     float o[64];
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] = 0.0f;

@@ -23,16 +23,14 @@ struct WgmmaRowSoftmax {
   int rows[2] = {0, 0};      // CTA query-vector index of h = 0, 1
   int row_keys[2] = {0, 0};  // keys the row may see, counted from the work's key_begin
   int clean_keys = 0;        // min(row_keys): tiles below it need no causal mask
-  bool causal_only = false;  // no per-score option: only causal / range masking, scores already in base 2
   float m_run[2] = {-INFINITY, -INFINITY};  // base 2
   float l_run[2] = {0.0f, 0.0f};            // this thread's part of the row sum (the quad adds up at the end)
 
   /// Rows group_row0 + 16 warp_in_group + lane / 4 (+ 8) of the work `w`.
   __device__ static WgmmaRowSoftmax make(const AttentionProblem& p, const PrefillWork& w, int group_row0,
-                                         int warp_in_group, int lane, bool causal_only) {
+                                         int warp_in_group, int lane) {
     WgmmaRowSoftmax r;
     r.t = lane % 4;
-    r.causal_only = causal_only;
     const int64_t pos_base = w.len - p.shape.n_q;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -118,15 +116,6 @@ struct WgmmaRowSoftmax {
 #pragma unroll
         for (int j = 0; j + step < 8; j += 2 * step) sum[j] += sum[j + step];
       l_run[h] = l_run[h] * alpha[h] + sum[0];
-    }
-  }
-
-  __device__ __forceinline__ void score_tile(const PrefillWork& w, const ScoreVariant* variants, int n,
-                                             float (&s)[64], float (&alpha)[2]) {
-    if (causal_only) {
-      score_tile_as<true>(w, variants, n, s, alpha);
-    } else {
-      score_tile_as<false>(w, variants, n, s, alpha);
     }
   }
 
