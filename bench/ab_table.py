@@ -5,7 +5,8 @@ ratio to the first (the base).
     python3 bench/ab_table.py OUT_DIR NAME [NAME...]
 
 reads OUT_DIR/decode_<NAME>_<round>.jsonl (bench/cuda_decode_bench.cu --json: one header object with copy_gbps, then
-one object per case) and prints a Markdown table on stdout.
+one object per case) and prints a Markdown table on stdout; where OUT_DIR/prefill_<NAME>_<round>.jsonl exist
+(bench/cuda_prefill_bench.cu --json), a second table of the mean TFLOP/s per prefill case and row.
 """
 import glob
 import json
@@ -62,7 +63,34 @@ def main(argv):
             if name != names[0]:
                 ratios.append(f"{mean / base_mean:.3f}")
         print(f"| {case} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    prefill_table(out_dir, names)
     return 0
+
+
+def prefill_table(out_dir, names):
+    """The prefill rounds of each tree: mean TFLOP/s per (type, depth, route) and the ratio to the first tree."""
+    runs = {}
+    for name in names:
+        rows = {}
+        for path in sorted(glob.glob(os.path.join(out_dir, f"prefill_{name}_*.jsonl"))):
+            with open(path) as f:
+                for line in f:
+                    row = json.loads(line)
+                    if "tflops" in row:
+                        rows.setdefault((row["type"], row["depth"], row["route"]), []).append(row["tflops"])
+        runs[name] = rows
+    if not runs[names[0]]:
+        return
+    print()
+    print("| prefill case | row | " + " | ".join(f"{n} TFLOP/s" for n in names) + " | " +
+          " | ".join(f"{n} / {names[0]}" for n in names[1:]) + " |")
+    print("|---|---|" + "---:|" * (2 * len(names) - 1))
+    for key, base in runs[names[0]].items():
+        base_mean = sum(base) / len(base)
+        means = [sum(runs[n][key]) / len(runs[n][key]) if key in runs[n] else None for n in names]
+        cells = [f"{m:.1f}" if m is not None else "n/a" for m in means]
+        ratios = [f"{m / base_mean:.2f}" if m is not None and base_mean > 0 else "n/a" for m in means[1:]]
+        print(f"| {key[0]} {key[1]} | {key[2]} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":

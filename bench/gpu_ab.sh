@@ -8,8 +8,9 @@
 #   third_party/googletest where the machine has no GoogleTest)
 #
 # Environment: KVFLASH_AB_ROUNDS (default 2) rounds of the decode benchmark; KVFLASH_AB_PREFILL=1 also runs each
-# tree's prefill benchmark once; KVFLASH_AB_ARGS extra arguments of every decode run (e.g. "--only kv=131072").
-# Builds go to /tmp/kvf-ab-<tree name>; logs and JSON to $OUT (./gpu-out elsewhere).
+# tree's prefill benchmark, alternating, as many rounds; KVFLASH_AB_ARGS extra arguments of every decode run (e.g.
+# "--only kv=131072"). Builds go to /tmp/kvf-ab-<tree name>; $OUT (./gpu-out elsewhere) ends up holding the table
+# (ab_table.md) and one archive of every log and JSON file (ab.tgz).
 # Through the device tool: stage the trees under /work/main/.gpu-stage/<name> (the top of bench/gpu.sh shows how) and
 #   run(command="bash .gpu-stage/main/bench/gpu_ab.sh .gpu-stage/main .gpu-stage/branch", carry=[".gpu-stage"])
 set -uo pipefail
@@ -50,11 +51,16 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 if [ "${KVFLASH_AB_PREFILL:-0}" = 1 ]; then
-  for n in "${names[@]}"; do
-    echo "== $(date +%T) prefill benchmark, $n"
-    timeout 180 "/tmp/kvf-ab-$n/kvflash_cuda_prefill_bench" --json "$OUT/prefill_$n.jsonl" | tee "$OUT/prefill_$n.txt" ||
-      { echo "FAILED: prefill benchmark of $n"; status=1; }
+  for round in $(seq 1 "$ROUNDS"); do
+    for n in "${names[@]}"; do
+      echo "== $(date +%T) prefill benchmark, $n, round $round"
+      timeout 180 "/tmp/kvf-ab-$n/kvflash_cuda_prefill_bench" --json "$OUT/prefill_${n}_$round.jsonl" \
+        >"$OUT/prefill_${n}_$round.txt" 2>&1 || { echo "FAILED: prefill benchmark of $n"; status=1; }
+    done
   done
 fi
 python3 "$TABLE" "$OUT" "${names[@]}" | tee "$OUT/ab_table.md"
+# The device tool brings back a handful of files per call: everything else travels in one archive.
+(cd "$OUT" && tar czf ab.tgz --exclude=ab.tgz --exclude=ab_table.md . &&
+  find . -mindepth 1 -maxdepth 1 ! -name ab.tgz ! -name ab_table.md -exec rm -rf {} +)
 exit $status
