@@ -213,10 +213,9 @@ inline constexpr KernelSpec kKernels[] = {
     // n_q, every option, no split, no workspace); q4_0 is dequantized in shared memory into the f16 tiles its MMAs
     // read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by a faster
     // MMA rate, so it never estimates more when neither splits: the router prefers it wherever both accept and the
-    // warp-specialized row below does not estimate less (f16 now does). Only where it measured faster
-    // (bench/prefill_notes.md w2): the q8_0
-    // producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's 181-187, so q8_0 has no row here (its
-    // wgmma row is the warp-specialized one below).
+    // warp-specialized row below does not estimate less (for f16 it now does). Only where it measured faster
+    // (bench/prefill_notes.md w2): the q8_0 producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's
+    // 181-187, so q8_0 has no row here (its wgmma row is the warp-specialized one below).
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0, kAllFeatures, KvSplit::none,
      /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none, CostModel::cuda_prefill_wgmma,

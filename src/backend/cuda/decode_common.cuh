@@ -242,6 +242,7 @@ struct KvPipeline {
   __device__ void copy_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid) const {
     copy_tile_span<KeyTile, RowBytes, Threads>(dst, data, start, rows_valid, static_cast<int>(threadIdx.x));
   }
+
   /// A tile as runs of kPageRunRows rows, run r starting at offs[r * kPageRunRows]: the same flat layout and zero
   /// fill as a span. A run is RowBytes 16-byte chunks, so the run of a chunk is a division by a constant.
   template <int RowBytes>
