@@ -7,7 +7,8 @@
 #   bash bench/gpu_ab.sh TREE... (each a source tree with bench/gpu.sh, e.g. `git archive` of a branch, plus
 #   third_party/googletest where the machine has no GoogleTest)
 #
-# Environment: KVFLASH_AB_ROUNDS (default 2) rounds of the decode benchmark; KVFLASH_AB_PREFILL=1 also runs each
+# Environment: KVFLASH_AB_ROUNDS (default 2) rounds of the decode benchmark (KVFLASH_AB_DECODE=0 skips it, for a
+# change that only touches prefill); KVFLASH_AB_PREFILL=1 also runs each
 # tree's prefill benchmark, alternating, as many rounds; KVFLASH_AB_ARGS extra arguments of every decode run (e.g.
 # "--only kv=131072"). Builds go to /tmp/kvf-ab-<tree name>; $OUT (./gpu-out elsewhere) ends up holding the table
 # (ab_table.md) and one archive of every log and JSON file (ab.tgz).
@@ -43,6 +44,7 @@ done
 [ "$status" -ne 0 ] && exit 1
 
 for round in $(seq 1 "$ROUNDS"); do
+  [ "${KVFLASH_AB_DECODE:-1}" = 0 ] && break
   for n in "${names[@]}"; do
     echo "== $(date +%T) decode benchmark, $n, round $round"
     # shellcheck disable=SC2086  # KVFLASH_AB_ARGS is a list of arguments
