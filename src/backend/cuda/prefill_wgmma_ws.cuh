@@ -76,7 +76,8 @@ struct WsPrefillConfig {
   static constexpr int kOffsetsOffset =
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kBarriersOffset = kOffsetsOffset + 2 * 2 * kKeyTile * 8;  // int64 [tile % 2][K, V][row]
-  static constexpr int kUsedBytes = kBarriersOffset + 2 * (kKStages + kVStages) * 8;  // full K, V; empty K, V
+  // full K, V; empty K, V; raw full (quantized)
+  static constexpr int kUsedBytes = kBarriersOffset + (2 * (kKStages + kVStages) + kRawStages) * 8;
   // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
   static constexpr int kSmemBytes = kUsedBytes + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
@@ -94,6 +95,7 @@ struct WsRing {
   uint64_t* full_v;
   uint64_t* empty_k;
   uint64_t* empty_v;
+  uint64_t* raw_full;  // quantized: raw slot r holds its tile (copy-engine transactions or the producer's arrival)
 };
 
 /// The producer warpgroup (ptid 0..127): every tile of the work into the ring, in order.
@@ -162,6 +164,66 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
       copy_raw_tile<T, RB, 128>(raw_k(n), p.k.data, offs, width_k, k_spans, w.keys, n, ptid);
       copy_raw_tile<T, RB, 128>(raw_k(n) + Cfg::kRawTileBytes, p.v.data, offs + T, width_v, v_spans, w.keys, n, ptid);
     };
+    const auto dequant = [&](int n) {
+      const int k_slot = n % SK, v_slot = n % SV;
+      ptx::mbarrier_wait(ring.empty_k + k_slot, empty_parity(n, SK));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, raw_k(n), ptid);
+      ptx::mbarrier_arrive(ring.full_k + k_slot);
+      ptx::mbarrier_wait(ring.empty_v + v_slot, empty_parity(n, SV));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + v_slot * Cfg::kTileBytes,
+                                                 raw_k(n) + Cfg::kRawTileBytes, ptid);
+      ptx::mbarrier_arrive(ring.full_v + v_slot);
+    };
+    if (k_spans && v_spans) {
+      // Whole tiles by the copy engine: one thread announces and issues a K and a V bulk copy into the raw slot,
+      // which complete on raw_full, so no producer thread has a cp.async in flight when its fence.proxy.async
+      // after each dequantized tile runs (the cp.async path below may make those fences wait for the next tile's
+      // copies, which would leave the copy latency on the producer's path every tile). A partial last tile goes
+      // through cp.async (zeros past key_end), waited for here, and one arrival. Raw slot n % R is rewritten only
+      // after a producer barrier that follows every thread's dequantization (and fence) of its previous tile.
+      const auto issue_raw_tile = [&](int n) {
+        const int64_t* offs = offsets + (n % 2) * 2 * T;
+        uint64_t* full = ring.raw_full + n % R;
+        if (w.keys.key_end - (w.keys.key_begin + static_cast<int64_t>(n) * T) >= T) {
+          if (ptid == 0) {
+            constexpr uint32_t kBytes = T * RB;
+            static_assert(kBytes % 16 == 0 && kBytes <= Cfg::kRawTileBytes, "a tile is whole 16-byte pieces");
+            ptx::mbarrier_arrive_expect_tx(full, 2 * kBytes);
+            ptx::cp_async_bulk(raw_k(n), static_cast<const uint8_t*>(p.k.data) + offs[0], kBytes, full);
+            ptx::cp_async_bulk(raw_k(n) + Cfg::kRawTileBytes, static_cast<const uint8_t*>(p.v.data) + offs[T],
+                               kBytes, full);
+          }
+          return;
+        }
+        issue_raw(n);
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<0>();
+        producer_sync();
+        if (ptid == 0) ptx::mbarrier_arrive(full);
+      };
+      if (n_tiles > 0) {
+        tile_offsets(0);
+        producer_sync();
+        issue_raw_tile(0);
+      }
+#pragma unroll 1
+      for (int n = 0; n < n_tiles; ++n) {
+        if constexpr (R == 2) {
+          // Raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before this barrier.
+          if (n + 1 < n_tiles) tile_offsets(n + 1);
+          producer_sync();
+          if (n + 1 < n_tiles) issue_raw_tile(n + 1);
+        }
+        ptx::mbarrier_wait(ring.raw_full + n % R, static_cast<uint32_t>((n / R) & 1));
+        dequant(n);
+        if constexpr (R == 1) {
+          if (n + 1 < n_tiles) tile_offsets(n + 1);
+          producer_sync();  // the raw slot is free again, the offsets visible
+          if (n + 1 < n_tiles) issue_raw_tile(n + 1);
+        }
+      }
+      return;
+    }
     if (n_tiles > 0) {
       tile_offsets(0);
       producer_sync();
@@ -170,7 +232,6 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     ptx::cp_async_commit();
 #pragma unroll 1
     for (int n = 0; n < n_tiles; ++n) {
-      const int k_slot = n % SK, v_slot = n % SV;
       if constexpr (R == 2) {
         // Raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before this barrier.
         if (n + 1 < n_tiles) tile_offsets(n + 1);
@@ -182,13 +243,7 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
         ptx::cp_async_wait<0>();
       }
       producer_sync();  // raw tile n landed for every producer thread
-      ptx::mbarrier_wait(ring.empty_k + k_slot, empty_parity(n, SK));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, raw_k(n), ptid);
-      ptx::mbarrier_arrive(ring.full_k + k_slot);
-      ptx::mbarrier_wait(ring.empty_v + v_slot, empty_parity(n, SV));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + v_slot * Cfg::kTileBytes,
-                                                 raw_k(n) + Cfg::kRawTileBytes, ptid);
-      ptx::mbarrier_arrive(ring.full_v + v_slot);
+      dequant(n);
       if constexpr (R == 1) {
         if (n + 1 < n_tiles) tile_offsets(n + 1);
         producer_sync();  // the raw slot is free again, the offsets visible
@@ -217,7 +272,9 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
   uint8_t* smem = smem_raw + ((1024 - ptx::smem_address(smem_raw) % 1024) % 1024);
   uint8_t* q_s = smem;
   auto* bars = reinterpret_cast<uint64_t*>(smem + Cfg::kBarriersOffset);
-  const WsRing ring{smem + Cfg::kKOffset, smem + Cfg::kVOffset, bars, bars + SK, bars + SK + SV, bars + 2 * SK + SV};
+  const WsRing ring{smem + Cfg::kKOffset, smem + Cfg::kVOffset, bars,
+                    bars + SK,            bars + SK + SV,         bars + 2 * SK + SV,
+                    bars + 2 * (SK + SV)};
   ScoreVariant* variants = reinterpret_cast<ScoreVariant*>(smem + Cfg::kVariantOffset);
 
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
@@ -236,6 +293,8 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
       ptx::mbarrier_init(ring.full_v + i, 128);
       ptx::mbarrier_init(ring.empty_v + i, 4 * Cfg::kConsumers);
     }
+    for (int i = 0; i < Cfg::kRawStages; ++i) ptx::mbarrier_init(ring.raw_full + i, 1);  // one producer thread
+    ptx::fence_mbarrier_init();  // the copy engine signals raw_full
   }
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
   const bool causal_only = causal_only_scores(p);

@@ -116,6 +116,29 @@ __device__ __forceinline__ void cp_async_mbarrier_arrive(uint64_t* bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_address(bar)) : "memory");
 }
 
+/// Announces `bytes` of copy-engine transactions on `bar`, then arrives: the phase completes once every arrival is
+/// in and those bytes have landed.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes)
+               : "memory");
+}
+
+/// Makes mbarrier inits visible to the copy engine (the async proxy) before it signals them; a CTA is a cluster of
+/// one.
+__device__ __forceinline__ void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+/// The copy engine (sm_90): `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared memory
+/// in one instruction, completing as `bytes` transactions on `bar`. Unlike cp.async it is not a memory operation of
+/// the issuing thread, so no later fence or barrier of that thread can wait on it.
+__device__ __forceinline__ void cp_async_bulk(void* smem_dst, const void* global_src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   smem_address(smem_dst)),
+               "l"(global_src), "r"(bytes), "r"(smem_address(bar))
+               : "memory");
+}
+
 /// Spins until the phase of parity `parity` has completed (a fresh barrier counts parity 1 as completed).
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
