@@ -225,18 +225,38 @@ __device__ __forceinline__ void copy_raw_tile(uint8_t* raw, const void* data, co
   }
 }
 
-/// Dequantizes KeyTile stored rows (raw, rows RawRowBytes apart) into a swizzled f16 tile, the chunks of
-/// copy_swizzled_tile per thread; then makes the writes visible to the tensor cores (async proxy) before the
-/// caller's next barrier.
+/// Dequantizes KeyTile stored rows (raw, rows RawRowBytes apart) into a swizzled f16 tile, one GGML block per thread
+/// and pass; then makes the writes visible to the tensor cores (async proxy) before the caller's next barrier.
+/// Lane l of a warp takes block l / 8 of row l % 8 of the warp's 8 rows: a quarter-warp stores one chunk of 8
+/// rows, which the swizzle puts in 8 different bank groups, and a thread's rows share row % 8, so its swizzled
+/// columns and both addresses move by constants from pass to pass.
 template <KvType Type, int RawRowBytes, int KeyTile, int Threads>
 __device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw, int tid) {
-  constexpr int kRowsPerPass = Threads / 16;
-  const int chunk = tid % 16;
-#pragma unroll 4
+  using Dequant = SwizzledDequant<Type>;
+  constexpr int kRowsPerPass = Threads / 4;
+  static_assert(RawRowBytes == 4 * Dequant::kBlockBytes && RawRowBytes % 8 == 0 && Threads % 32 == 0 &&
+                    KeyTile % kRowsPerPass == 0,
+                "rows of four blocks, 8-byte aligned; whole warps; whole passes");
+  const int lane = tid % 32, block = lane / 8;
+  const int row = 8 * (tid / 32) + lane % 8;
+  const int block_start = block * Dequant::kBlockBytes;
+  const bool odd = (block_start & 2) != 0;
+  const uint8_t* src = raw + row * RawRowBytes + (block_start & ~3);
+  uint8_t* dst = tile + (block / 2) * KeyTile * kSwizzleRowBytes + row * kSwizzleRowBytes;
+  uint32_t column[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) column[c] = static_cast<uint32_t>(((4 * (block % 2) + c) ^ (lane % 8)) * 16);
+#pragma unroll
   for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
-    const int row = tid / 16 + kRowsPerPass * i;
-    *reinterpret_cast<uint4*>(tile + swizzled_chunk(row, chunk, KeyTile)) =
-        SwizzledDequant<Type>::chunk(raw + row * RawRowBytes, chunk);
+    uint32_t x[Dequant::kWords];
+#pragma unroll
+    for (int k = 0; k < Dequant::kWords; ++k) x[k] = detail::lds_u32(src + i * kRowsPerPass * RawRowBytes + 4 * k);
+    uint4 chunk[4];
+    Dequant::block(x, odd, chunk);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      *reinterpret_cast<uint4*>(dst + i * kRowsPerPass * kSwizzleRowBytes + column[c]) = chunk[c];
+    }
   }
   wgmma::fence_proxy_async();
 }

@@ -1,7 +1,6 @@
 // Block-quantized K/V rows (as stored, copied to shared memory) -> the f16 128-byte-swizzled tile the wgmma prefill
 // reads (prefill_wgmma.cuh), so that its consumers are the same for every cache type and no dequantized copy of the
-// cache ever exists outside the SM. One 16-byte chunk of f16 (8 consecutive head-dim values of one row) per call:
-// chunk c of a 128-value row lies in GGML block c / 4, part c % 4.
+// cache ever exists outside the SM. One GGML block (32 values, four 16-byte chunks of f16) per call.
 // Values become f16 as q * d (one rounding), as in kv_fragments.cuh.
 #pragma once
 
@@ -23,45 +22,82 @@ constexpr bool has_swizzled_dequant(KvType t) { return t == KvType::q8_0 || t ==
 template <KvType Type>
 struct SwizzledDequant;
 
-// q8_0: blocks of 34 bytes {f16 d; int8 qs[32]}; part p holds qs[8p .. 8p + 7]. Rows are 2-byte aligned in shared
-// memory (136-byte rows), so the 8 bytes are read as four 16-bit words.
+namespace detail {
+
+/// half2(d, d) of the f16 scale at the start of a block, from the block's first aligned word: its low half where the
+/// block starts on the word (`odd` false), its high half where it starts 2 bytes in.
+__device__ __forceinline__ __half2 block_scale2(uint32_t first_word, bool odd) {
+  return ptx::as_half2(__byte_perm(first_word, 0, odd ? 0x3232u : 0x1010u));
+}
+
+/// Quantized word k of a block whose quants start 2 bytes after the block: a funnel shift of the aligned words by
+/// 16 bits (block on a word) or 32 (block 2 bytes in, where the quants are word-aligned).
+__device__ __forceinline__ uint32_t block_quant_word(uint32_t lo, uint32_t hi, bool odd) {
+  return __funnelshift_rc(lo, hi, odd ? 32u : 16u);
+}
+
+}  // namespace detail
+
+// Both types: GGML blocks of 32 values {f16 d; quants} in rows of four blocks (128 head dims) that start 8-byte
+// aligned (136- and 72-byte rows back to back), so a block starts on a 32-bit word or 2 bytes into one (`odd`).
+// block() turns the kWords aligned words from the one holding the block's first byte into the four 16-byte f16
+// chunks of its values (head dims 32b + 8p .. + 7 in chunk p): aligned 32-bit loads, funnel shifts, magic-number
+// conversions, no per-byte work (the 16-bit loads and byte shuffles of a per-chunk version were 5 instructions per
+// value; this is about 2).
+
+// q8_0: {f16 d; int8 qs[32]}, 34 bytes.
 template <>
 struct SwizzledDequant<KvType::q8_0> {
   static constexpr int kBlockBytes = 34;
-  __device__ __forceinline__ static uint4 chunk(const uint8_t* row, int c) {
-    const uint8_t* block = row + (c / 4) * kBlockBytes;
-    const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t*>(block));
-    const __half2 d2 = __halves2half2(d, d);
-    const auto* q = reinterpret_cast<const uint16_t*>(block + 2 + 8 * (c % 4));
-    const uint32_t w0 = q[0] | (uint32_t{q[1]} << 16), w1 = q[2] | (uint32_t{q[3]} << 16);
-    __half2 h[4];
-    detail::i8x4_to_half2x2(w0, h[0], h[1]);
-    detail::i8x4_to_half2x2(w1, h[2], h[3]);
-    return make_uint4(ptx::as_u32(__hmul2(h[0], d2)), ptx::as_u32(__hmul2(h[1], d2)), ptx::as_u32(__hmul2(h[2], d2)),
-                      ptx::as_u32(__hmul2(h[3], d2)));
+  static constexpr int kWords = 9;  // 2 pad bytes + 34 bytes, or 34 + 2
+  __device__ __forceinline__ static void block(const uint32_t (&x)[kWords], bool odd, uint4 (&chunk)[4]) {
+    const __half2 d2 = detail::block_scale2(x[0], odd);
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      uint32_t h[4];
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        __half2 lo, hi;
+        detail::i8x4_to_half2x2(detail::block_quant_word(x[2 * p + k], x[2 * p + k + 1], odd), lo, hi);
+        h[2 * k] = ptx::as_u32(__hmul2(lo, d2));
+        h[2 * k + 1] = ptx::as_u32(__hmul2(hi, d2));
+      }
+      chunk[p] = make_uint4(h[0], h[1], h[2], h[3]);
+    }
   }
 };
 
-// q4_0: blocks of 18 bytes {f16 d; u8 qs[16]}, value j = (low nibble of qs[j]) - 8 for j < 16, (high nibble of
-// qs[j - 16]) - 8 above: parts 0, 1 are the low nibbles of qs[0..7], qs[8..15], parts 2, 3 their high nibbles.
+// q4_0: {f16 d; u8 qs[16]}, 18 bytes; value j = (low nibble of qs[j]) - 8 for j < 16, (high nibble of qs[j - 16]) - 8
+// above. Chunks 0, 1 are the low nibbles of qs[0..7], qs[8..15]; chunks 2, 3 their high nibbles.
 template <>
 struct SwizzledDequant<KvType::q4_0> {
   static constexpr int kBlockBytes = 18;
-  __device__ __forceinline__ static uint4 chunk(const uint8_t* row, int c) {
-    const uint8_t* block = row + (c / 4) * kBlockBytes;
-    const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t*>(block));
-    const __half2 d2 = __halves2half2(d, d);
-    const int part = c % 4;
-    const auto* q = reinterpret_cast<const uint16_t*>(block + 2 + 8 * (part % 2));
-    const int shift = part < 2 ? 0 : 4;
-    uint32_t out[4];
+  static constexpr int kWords = 5;
+  __device__ __forceinline__ static void block(const uint32_t (&x)[kWords], bool odd, uint4 (&chunk)[4]) {
+    const __half2 d2 = detail::block_scale2(x[0], odd);
+    // A low nibble n becomes 1024 + n (minus 1032: n - 8); a high one 1024 + 16 n (times 1/16, minus 72: n - 8).
+    // Both exact; the product with d is the one rounding, as in kv_fragments.cuh.
+    const __half2 low_bias = __float2half2_rn(-1032.0f);
+    const __half2 sixteenth = __float2half2_rn(0.0625f), high_bias = __float2half2_rn(-72.0f);
+    uint32_t low[8], high[8];  // half2 j % 4 of chunk j / 4, and of chunk j / 4 + 2
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      // Bytes 2k, 2k + 1 into bits 0..7 and 16..23, then the wanted nibbles into bits 0..3 and 16..19.
-      const uint32_t pair = (q[k] & 0xffu) | ((uint32_t{q[k]} & 0xff00u) << 8);
-      out[k] = ptx::as_u32(__hmul2(detail::nibbles_minus8(pair >> shift), d2));
+      const uint32_t q = detail::block_quant_word(x[k], x[k + 1], odd);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        // Bytes 2 half, 2 half + 1 of the word into bits 0..7 and 16..23: consecutive values in one half2.
+        const uint32_t pair = __byte_perm(q, 0, half == 0 ? 0x4140u : 0x4342u);
+        const __half2 l = __hadd2(ptx::as_half2(ptx::lop3_and_or(pair, 0x000f000fu, detail::kF16Magic1024x2)), low_bias);
+        const __half2 h = __hfma2(ptx::as_half2(ptx::lop3_and_or(pair, 0x00f000f0u, detail::kF16Magic1024x2)),
+                                  sixteenth, high_bias);
+        low[2 * k + half] = ptx::as_u32(__hmul2(l, d2));
+        high[2 * k + half] = ptx::as_u32(__hmul2(h, d2));
+      }
     }
-    return make_uint4(out[0], out[1], out[2], out[3]);
+    chunk[0] = make_uint4(low[0], low[1], low[2], low[3]);
+    chunk[1] = make_uint4(low[4], low[5], low[6], low[7]);
+    chunk[2] = make_uint4(high[0], high[1], high[2], high[3]);
+    chunk[3] = make_uint4(high[4], high[5], high[6], high[7]);
   }
 };
 
