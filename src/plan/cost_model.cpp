@@ -82,15 +82,14 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
     }
     case CostModel::cuda_prefill_wgmma:
       // Two warpgroups per CTA, 128 query vectors, never split; on an H100 for 512 rows at 32K-131K (measured,
-      // bench/prefill_notes.md, session 7): f16 391-412 TFLOP/s, q4_0 272-287. Where the mma.sync row splits the keys
-      // of a short chunk to fill the SMs, that row estimates less and is taken.
-      return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 400e6 : 275e6);
+      // bench/prefill_notes.md, sessions 7 and 8): f16 391-412 TFLOP/s, q4_0 328-347. Where the mma.sync row splits
+      // the keys of a short chunk to fill the SMs, that row estimates less and is taken.
+      return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 400e6 : 335e6);
     case CostModel::cuda_prefill_wgmma_ws:
-      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, session 7, 512 rows at
-      // 32K-131K): f16 525-545, q8_0 220-236, q4_0 226-238 TFLOP/s: it takes f16 and q8_0; q4_0 stays on
-      // cuda.prefill_wgmma's row.
+      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, sessions 7 and 8, 512 rows at
+      // 32K-131K): f16 525-545, q8_0 347-349, q4_0 424-444 TFLOP/s: it takes all three.
       return prefill_cost_us(p, caps, w, 1, 128.0,
-                             p.k.type == KvType::f16 ? 530e6 : p.k.type == KvType::q8_0 ? 220e6 : 230e6);
+                             p.k.type == KvType::f16 ? 530e6 : p.k.type == KvType::q8_0 ? 345e6 : 430e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

@@ -213,7 +213,7 @@ inline constexpr KernelSpec kKernels[] = {
     // n_q, every option, no split, no workspace); q4_0 is dequantized in shared memory into the f16 tiles its MMAs
     // read (swizzled_dequant.cuh). Its rows come before cuda.prefill.* and its cost model differs only by a faster
     // MMA rate, so it never estimates more when neither splits: the router prefers it wherever both accept and the
-    // warp-specialized row below does not estimate less (for f16 it now does). Only where it measured faster
+    // warp-specialized row below does not estimate less (for f16 and q4_0 it now does). Only where it measured faster
     // (bench/prefill_notes.md w2): the q8_0 producer works but ran at 164-170 TFLOP/s against cuda.prefill.q8_0's
     // 181-187, so q8_0 has no row here (its wgmma row is the warp-specialized one below).
     {KernelId::cuda_prefill_wgmma_f16, "cuda.prefill_wgmma.f16", BackendKind::cuda, false, type_bit(KvType::f16),
@@ -248,10 +248,9 @@ inline constexpr KernelSpec kKernels[] = {
     // The warp-specialized Hopper prefill (src/backend/cuda/prefill_wgmma_ws.cuh): the same MMAs and softmax on two
     // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 into the
     // f16 slots), consumers in ping-pong. Same contract as cuda.prefill_wgmma.*. Measured (bench/prefill_notes.md,
-    // session 7; TFLOP/s, 512 rows at 32K / 131K): f16 527 / 544 against cuda.prefill_wgmma's 393 / 412, q8_0 221 /
-    // 221 against cuda.prefill.q8_0's 164 / 170, so the router takes it for f16 and q8_0 (its cost model carries
-    // the rates per type); q4_0 226 / 236 against cuda.prefill_wgmma's 272 / 286, so that row stays preferred and
-    // this one exists for the GPU tests and the benchmark.
+    // sessions 7 and 8; TFLOP/s, 512 rows at 32K / 131K): f16 527 / 544 against cuda.prefill_wgmma's 393 / 412, q8_0
+    // 347 / 349 against cuda.prefill.q8_0's 164 / 168, q4_0 424 / 444 against cuda.prefill_wgmma's 328 / 347, so the
+    // router takes it for all three (its cost model carries the rates per type).
     {KernelId::cuda_prefill_wgmma_ws_f16, "cuda.prefill_wgmma_ws.f16", BackendKind::cuda, false,
      type_bit(KvType::f16), type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0,
      kAllFeatures, KvSplit::none, /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none,

@@ -223,8 +223,8 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   EXPECT_NE(why.find("cuda.prefill.f16 "), std::string::npos) << why;
   EXPECT_NE(why.find("cuda.prefill_wgmma.f16 "), std::string::npos) << why;
 
-  // Head dim 64 and turbo caches stay on the mma.sync rows; q8_0 takes the warp-specialized row (measured faster
-  // than its mma.sync row), q4_0 the one-role wgmma row; decode-sized problems the split-KV rows.
+  // Head dim 64 and turbo caches stay on the mma.sync rows; q8_0 and q4_0 take the warp-specialized rows (measured
+  // faster than their mma.sync and one-role wgmma rows); decode-sized problems the split-KV rows.
   spec.shape = AttentionShape{1, 512, 4096, 32, 8, 64, 64};
   StatusOr<HostProblem> d64 = HostProblem::make(spec);
   ASSERT_TRUE(d64.ok()) << d64.status().message();
@@ -247,7 +247,7 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   ASSERT_TRUE(q4.ok()) << q4.status().message();
   StatusOr<Route> r4 = plan_route(q4->problem(), caps);
   ASSERT_TRUE(r4.ok()) << r4.status().message();
-  EXPECT_EQ(kernel_name(r4->kernel), "cuda.prefill_wgmma.q4_0");
+  EXPECT_EQ(kernel_name(r4->kernel), "cuda.prefill_wgmma_ws.q4_0");
 
   spec.ktype = spec.vtype = KvType::turbo3;
   StatusOr<HostProblem> t3 = HostProblem::make(spec);
