@@ -14,9 +14,9 @@
 
 namespace kvflash::cuda {
 
-/// Whether the wgmma prefill has a producer for `t` (f16 is copied as is). The kernel table routes q4_0 to it; q8_0
-/// is correct (kvflash_gpu_tests, run 2 of bench/prefill_notes.md w2) but measured slower than cuda.prefill.q8_0,
-/// so it has no row yet.
+/// Whether the wgmma prefill kernels have a producer for `t` (f16 is copied as is). The warp-specialized kernel has
+/// rows for both; the one-role kernel only for q4_0 (its q8_0 is correct but measured slower than cuda.prefill.q8_0,
+/// bench/prefill_notes.md w2).
 constexpr bool has_swizzled_dequant(KvType t) { return t == KvType::q8_0 || t == KvType::q4_0; }
 
 template <KvType Type>
@@ -87,7 +87,8 @@ struct SwizzledDequant<KvType::q4_0> {
       for (int half = 0; half < 2; ++half) {
         // Bytes 2 half, 2 half + 1 of the word into bits 0..7 and 16..23: consecutive values in one half2.
         const uint32_t pair = __byte_perm(q, 0, half == 0 ? 0x4140u : 0x4342u);
-        const __half2 l = __hadd2(ptx::as_half2(ptx::lop3_and_or(pair, 0x000f000fu, detail::kF16Magic1024x2)), low_bias);
+        const __half2 l =
+            __hadd2(ptx::as_half2(ptx::lop3_and_or(pair, 0x000f000fu, detail::kF16Magic1024x2)), low_bias);
         const __half2 h = __hfma2(ptx::as_half2(ptx::lop3_and_or(pair, 0x00f000f0u, detail::kF16Magic1024x2)),
                                   sixteenth, high_bias);
         low[2 * k + half] = ptx::as_u32(__hmul2(l, d2));
