@@ -174,13 +174,33 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
                                                  raw_k(n) + Cfg::kRawTileBytes, ptid);
       ptx::mbarrier_arrive(ring.full_v + v_slot);
     };
+    // Tile n's offsets visible to every producer thread (a barrier), then its copies issued (by `issue`, then
+    // `after_issue` whether or not tile n exists); the copies run a tile ahead of the dequantization where there are
+    // two raw slots, behind it where there is one. `landed(n)` waits until raw tile n is there for every thread.
+    const auto run = [&](auto issue, auto after_issue, auto landed) {
+      const auto prepare = [&](int n) {
+        if (n < n_tiles) tile_offsets(n);
+        producer_sync();
+        if (n < n_tiles) issue(n);
+        after_issue();
+      };
+      prepare(0);
+#pragma unroll 1
+      for (int n = 0; n < n_tiles; ++n) {
+        // With two slots, raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before the
+        // barrier in prepare(); with one, the barrier follows every thread's dequantization of tile n.
+        if constexpr (R == 2) prepare(n + 1);
+        landed(n);
+        dequant(n);
+        if constexpr (R == 1) prepare(n + 1);
+      }
+    };
     if (k_spans && v_spans) {
       // Whole tiles by the copy engine: one thread announces and issues a K and a V bulk copy into the raw slot,
       // which complete on raw_full, so no producer thread has a cp.async in flight when its fence.proxy.async
       // after each dequantized tile runs (the cp.async path below may make those fences wait for the next tile's
       // copies, which would leave the copy latency on the producer's path every tile). A partial last tile goes
-      // through cp.async (zeros past key_end), waited for here, and one arrival. Raw slot n % R is rewritten only
-      // after a producer barrier that follows every thread's dequantization (and fence) of its previous tile.
+      // through cp.async (zeros past key_end), waited for here, and one arrival.
       const auto issue_raw_tile = [&](int n) {
         const int64_t* offs = offsets + (n % 2) * 2 * T;
         uint64_t* full = ring.raw_full + n % R;
@@ -201,56 +221,19 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
         producer_sync();
         if (ptid == 0) ptx::mbarrier_arrive(full);
       };
-      if (n_tiles > 0) {
-        tile_offsets(0);
-        producer_sync();
-        issue_raw_tile(0);
-      }
-#pragma unroll 1
-      for (int n = 0; n < n_tiles; ++n) {
-        if constexpr (R == 2) {
-          // Raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before this barrier.
-          if (n + 1 < n_tiles) tile_offsets(n + 1);
-          producer_sync();
-          if (n + 1 < n_tiles) issue_raw_tile(n + 1);
-        }
+      run(issue_raw_tile, [] {}, [&](int n) {
         ptx::mbarrier_wait(ring.raw_full + n % R, static_cast<uint32_t>((n / R) & 1));
-        dequant(n);
-        if constexpr (R == 1) {
-          if (n + 1 < n_tiles) tile_offsets(n + 1);
-          producer_sync();  // the raw slot is free again, the offsets visible
-          if (n + 1 < n_tiles) issue_raw_tile(n + 1);
-        }
-      }
+      });
       return;
     }
-    if (n_tiles > 0) {
-      tile_offsets(0);
-      producer_sync();
-      issue_raw(0);
-    }
-    ptx::cp_async_commit();
-#pragma unroll 1
-    for (int n = 0; n < n_tiles; ++n) {
+    run(issue_raw, [] { ptx::cp_async_commit(); }, [&](int) {
       if constexpr (R == 2) {
-        // Raw slot (n + 1) % 2 was last read by the dequantization of tile n - 1, before this barrier.
-        if (n + 1 < n_tiles) tile_offsets(n + 1);
-        producer_sync();
-        if (n + 1 < n_tiles) issue_raw(n + 1);
-        ptx::cp_async_commit();
         ptx::cp_async_wait<1>();
       } else {
         ptx::cp_async_wait<0>();
       }
       producer_sync();  // raw tile n landed for every producer thread
-      dequant(n);
-      if constexpr (R == 1) {
-        if (n + 1 < n_tiles) tile_offsets(n + 1);
-        producer_sync();  // the raw slot is free again, the offsets visible
-        if (n + 1 < n_tiles) issue_raw(n + 1);
-        ptx::cp_async_commit();
-      }
-    }
+    });
     ptx::cp_async_wait<0>();
   }
 }
