@@ -55,8 +55,10 @@ log "environment"
 if phase build; then
   log "build ($JOBS jobs, sm_90a)"
   prefix=()
-  if ! ls /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/local/lib*/cmake/GTest/GTestConfig.cmake >/dev/null 2>&1 &&
-    [ -d third_party/googletest ]; then
+  # compgen, not ls: ls fails when any one of the patterns is missing, and a machine with GTest under /usr/lib but
+  # none under /usr/local (session 9's) would then build the copy too.
+  if ! compgen -G '/usr/lib/*/cmake/GTest/GTestConfig.cmake' >/dev/null &&
+    ! compgen -G '/usr/local/lib*/cmake/GTest/GTestConfig.cmake' >/dev/null && [ -d third_party/googletest ]; then
     log "building GoogleTest from third_party/googletest"
     # Per tree, not /tmp: a warm machine keeps /tmp between calls, and another tree's CMake cache there fails the
     # configure ("does not match the source used to generate cache").
