@@ -212,6 +212,10 @@ int main(int argc, char** argv) {
         routes.push_back(KernelId::cuda_prefill_wgmma_q4_0);
         routes.push_back(KernelId::cuda_prefill_q4_0);
       }
+      if (t == KvType::turbo3) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_ws_turbo3);
+        routes.push_back(KernelId::cuda_prefill_turbo3);
+      }
       // The warp-specialized kernel without ping-pong of its consumers, on the same problem.
       std::vector<std::pair<KernelId, Variant>> variants;
       if (t == KvType::f16) variants.push_back(without_ping_pong<KvType::f16>(KernelId::cuda_prefill_wgmma_ws_f16));

@@ -55,6 +55,8 @@ enum class KernelId : uint16_t {
   cuda_prefill_wgmma_ws_f16,
   cuda_prefill_wgmma_ws_q8_0,
   cuda_prefill_wgmma_ws_q4_0,
+  cuda_prefill_wgmma_ws_turbo3,
+  cuda_prefill_wgmma_ws_turbo4,
 };
 
 namespace plan {
@@ -262,6 +264,17 @@ inline constexpr KernelSpec kKernels[] = {
     {KernelId::cuda_prefill_wgmma_ws_q4_0, "cuda.prefill_wgmma_ws.q4_0", BackendKind::cuda, false,
      type_bit(KvType::q4_0), type_bit(KvType::q4_0), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0, 1,
      false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",
+     "backend/cuda/prefill_wgmma_ws.cuh"},
+    // turbo3 / turbo4: the producer looks centroids up in register tables and multiplies the norm in; the query is
+    // rotated at staging, the output rows back at the end. Not measured yet (bench/prefill_notes.md, session 8): its
+    // cost model rate sits under cuda.prefill.turbo*'s, so the router keeps those; the GPU tests force it.
+    {KernelId::cuda_prefill_wgmma_ws_turbo3, "cuda.prefill_wgmma_ws.turbo3", BackendKind::cuda, false,
+     type_bit(KvType::turbo3), type_bit(KvType::turbo3), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0,
+     1, false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",
+     "backend/cuda/prefill_wgmma_ws.cuh"},
+    {KernelId::cuda_prefill_wgmma_ws_turbo4, "cuda.prefill_wgmma_ws.turbo4", BackendKind::cuda, false,
+     type_bit(KvType::turbo4), type_bit(KvType::turbo4), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0,
+     1, false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",
      "backend/cuda/prefill_wgmma_ws.cuh"},
 };
 inline constexpr int kKernelCount = static_cast<int>(std::size(kKernels));

@@ -16,9 +16,10 @@
 namespace kvflash::testing::gpu {
 namespace {
 
-// Every wgmma row and its cache type: the warp-specialized kernel (cuda.prefill_wgmma_ws.*, f16, q8_0, q4_0) and
-// the one-role kernel (cuda.prefill_wgmma.*; q8_0's producer there is correct but slower than cuda.prefill.q8_0: no
-// row). Each test runs every row, forced, so a row the router does not take today is still checked.
+// Every wgmma row and its cache type: the warp-specialized kernel (cuda.prefill_wgmma_ws.*, f16, q8_0, q4_0, turbo3,
+// turbo4) and the one-role kernel (cuda.prefill_wgmma.*; q8_0's producer there is correct but slower than
+// cuda.prefill.q8_0: no row). Each test runs every row, forced, so a row the router does not take today is still
+// checked.
 struct WgmmaRow {
   KernelId kernel;
   KvType type;
@@ -26,6 +27,8 @@ struct WgmmaRow {
 constexpr WgmmaRow kWgmmaRows[] = {{KernelId::cuda_prefill_wgmma_ws_f16, KvType::f16},
                                    {KernelId::cuda_prefill_wgmma_ws_q8_0, KvType::q8_0},
                                    {KernelId::cuda_prefill_wgmma_ws_q4_0, KvType::q4_0},
+                                   {KernelId::cuda_prefill_wgmma_ws_turbo3, KvType::turbo3},
+                                   {KernelId::cuda_prefill_wgmma_ws_turbo4, KvType::turbo4},
                                    {KernelId::cuda_prefill_wgmma_f16, KvType::f16},
                                    {KernelId::cuda_prefill_wgmma_q4_0, KvType::q4_0}};
 

@@ -147,6 +147,32 @@ __device__ __forceinline__ void stage_swizzled_query(const AttentionProblem& p, 
   }
 }
 
+/// stage_swizzled_query for a turbo K cache: each query row rotated forward first (TURBOQUANT.md: its scores against
+/// the stored, rotated keys are those against the reconstructed keys), one warp per row, in float32 before the one
+/// rounding to f16, as stage_prefill_query does for the mma.sync kernel.
+template <int Qvecs, int D, int Threads>
+__device__ __forceinline__ void stage_swizzled_query_rotated(const AttentionProblem& p, const PrefillWork& w,
+                                                             float q_scale, uint8_t* q_s) {
+  static_assert(D == 128 && Threads % 32 == 0, "one rotation group per row, whole warps");
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  for (int r = warp; r < Qvecs; r += Threads / 32) {
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (r < w.n_qvecs) {  // the same for the whole warp, which warp_rotate128 needs
+      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
+                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
+                                                        w.row_of(r) * p.q.stride.row);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) x[k] = src[lane + 32 * k] * q_scale;
+      warp_rotate128(x, /*inverse=*/false);
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int e = lane + 32 * k;
+      *reinterpret_cast<__half*>(q_s + swizzled_chunk(r, e / 8, Qvecs) + 2 * (e % 8)) = __float2half_rn(x[k]);
+    }
+  }
+}
+
 /// Byte offsets of the K rows (threads 0 .. KeyTile - 1) and V rows (threads KeyTile ..) of the tile starting at
 /// key0, -1 past key_end; computed a tile ahead so that the copies read them from shared memory (a paged row's
 /// offset takes a page-table load, which would otherwise sit in every thread's copy loop).
@@ -225,37 +251,54 @@ __device__ __forceinline__ void copy_raw_tile(uint8_t* raw, const void* data, co
   }
 }
 
-/// Dequantizes KeyTile stored rows (raw, rows RawRowBytes apart) into a swizzled f16 tile, one GGML block per thread
-/// and pass; then makes the writes visible to the tensor cores (async proxy) before the caller's next barrier.
-/// Lane l of a warp takes block l / 8 of row l % 8 of the warp's 8 rows: a quarter-warp stores one chunk of 8
-/// rows, which the swizzle puts in 8 different bank groups, and a thread's rows share row % 8, so its swizzled
-/// columns and both addresses move by constants from pass to pass.
+/// Dequantizes KeyTile stored rows (raw, rows RawRowBytes apart) into a swizzled f16 tile, 32 values of a row per
+/// thread and pass (a GGML block, or a quarter of a turbo block, whose centroid table words `turbo_table` holds in
+/// shared memory); then makes the writes visible to the tensor cores (async proxy) before the caller's next barrier.
+/// Lane l of a warp takes values 32 (l / 8) .. + 31 of row l % 8 of the warp's 8 rows: a quarter-warp stores one
+/// chunk of 8 rows, which the swizzle puts in 8 different bank groups, and a thread's rows share row % 8, so its
+/// swizzled columns and both addresses move by constants from pass to pass.
 template <KvType Type, int RawRowBytes, int KeyTile, int Threads>
-__device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw, int tid) {
+__device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw, int tid,
+                                                         const void* turbo_table = nullptr) {
   using Dequant = SwizzledDequant<Type>;
+  constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
   constexpr int kRowsPerPass = Threads / 4;
-  static_assert(RawRowBytes == 4 * Dequant::kBlockBytes && RawRowBytes % 8 == 0 && Threads % 32 == 0 &&
-                    KeyTile % kRowsPerPass == 0,
-                "rows of four blocks, 8-byte aligned; whole warps; whole passes");
+  static_assert(Threads % 32 == 0 && KeyTile % kRowsPerPass == 0, "whole warps; whole passes");
   const int lane = tid % 32, block = lane / 8;
   const int row = 8 * (tid / 32) + lane % 8;
-  const int block_start = block * Dequant::kBlockBytes;
-  const bool odd = (block_start & 2) != 0;
-  const uint8_t* src = raw + row * RawRowBytes + (block_start & ~3);
   uint8_t* dst = tile + (block / 2) * KeyTile * kSwizzleRowBytes + row * kSwizzleRowBytes;
   uint32_t column[4];
 #pragma unroll
   for (int c = 0; c < 4; ++c) column[c] = static_cast<uint32_t>(((4 * (block % 2) + c) ^ (lane % 8)) * 16);
-#pragma unroll
-  for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
-    uint32_t x[Dequant::kWords];
-#pragma unroll
-    for (int k = 0; k < Dequant::kWords; ++k) x[k] = detail::lds_u32(src + i * kRowsPerPass * RawRowBytes + 4 * k);
-    uint4 chunk[4];
-    Dequant::block(x, odd, chunk);
+  const auto store = [&](int i, const uint4 (&chunk)[4]) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       *reinterpret_cast<uint4*>(dst + i * kRowsPerPass * kSwizzleRowBytes + column[c]) = chunk[c];
+    }
+  };
+  if constexpr (kTurbo) {
+    static_assert(RawRowBytes == Dequant::kRowBytes, "one turbo block per 128-value row");
+    const turbo::TableRegs regs = turbo::load_table_regs(turbo_table);
+#pragma unroll
+    for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+      uint4 chunk[4];
+      Dequant::quarter(raw + (row + i * kRowsPerPass) * RawRowBytes, block, regs, chunk);
+      store(i, chunk);
+    }
+  } else {
+    static_assert(RawRowBytes == 4 * Dequant::kBlockBytes && RawRowBytes % 8 == 0,
+                  "rows of four GGML blocks, 8-byte aligned");
+    const int block_start = block * Dequant::kBlockBytes;
+    const bool odd = (block_start & 2) != 0;
+    const uint8_t* src = raw + row * RawRowBytes + (block_start & ~3);
+#pragma unroll
+    for (int i = 0; i < KeyTile / kRowsPerPass; ++i) {
+      uint32_t x[Dequant::kWords];
+#pragma unroll
+      for (int k = 0; k < Dequant::kWords; ++k) x[k] = detail::lds_u32(src + i * kRowsPerPass * RawRowBytes + 4 * k);
+      uint4 chunk[4];
+      Dequant::block(x, odd, chunk);
+      store(i, chunk);
     }
   }
   wgmma::fence_proxy_async();

@@ -77,7 +77,11 @@ struct WsPrefillConfig {
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kBarriersOffset = kOffsetsOffset + 2 * 2 * kKeyTile * 8;  // int64 [tile % 2][K, V][row]
   // full K, V; empty K, V; raw full (quantized)
-  static constexpr int kUsedBytes = kBarriersOffset + (2 * (kKStages + kVStages) + kRawStages) * 8;
+  static constexpr int kBarrierBytes = (2 * (kKStages + kVStages) + kRawStages) * 8;
+  // turbo: the centroid table words of turbo_lookup.cuh (TableRegs), one 16-byte load per dequantized tile.
+  static constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
+  static constexpr int kTableOffset = (kBarriersOffset + kBarrierBytes + 15) / 16 * 16;
+  static constexpr int kUsedBytes = kTurbo ? kTableOffset + 16 : kBarriersOffset + kBarrierBytes;
   // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
   static constexpr int kSmemBytes = kUsedBytes + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "a CTA must fit an SM's shared memory");
@@ -101,7 +105,7 @@ struct WsRing {
 /// The producer warpgroup (ptid 0..127): every tile of the work into the ring, in order.
 template <class Cfg, KvType Type>
 __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const PrefillWork& w, const WsRing& ring,
-                                              int64_t* offsets, uint8_t* raw, int ptid) {
+                                              int64_t* offsets, uint8_t* raw, const void* turbo_table, int ptid) {
   constexpr int T = Cfg::kKeyTile;
   constexpr int SK = Cfg::kKStages;
   constexpr int SV = Cfg::kVStages;
@@ -167,11 +171,12 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     const auto dequant = [&](int n) {
       const int k_slot = n % SK, v_slot = n % SV;
       ptx::mbarrier_wait(ring.empty_k + k_slot, empty_parity(n, SK));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, raw_k(n), ptid);
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, raw_k(n), ptid,
+                                                 turbo_table);
       ptx::mbarrier_arrive(ring.full_k + k_slot);
       ptx::mbarrier_wait(ring.empty_v + v_slot, empty_parity(n, SV));
       dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + v_slot * Cfg::kTileBytes,
-                                                 raw_k(n) + Cfg::kRawTileBytes, ptid);
+                                                 raw_k(n) + Cfg::kRawTileBytes, ptid, turbo_table);
       ptx::mbarrier_arrive(ring.full_v + v_slot);
     };
     // Tile n's offsets visible to every producer thread (a barrier), then its copies issued (by `issue`, then
@@ -245,7 +250,9 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
   using Cfg = WsPrefillConfig<KType>;
   static_assert(KType == VType && (KType == KvType::f16 || has_swizzled_dequant(KType)) && HeadDimK == Cfg::kDim &&
                     HeadDimV == Cfg::kDim,
-                "the warp-specialized wgmma prefill is compiled for f16, q8_0 or q4_0 K/V (one type) at head dim 128");
+                "the warp-specialized wgmma prefill is compiled for f16, q8_0, q4_0, turbo3 or turbo4 K/V (one type) "
+                "at head dim 128");
+  constexpr bool kRotated = kv_traits(KType).rotated;  // constant: device code never reads the host table
   constexpr int T = Cfg::kKeyTile;
   constexpr int D = Cfg::kDim;
   constexpr int SK = Cfg::kKStages;
@@ -280,15 +287,23 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     ptx::fence_mbarrier_init();  // the copy engine signals raw_full
   }
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
+  if constexpr (Cfg::kTurbo) {
+    if (tid < 4) reinterpret_cast<uint32_t*>(smem + Cfg::kTableOffset)[tid] = turbo::table_regs_word<KType>(tid);
+  }
   const bool causal_only = causal_only_scores(p);
-  stage_swizzled_query<Cfg::kQvecs, D, Cfg::kThreads>(p, w, causal_only ? launch.scale * kLog2e : launch.scale, q_s);
+  const float q_scale = causal_only ? launch.scale * kLog2e : launch.scale;
+  if constexpr (kRotated) {
+    stage_swizzled_query_rotated<Cfg::kQvecs, D, Cfg::kThreads>(p, w, q_scale, q_s);
+  } else {
+    stage_swizzled_query<Cfg::kQvecs, D, Cfg::kThreads>(p, w, q_scale, q_s);
+  }
   wgmma::fence_proxy_async();  // the staged query, for the consumers' wgmma after the barrier
   __syncthreads();             // mbarriers initialized, query and score variants staged
 
   if (wg == 0) {
     ptx::release_registers<Cfg::kProducerRegs>();
     produce_tiles<Cfg, KType>(p, w, ring, reinterpret_cast<int64_t*>(smem + Cfg::kOffsetsOffset),
-                              smem + Cfg::kRawOffset, tid);
+                              smem + Cfg::kRawOffset, smem + Cfg::kTableOffset, tid);
   } else {
     ptx::claim_registers<Cfg::kConsumerRegs>();
     const int consumer = wg - 1, warp_in_group = warp % 4;
@@ -412,8 +427,7 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     ptx::named_barrier_sync(Cfg::kEpilogueBarrier, 256);
     const SplitOutput single;  // one split: finish_row writes the final output rows
     for (int r = warp - 4; r < w.n_qvecs; r += 4 * Cfg::kConsumers) {
-      finish_row(p, o_rows + r * D, D, /*v_rotated=*/false, m_rows[r], l_rows[r], w.s, w.head_of(r), w.row_of(r),
-                 single, -1);
+      finish_row(p, o_rows + r * D, D, kRotated, m_rows[r], l_rows[r], w.s, w.head_of(r), w.row_of(r), single, -1);
     }
   }
 }

@@ -10,14 +10,18 @@
 
 #include "backend/cuda/kv_fragments.cuh"
 #include "backend/cuda/ptx.cuh"
+#include "backend/cuda/turbo_lookup.cuh"
 #include "kvflash/kv_type.h"
 
 namespace kvflash::cuda {
 
-/// Whether the wgmma prefill kernels have a producer for `t` (f16 is copied as is). The warp-specialized kernel has
-/// rows for both; the one-role kernel only for q4_0 (its q8_0 is correct but measured slower than cuda.prefill.q8_0,
-/// bench/prefill_notes.md w2).
-constexpr bool has_swizzled_dequant(KvType t) { return t == KvType::q8_0 || t == KvType::q4_0; }
+/// Whether the wgmma prefill kernels have a producer for `t` (f16 is copied as is): the GGML blocks (the
+/// warp-specialized kernel has rows for both; the one-role kernel only for q4_0, its q8_0 being correct but measured
+/// slower than cuda.prefill.q8_0, bench/prefill_notes.md w2) and the turbo blocks (the warp-specialized kernel, which
+/// also rotates the query and the output).
+constexpr bool has_swizzled_dequant(KvType t) {
+  return t == KvType::q8_0 || t == KvType::q4_0 || t == KvType::turbo3 || t == KvType::turbo4;
+}
 
 template <KvType Type>
 struct SwizzledDequant;
@@ -99,6 +103,69 @@ struct SwizzledDequant<KvType::q4_0> {
     chunk[1] = make_uint4(low[4], low[5], low[6], low[7]);
     chunk[2] = make_uint4(high[0], high[1], high[2], high[3]);
     chunk[3] = make_uint4(high[4], high[5], high[6], high[7]);
+  }
+};
+
+// turbo3 / turbo4: one 128-value block per row, values in the rotated domain (the kernel rotates the query and the
+// output rows instead), c[index] as f16 (turbo_lookup.cuh's register tables, bit for bit __float2half_rn) times
+// the block's norm, one rounding. quarter() turns quarter b of a row (values 32b .. 32b + 31) into four chunks.
+// turbo3 = {f16 norm; u8 qs[32]; u8 signs[16]}, 50-byte rows, 2-byte aligned; turbo4 = {f16 norm; f16 rnorm;
+// u8 qs[64]}, 68-byte rows, 4-byte aligned.
+template <>
+struct SwizzledDequant<KvType::turbo3> {
+  static constexpr int kRowBytes = 50;
+  __device__ __forceinline__ static void quarter(const uint8_t* row, int b, const turbo::TableRegs& regs,
+                                                 uint4 (&chunk)[4]) {
+    const uint32_t norm = detail::lds_u16(row);
+    const __half2 n2 = ptx::as_half2(norm | norm << 16);
+    uint32_t q[2], s[1];
+    detail::load_words(row + 2 + 8 * b, q);   // 2-bit index fields of values 32b .. 32b + 31
+    detail::load_words(row + 34 + 4 * b, s);  // their index bit 2
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {  // values 16k .. 16k + 15 of the quarter: chunks 2k, 2k + 1
+      uint32_t even, odd;
+      turbo::turbo3_selectors(q[k], k == 0 ? s[0] : turbo::high_half(s[0]), regs, even, odd);  // bits >= 16 unread
+      const turbo::Bytes4 e0 = turbo::lookup4<KvType::turbo3>(even, regs);  // values 0, 2, 4, 6
+      const turbo::Bytes4 o0 = turbo::lookup4<KvType::turbo3>(odd, regs);   // 1, 3, 5, 7
+      const turbo::Bytes4 e1 = turbo::lookup4<KvType::turbo3>(turbo::high_half(even), regs);
+      const turbo::Bytes4 o1 = turbo::lookup4<KvType::turbo3>(turbo::high_half(odd), regs);
+      chunk[2 * k] = scaled_in_order(e0, o0, n2);
+      chunk[2 * k + 1] = scaled_in_order(e1, o1, n2);
+    }
+  }
+
+ private:
+  /// Eight values from the even (0, 2, 4, 6) and odd (1, 3, 5, 7) lookups, in order, times the norm: the low and
+  /// high bytes of values 0..3 (4..7) interleaved first, then paired into half2.
+  __device__ __forceinline__ static uint4 scaled_in_order(turbo::Bytes4 even, turbo::Bytes4 odd, __half2 n2) {
+    uint32_t h[4];
+#pragma unroll
+    for (int part = 0; part < 2; ++part) {
+      const uint32_t sel = part == 0 ? 0x5140u : 0x7362u;  // e0 o0 e1 o1, or e2 o2 e3 o3
+      const uint32_t lo = __byte_perm(even.lo, odd.lo, sel), hi = __byte_perm(even.hi, odd.hi, sel);
+      h[2 * part] = ptx::as_u32(__hmul2(ptx::as_half2(__byte_perm(lo, hi, 0x5140u)), n2));
+      h[2 * part + 1] = ptx::as_u32(__hmul2(ptx::as_half2(__byte_perm(lo, hi, 0x7362u)), n2));
+    }
+    return make_uint4(h[0], h[1], h[2], h[3]);
+  }
+};
+
+template <>
+struct SwizzledDequant<KvType::turbo4> {
+  static constexpr int kRowBytes = 68;
+  __device__ __forceinline__ static void quarter(const uint8_t* row, int b, const turbo::TableRegs& regs,
+                                                 uint4 (&chunk)[4]) {
+    const uint32_t norm = detail::lds_u16(row);
+    const __half2 n2 = ptx::as_half2(norm | norm << 16);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {  // values 8c .. 8c + 7 of the quarter, 4-bit indexes in one word
+      uint32_t pairs[4];
+      turbo::turbo4_pairs(detail::lds_u32(row + 4 + 16 * b + 4 * c), regs, pairs);
+      chunk[c] = make_uint4(ptx::as_u32(__hmul2(ptx::as_half2(pairs[0]), n2)),
+                            ptx::as_u32(__hmul2(ptx::as_half2(pairs[1]), n2)),
+                            ptx::as_u32(__hmul2(ptx::as_half2(pairs[2]), n2)),
+                            ptx::as_u32(__hmul2(ptx::as_half2(pairs[3]), n2)));
+    }
   }
 };
 
