@@ -8,8 +8,8 @@
 // Data: random rows with a few outlier channels, quantized with quantize_row; queries N(0, 1). Output: one line per
 // case on stdout and, with --json FILE, one JSON object per line. --n-q N times chunks of N new tokens instead of
 // 512; --one-split runs the planned route with its keys unsplit (what the prefill kernel did before it could split
-// them), for a same-run comparison on chunks too short to fill the GPU with query tiles. The f16, q8_0 and q4_0
-// cases also run forced onto every row that competes for them (keys unsplit): the warp-specialized wgmma rows
+// them), for a same-run comparison on chunks too short to fill the GPU with query tiles. Every case also runs
+// forced onto every row that competes for it (keys unsplit): the warp-specialized wgmma rows
 // (cuda.prefill_wgmma_ws.<type>, with and without ping-pong), the one-role wgmma rows (cuda.prefill_wgmma.<type>)
 // and the mma.sync rows (cuda.prefill.<type>), so all are measured in the same run.
 #include <cuda_runtime.h>
@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cuda/prefill_wgmma_ws.cuh"  // the no-ping-pong variant, launched directly (no table row)
+#include "backend/cuda/prefill_wgmma_ws.cuh"  // the other ping-pong choice, launched directly (no table row)
 #include "cuda_bench_common.h"
 #include "kvflash/attention.h"
 #include "kvflash/attention_problem.h"
@@ -83,14 +83,16 @@ struct Variant {
   std::function<Status(const AttentionProblem&, const Route&, cudaStream_t)> launch;
 };
 
-/// The warp-specialized row `row` (cache type CacheType, d 128) with its consumers issuing whenever ready: a direct
-/// launch with no table row of its own.
+/// The warp-specialized row `row` (cache type CacheType, d 128) with the other choice of consumer turns than its
+/// own (WsPrefillConfig::kPingPong): a direct launch with no table row of its own.
 template <KvType CacheType>
-std::pair<KernelId, Variant> without_ping_pong(KernelId row) {
+std::pair<KernelId, Variant> other_ping_pong(KernelId row) {
+  constexpr bool kPingPong = !cuda::WsPrefillConfig<CacheType>::kPingPong;
   return {row,
-          {"cuda.prefill_wgmma_ws." + std::string(kv_traits(CacheType).name) + " without ping-pong",
+          {"cuda.prefill_wgmma_ws." + std::string(kv_traits(CacheType).name) +
+               (kPingPong ? " with ping-pong" : " without ping-pong"),
            [](const AttentionProblem& p, const Route& r, cudaStream_t st) {
-             return cuda::launch_prefill_wgmma_ws<128, 128, CacheType, CacheType, false>(p, r, nullptr, st);
+             return cuda::launch_prefill_wgmma_ws<128, 128, CacheType, CacheType, kPingPong>(p, r, nullptr, st);
            }}};
 }
 
@@ -193,7 +195,7 @@ int main(int argc, char** argv) {
   FILE* json = json_path != nullptr ? std::fopen(json_path, "w") : nullptr;
   std::printf("%-8s %8s %12s %10s  %s\n", "type", "depth", "us", "TFLOP/s", "route");
   for (int64_t depth : {int64_t{0}, int64_t{32768}, int64_t{131072}}) {
-    for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3}) {
+    for (KvType t : {KvType::f16, KvType::q8_0, KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
       const Case c{t, depth, n_q, 32, 8, 128};
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
@@ -216,11 +218,21 @@ int main(int argc, char** argv) {
         routes.push_back(KernelId::cuda_prefill_wgmma_ws_turbo3);
         routes.push_back(KernelId::cuda_prefill_turbo3);
       }
-      // The warp-specialized kernel without ping-pong of its consumers, on the same problem.
+      if (t == KvType::turbo4) {
+        routes.push_back(KernelId::cuda_prefill_wgmma_ws_turbo4);
+        routes.push_back(KernelId::cuda_prefill_turbo4);
+      }
+      // The warp-specialized kernel with the other choice of consumer turns, on the same problem.
       std::vector<std::pair<KernelId, Variant>> variants;
-      if (t == KvType::f16) variants.push_back(without_ping_pong<KvType::f16>(KernelId::cuda_prefill_wgmma_ws_f16));
-      if (t == KvType::q8_0) variants.push_back(without_ping_pong<KvType::q8_0>(KernelId::cuda_prefill_wgmma_ws_q8_0));
-      if (t == KvType::q4_0) variants.push_back(without_ping_pong<KvType::q4_0>(KernelId::cuda_prefill_wgmma_ws_q4_0));
+      if (t == KvType::f16) variants.push_back(other_ping_pong<KvType::f16>(KernelId::cuda_prefill_wgmma_ws_f16));
+      if (t == KvType::q8_0) variants.push_back(other_ping_pong<KvType::q8_0>(KernelId::cuda_prefill_wgmma_ws_q8_0));
+      if (t == KvType::q4_0) variants.push_back(other_ping_pong<KvType::q4_0>(KernelId::cuda_prefill_wgmma_ws_q4_0));
+      if (t == KvType::turbo3) {
+        variants.push_back(other_ping_pong<KvType::turbo3>(KernelId::cuda_prefill_wgmma_ws_turbo3));
+      }
+      if (t == KvType::turbo4) {
+        variants.push_back(other_ping_pong<KvType::turbo4>(KernelId::cuda_prefill_wgmma_ws_turbo4));
+      }
       std::vector<std::pair<std::optional<KernelId>, const Variant*>> runs;
       for (const std::optional<KernelId>& force : routes) runs.push_back({force, nullptr});
       for (const auto& [row, variant] : variants) runs.push_back({row, &variant});

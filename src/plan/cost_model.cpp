@@ -86,14 +86,15 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       // the keys of a short chunk to fill the SMs, that row estimates less and is taken.
       return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 400e6 : 335e6);
     case CostModel::cuda_prefill_wgmma_ws:
-      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, sessions 7 and 8, 512 rows at
-      // 32K-131K): f16 525-545, q8_0 347-349, q4_0 424-444 TFLOP/s: it takes all three.
-      // turbo: not measured yet; a rate under cuda.prefill's 160e6 keeps the router on that row until it is.
+      // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, sessions 7-9, 512 rows at
+      // 32K-131K): f16 525-545, q8_0 347-365, q4_0 424-450, turbo3 315-330 TFLOP/s (cuda.prefill.turbo3: 152-157):
+      // it takes all of them. turbo4 shares turbo3's producer with a 16-entry table: the same rate until measured
+      // apart.
       return prefill_cost_us(p, caps, w, 1, 128.0,
                              p.k.type == KvType::f16    ? 530e6
-                             : p.k.type == KvType::q8_0 ? 345e6
+                             : p.k.type == KvType::q8_0 ? 350e6
                              : p.k.type == KvType::q4_0 ? 430e6
-                                                        : 150e6);
+                                                        : 310e6);
     case CostModel::cpu_tiles: {
       // Bytes at the caps' bandwidth against multiply-adds at ~25 GFLOP/s per thread (AVX2 with the dequantization
       // in the loop), plus a pass over the partial outputs per extra split and a fixed ~20 us to wake the pool.

@@ -226,7 +226,7 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   EXPECT_NE(why.find("cuda.prefill.f16 "), std::string::npos) << why;
   EXPECT_NE(why.find("cuda.prefill_wgmma.f16 "), std::string::npos) << why;
 
-  // Head dim 64 and turbo caches stay on the mma.sync rows; q8_0 and q4_0 take the warp-specialized rows (measured
+  // Head dim 64 stays on the mma.sync rows; q8_0, q4_0, turbo3 and turbo4 take the warp-specialized rows (measured
   // faster than their mma.sync and one-role wgmma rows); decode-sized problems the split-KV rows.
   spec.shape = AttentionShape{1, 512, 4096, 32, 8, 64, 64};
   StatusOr<HostProblem> d64 = HostProblem::make(spec);
@@ -252,12 +252,14 @@ TEST(CudaPrefillWgmmaRouting, PreferredAtHeadDim128AndVisibleInExplain) {
   ASSERT_TRUE(r4.ok()) << r4.status().message();
   EXPECT_EQ(kernel_name(r4->kernel), "cuda.prefill_wgmma_ws.q4_0");
 
-  spec.ktype = spec.vtype = KvType::turbo3;
-  StatusOr<HostProblem> t3 = HostProblem::make(spec);
-  ASSERT_TRUE(t3.ok()) << t3.status().message();
-  StatusOr<Route> rt = plan_route(t3->problem(), caps);
-  ASSERT_TRUE(rt.ok()) << rt.status().message();
-  EXPECT_EQ(kernel_name(rt->kernel), "cuda.prefill.turbo3");
+  for (KvType turbo : {KvType::turbo3, KvType::turbo4}) {
+    spec.ktype = spec.vtype = turbo;
+    StatusOr<HostProblem> t = HostProblem::make(spec);
+    ASSERT_TRUE(t.ok()) << t.status().message();
+    StatusOr<Route> rt = plan_route(t->problem(), caps);
+    ASSERT_TRUE(rt.ok()) << rt.status().message();
+    EXPECT_EQ(kernel_name(rt->kernel), "cuda.prefill_wgmma_ws." + std::string(kv_traits(turbo).name));
+  }
 
   // A 64-row chunk at depth fills 16 CTAs: the mma.sync row splits its keys to fill the SMs and is taken.
   spec.ktype = spec.vtype = KvType::f16;

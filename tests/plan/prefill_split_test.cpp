@@ -23,7 +23,7 @@ AttentionProblem chunk_problem(KvType type, int64_t n_q, int64_t n_kv) {
 }
 
 /// A tensor-core prefill row: mma.sync (cuda.prefill.*) or, where the router prefers it, wgmma
-/// (cuda.prefill_wgmma_ws.* for f16, q8_0 and q4_0).
+/// (cuda.prefill_wgmma_ws.* for f16, q8_0, q4_0, turbo3 and turbo4 at head dim 128).
 bool is_prefill(const Route& r) {
   const CostModel cost = kernel_spec(r.kernel).cost;
   return cost == CostModel::cuda_prefill || cost == CostModel::cuda_prefill_wgmma ||

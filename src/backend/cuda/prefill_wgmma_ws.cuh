@@ -13,7 +13,9 @@
 // Ping-pong: the two consumers take turns issuing their MMAs (named barriers kTurnBarrier + 0 / + 1): consumer c
 // waits for its turn, issues, and hands the turn to the other, so the tensor cores see the groups of the two in
 // alternation and one consumer's softmax runs while the other's MMAs do, instead of both softmaxes at once (the
-// per-tile __syncthreads of prefill_wgmma.cuh aligned them; bench/prefill_notes.md w1).
+// per-tile __syncthreads of prefill_wgmma.cuh aligned them; bench/prefill_notes.md w1). Only f16 takes turns
+// (WsPrefillConfig::kPingPong): where the producer's dequantization is the limit, a consumer that waits for its turn
+// after its tile is full only adds latency (q8_0 +3%, q4_0 +2% without turns, session 9).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -65,21 +67,30 @@ struct WsPrefillConfig {
   // The epilogue's f32 output rows, maxima and sums alias the K and V slots once every MMA is done.
   static constexpr int kEpilogueBytes = kQvecs * (kDim + 2) * 4;
   static_assert(kEpilogueBytes <= (kKStages + kVStages) * kTileBytes);
-  // Quantized: raw slots (a K and a V tile as stored) the producer copies into and dequantizes from; two deep
-  // where they fit (q4_0: 9 KB per tile), one for q8_0 (17 KB per tile: two would pass the 227 KB of an SM).
+  // Quantized: raw slots, each a K or a V tile as stored, that the producer copies into and dequantizes from: q4_0
+  // and turbo 4 (9 KB or less each), used as two K + V pairs; q8_0 3 (17 KB each: two pairs would pass the 227 KB of an SM), used
+  // as a ring of half-tiles K(0) V(0) K(1) ... where tiles span (kHalfTileRing), so that two copies are in flight
+  // while a half is dequantized instead of none. The ring measured +3-8% for q8_0 and -11% for q4_0 (session 8,
+  // bench/prefill_notes.md), hence one layout per type.
   static constexpr bool kQuantized = Type != KvType::f16;
   static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
-  static constexpr int kRawTileBytes = kQuantized ? (kKeyTile * kRawRowBytes + 15) / 16 * 16 : 0;
-  static constexpr int kRawStages = !kQuantized ? 0 : Type == KvType::q8_0 ? 1 : 2;
+  static constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
+  // A turbo quarter's words come through load_words, which reads the aligned word after its last one: up to 4
+  // bytes past a tile's last row, which must stay in the tile's own slot (racecheck saw them reach the next slot
+  // while the copy engine was filling it, session 9).
+  static constexpr int kRawReadPastBytes = kTurbo ? 4 : 0;
+  static constexpr int kRawTileBytes =
+      kQuantized ? (kKeyTile * kRawRowBytes + kRawReadPastBytes + 15) / 16 * 16 : 0;
+  static constexpr int kRawSlots = !kQuantized ? 0 : Type == KvType::q8_0 ? 3 : 4;
+  static constexpr bool kHalfTileRing = Type == KvType::q8_0;
   static constexpr int kRawOffset = kVOffset + kVStages * kTileBytes;
-  static constexpr int kVariantOffset = kRawOffset + kRawStages * 2 * kRawTileBytes;
+  static constexpr int kVariantOffset = kRawOffset + kRawSlots * kRawTileBytes;
   static constexpr int kOffsetsOffset =
       (kVariantOffset + kQvecs * static_cast<int>(sizeof(ScoreVariant)) + 15) / 16 * 16;
   static constexpr int kBarriersOffset = kOffsetsOffset + 2 * 2 * kKeyTile * 8;  // int64 [tile % 2][K, V][row]
   // full K, V; empty K, V; raw full (quantized)
-  static constexpr int kBarrierBytes = (2 * (kKStages + kVStages) + kRawStages) * 8;
+  static constexpr int kBarrierBytes = (2 * (kKStages + kVStages) + kRawSlots) * 8;
   // turbo: the centroid table words of turbo_lookup.cuh (TableRegs), one 16-byte load per dequantized tile.
-  static constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
   static constexpr int kTableOffset = (kBarriersOffset + kBarrierBytes + 15) / 16 * 16;
   static constexpr int kUsedBytes = kTurbo ? kTableOffset + 16 : kBarriersOffset + kBarrierBytes;
   // The dynamic shared-memory window is 16-byte aligned; the swizzle atoms need 1024: the kernel rounds its base up.
@@ -89,6 +100,7 @@ struct WsPrefillConfig {
   static constexpr int kEpilogueBarrier = 1;
   static constexpr int kTurnBarrier = 2;  // + consumer index
   static constexpr int kProducerBarrier = 4;
+  static constexpr bool kPingPong = Type == KvType::f16;
 };
 
 /// The slots of the K/V ring and their mbarriers, as both roles see them.
@@ -99,7 +111,7 @@ struct WsRing {
   uint64_t* full_v;
   uint64_t* empty_k;
   uint64_t* empty_v;
-  uint64_t* raw_full;  // quantized: raw slot r holds its tile (copy-engine transactions or the producer's arrival)
+  uint64_t* raw_full;  // quantized: raw slot (pair) r holds its tile (copy-engine transactions or the producer's arrival)
 };
 
 /// The producer warpgroup (ptid 0..127): every tile of the work into the ring, in order.
@@ -154,7 +166,7 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
       mark_full(ring.full_v + v_slot, v_aligned);
     }
   } else {
-    constexpr int R = Cfg::kRawStages;
+    constexpr int R = Cfg::kRawSlots / 2;  // K + V pairs
     constexpr int RB = Cfg::kRawRowBytes;
     const int width_k = kv_copy_width(p.k, w.s, w.hkv, RB);
     const int width_v = kv_copy_width(p.v, w.s, w.hkv, RB);
@@ -168,16 +180,23 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
       copy_raw_tile<T, RB, 128>(raw_k(n), p.k.data, offs, width_k, k_spans, w.keys, n, ptid);
       copy_raw_tile<T, RB, 128>(raw_k(n) + Cfg::kRawTileBytes, p.v.data, offs + T, width_v, v_spans, w.keys, n, ptid);
     };
-    const auto dequant = [&](int n) {
-      const int k_slot = n % SK, v_slot = n % SV;
-      ptx::mbarrier_wait(ring.empty_k + k_slot, empty_parity(n, SK));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + k_slot * Cfg::kTileBytes, raw_k(n), ptid,
+    const auto dequant_k = [&](int n, const uint8_t* raw_tile) {
+      const int slot = n % SK;
+      ptx::mbarrier_wait(ring.empty_k + slot, empty_parity(n, SK));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + slot * Cfg::kTileBytes, raw_tile, ptid,
                                                  turbo_table);
-      ptx::mbarrier_arrive(ring.full_k + k_slot);
-      ptx::mbarrier_wait(ring.empty_v + v_slot, empty_parity(n, SV));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + v_slot * Cfg::kTileBytes,
-                                                 raw_k(n) + Cfg::kRawTileBytes, ptid, turbo_table);
-      ptx::mbarrier_arrive(ring.full_v + v_slot);
+      ptx::mbarrier_arrive(ring.full_k + slot);
+    };
+    const auto dequant_v = [&](int n, const uint8_t* raw_tile) {
+      const int slot = n % SV;
+      ptx::mbarrier_wait(ring.empty_v + slot, empty_parity(n, SV));
+      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + slot * Cfg::kTileBytes, raw_tile, ptid,
+                                                 turbo_table);
+      ptx::mbarrier_arrive(ring.full_v + slot);
+    };
+    const auto dequant = [&](int n) {
+      dequant_k(n, raw_k(n));
+      dequant_v(n, raw_k(n) + Cfg::kRawTileBytes);
     };
     // Tile n's offsets visible to every producer thread (a barrier), then its copies issued (by `issue`, then
     // `after_issue` whether or not tile n exists); the copies run a tile ahead of the dequantization where there are
@@ -200,7 +219,51 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
         if constexpr (R == 1) prepare(n + 1);
       }
     };
-    if (k_spans && v_spans) {
+    if constexpr (Cfg::kHalfTileRing) {
+      if (k_spans && v_spans) {
+        // Half-tile h (K of tile h / 2 where h is even, its V where odd) in raw slot h % H, by the copy engine as
+        // below, refilled with h + H after a producer barrier that follows every thread's dequantization of h.
+        constexpr int H = Cfg::kRawSlots;
+        const int n_halves = 2 * n_tiles;
+        const auto raw_slot = [&](int h) { return raw + (h % H) * Cfg::kRawTileBytes; };
+        const auto issue_half = [&](int h) {
+          const KvView& kv = h % 2 == 0 ? p.k : p.v;
+          const int64_t key0 = w.keys.key_begin + static_cast<int64_t>(h / 2) * T;
+          const int64_t rows_valid = w.keys.key_end - key0;
+          const int64_t start = kv_row_offset_on_device(kv, w.s, w.hkv, key0);
+          uint64_t* full = ring.raw_full + h % H;
+          if (rows_valid >= T) {
+            if (ptid == 0) {
+              constexpr uint32_t kBytes = T * RB;
+              static_assert(kBytes % 16 == 0 && kBytes <= Cfg::kRawTileBytes, "a tile is whole 16-byte pieces");
+              ptx::mbarrier_arrive_expect_tx(full, kBytes);
+              ptx::cp_async_bulk(raw_slot(h), static_cast<const uint8_t*>(kv.data) + start, kBytes, full);
+            }
+            return;
+          }
+          copy_tile_span<T, RB, 128>(raw_slot(h), kv.data, start, rows_valid, ptid);
+          ptx::cp_async_commit();
+          ptx::cp_async_wait<0>();
+          producer_sync();
+          if (ptid == 0) ptx::mbarrier_arrive(full);
+        };
+        for (int h = 0; h < std::min(H, n_halves); ++h) issue_half(h);
+#pragma unroll 1
+        for (int h = 0; h < n_halves; ++h) {
+          ptx::mbarrier_wait(ring.raw_full + h % H, static_cast<uint32_t>((h / H) & 1));
+          if (h % 2 == 0) {
+            dequant_k(h / 2, raw_slot(h));
+          } else {
+            dequant_v(h / 2, raw_slot(h));
+          }
+          if (h + H < n_halves) {
+            producer_sync();  // every thread's reads of slot h % H are done
+            issue_half(h + H);
+          }
+        }
+        return;
+      }
+    } else if (k_spans && v_spans) {
       // Whole tiles by the copy engine: one thread announces and issues a K and a V bulk copy into the raw slot,
       // which complete on raw_full, so no producer thread has a cp.async in flight when its fence.proxy.async
       // after each dequantized tile runs (the cp.async path below may make those fences wait for the next tile's
@@ -243,8 +306,9 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
   }
 }
 
-/// PingPong = false: the consumers issue whenever they are ready (same-run comparisons in cuda_prefill_bench.cu).
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = true>
+/// PingPong = false: the consumers issue whenever they are ready (the other choice is launched for same-run
+/// comparisons in cuda_prefill_bench.cu).
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = WsPrefillConfig<KType>::kPingPong>
 __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
     prefill_wgmma_ws_kernel(const AttentionProblem p, const PrefillLaunch launch) {
   using Cfg = WsPrefillConfig<KType>;
@@ -283,7 +347,7 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
       ptx::mbarrier_init(ring.full_v + i, 128);
       ptx::mbarrier_init(ring.empty_v + i, 4 * Cfg::kConsumers);
     }
-    for (int i = 0; i < Cfg::kRawStages; ++i) ptx::mbarrier_init(ring.raw_full + i, 1);  // one producer thread
+    for (int i = 0; i < Cfg::kRawSlots; ++i) ptx::mbarrier_init(ring.raw_full + i, 1);  // one producer thread
     ptx::fence_mbarrier_init();  // the copy engine signals raw_full
   }
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
@@ -432,7 +496,7 @@ __global__ void __launch_bounds__(WsPrefillConfig<KType>::kThreads, 1)
   }
 }
 
-template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = true>
+template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, bool PingPong = WsPrefillConfig<KType>::kPingPong>
 Status launch_prefill_wgmma_ws(const AttentionProblem& p, const Route& route, void* workspace, cudaStream_t stream) {
   (void)workspace;
   return launch_unsplit_wgmma_prefill<prefill_wgmma_ws_kernel<HeadDimK, HeadDimV, KType, VType, PingPong>,
