@@ -14,7 +14,8 @@
 #   KVFLASH_STANDALONE_ONLY (default "kv=32768 kv=131072"; "causal:PATTERN" adds --causal, the problem options
 #   kvflash bench sets), and bench/cuda_prefill_bench.cu --only for each of KVFLASH_STANDALONE_PREFILL, for
 #   comparison with the cli rows.
-# 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases.
+# 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases (KVFLASH_PROFILE_CASES, comma-separated
+#    --only patterns, picks others).
 # Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
 # ("build test sanitize bench prefill cli profile" by default; "clitests" and "standalone" on request). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
 # from third_party/googletest (copied next to the tree when the machine has none).
@@ -186,7 +187,8 @@ fi
 
 if phase profile; then
   # Hardware counters of the decode kernel on the 131K cases (clocks left alone, as the machine's notes ask).
-  for case in "q4_0 kv=131072" "f16 kv=131072" "turbo3 kv=131072"; do
+  IFS=, read -r -a cases <<<"${KVFLASH_PROFILE_CASES:-q4_0 kv=131072,f16 kv=131072,turbo3 kv=131072}"
+  for case in "${cases[@]}"; do
     log "ncu: $case"
     timeout 120 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
       --section Occupancy -k regex:decode_ -c 1 "$BUILD/kvflash_cuda_bench" --only "$case" --iters 3 \
