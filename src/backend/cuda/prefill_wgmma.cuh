@@ -257,19 +257,26 @@ __device__ __forceinline__ void copy_raw_tile(uint8_t* raw, const void* data, co
 /// Lane l of a warp takes values 32 (l / 8) .. + 31 of row l % 8 of the warp's 8 rows: a quarter-warp stores one
 /// chunk of 8 rows, which the swizzle puts in 8 different bank groups, and a thread's rows share row % 8, so its
 /// swizzled columns and both addresses move by constants from pass to pass.
+/// q8_0 (kSplitRows): the 136-byte rows put rows r and r + 4 of 8 consecutive ones in the same banks (34 words
+/// apart per row), so every load of that layout was a 2-way conflict. A warp takes rows 0-3 and 8-11 of a 16-row
+/// group instead (the odd warp 4-7 and 12-15), lanes 4-7 of a quarter-warp the next block: loads and stores are
+/// both conflict-free (checked by enumerating the 128 threads' addresses). No such row set exists for q4_0's 72-byte
+/// rows or the turbo rows, whose loads stay 2-way: the stores (4 wavefronts each) keep the conflict-free layout.
 template <KvType Type, int RawRowBytes, int KeyTile, int Threads>
 __device__ __forceinline__ void dequantize_swizzled_tile(uint8_t* tile, const uint8_t* raw, int tid,
                                                          const void* turbo_table = nullptr) {
   using Dequant = SwizzledDequant<Type>;
   constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
+  constexpr bool kSplitRows = Type == KvType::q8_0;
   constexpr int kRowsPerPass = Threads / 4;
-  static_assert(Threads % 32 == 0 && KeyTile % kRowsPerPass == 0, "whole warps; whole passes");
-  const int lane = tid % 32, block = lane / 8;
-  const int row = 8 * (tid / 32) + lane % 8;
+  static_assert(Threads % 64 == 0 && KeyTile % kRowsPerPass == 0, "whole warp pairs; whole passes");
+  const int lane = tid % 32, warp = tid / 32, half = (lane % 8) / 4;
+  const int block = kSplitRows ? (lane / 8) ^ half : lane / 8;
+  const int row = kSplitRows ? 16 * (warp / 2) + 4 * (warp % 2) + lane % 4 + 8 * half : 8 * warp + lane % 8;
   uint8_t* dst = tile + (block / 2) * KeyTile * kSwizzleRowBytes + row * kSwizzleRowBytes;
   uint32_t column[4];
 #pragma unroll
-  for (int c = 0; c < 4; ++c) column[c] = static_cast<uint32_t>(((4 * (block % 2) + c) ^ (lane % 8)) * 16);
+  for (int c = 0; c < 4; ++c) column[c] = static_cast<uint32_t>(((4 * (block % 2) + c) ^ (row % 8)) * 16);
   const auto store = [&](int i, const uint4 (&chunk)[4]) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
