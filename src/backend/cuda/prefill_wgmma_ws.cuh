@@ -201,9 +201,10 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     // Tile n's offsets visible to every producer thread (a barrier), then its copies issued (by `issue`, then
     // `after_issue` whether or not tile n exists); the copies run a tile ahead of the dequantization where there are
     // two raw slots, behind it where there is one. `landed(n)` waits until raw tile n is there for every thread.
-    const auto run = [&](auto issue, auto after_issue, auto landed) {
+    // `needs_offsets(n)`: whether this thread computes its row offsets of tile n (a page-table load where paged).
+    const auto run = [&](auto needs_offsets, auto issue, auto after_issue, auto landed) {
       const auto prepare = [&](int n) {
-        if (n < n_tiles) tile_offsets(n);
+        if (n < n_tiles && needs_offsets(n)) tile_offsets(n);
         producer_sync();
         if (n < n_tiles) issue(n);
         after_issue();
@@ -230,10 +231,10 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
           const KvView& kv = h % 2 == 0 ? p.k : p.v;
           const int64_t key0 = w.keys.key_begin + static_cast<int64_t>(h / 2) * T;
           const int64_t rows_valid = w.keys.key_end - key0;
-          const int64_t start = kv_row_offset_on_device(kv, w.s, w.hkv, key0);
           uint64_t* full = ring.raw_full + h % H;
           if (rows_valid >= T) {
             if (ptid == 0) {
+              const int64_t start = kv_row_offset_on_device(kv, w.s, w.hkv, key0);
               constexpr uint32_t kBytes = T * RB;
               static_assert(kBytes % 16 == 0 && kBytes <= Cfg::kRawTileBytes, "a tile is whole 16-byte pieces");
               ptx::mbarrier_arrive_expect_tx(full, kBytes);
@@ -241,7 +242,8 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
             }
             return;
           }
-          copy_tile_span<T, RB, 128>(raw_slot(h), kv.data, start, rows_valid, ptid);
+          copy_tile_span<T, RB, 128>(raw_slot(h), kv.data, kv_row_offset_on_device(kv, w.s, w.hkv, key0), rows_valid,
+                                     ptid);
           ptx::cp_async_commit();
           ptx::cp_async_wait<0>();
           producer_sync();
@@ -269,10 +271,13 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
       // after each dequantized tile runs (the cp.async path below may make those fences wait for the next tile's
       // copies, which would leave the copy latency on the producer's path every tile). A partial last tile goes
       // through cp.async (zeros past key_end), waited for here, and one arrival.
+      const auto whole_tile = [&](int n) {
+        return w.keys.key_end - (w.keys.key_begin + static_cast<int64_t>(n) * T) >= T;
+      };
       const auto issue_raw_tile = [&](int n) {
         const int64_t* offs = offsets + (n % 2) * 2 * T;
         uint64_t* full = ring.raw_full + n % R;
-        if (w.keys.key_end - (w.keys.key_begin + static_cast<int64_t>(n) * T) >= T) {
+        if (whole_tile(n)) {
           if (ptid == 0) {
             constexpr uint32_t kBytes = T * RB;
             static_assert(kBytes % 16 == 0 && kBytes <= Cfg::kRawTileBytes, "a tile is whole 16-byte pieces");
@@ -289,12 +294,13 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
         producer_sync();
         if (ptid == 0) ptx::mbarrier_arrive(full);
       };
-      run(issue_raw_tile, [] {}, [&](int n) {
+      // A whole tile needs the first K and V row offsets only (ptid 0's); a partial one every row's.
+      run([&](int n) { return ptid == 0 || !whole_tile(n); }, issue_raw_tile, [] {}, [&](int n) {
         ptx::mbarrier_wait(ring.raw_full + n % R, static_cast<uint32_t>((n / R) & 1));
       });
       return;
     }
-    run(issue_raw, [] { ptx::cp_async_commit(); }, [&](int) {
+    run([](int) { return true; }, issue_raw, [] { ptx::cp_async_commit(); }, [&](int) {
       if constexpr (R == 2) {
         ptx::cp_async_wait<1>();
       } else {
