@@ -87,12 +87,11 @@ double estimate_cost_us(const KernelSpec& spec, const AttentionProblem& p, const
       return prefill_cost_us(p, caps, w, 1, 128.0, p.k.type == KvType::f16 ? 400e6 : 335e6);
     case CostModel::cuda_prefill_wgmma_ws:
       // The warp-specialized kernel as measured on an H100 (bench/prefill_notes.md, sessions 7-9, 512 rows at
-      // 32K-131K): f16 525-545, q8_0 347-365, q4_0 424-450, turbo3 315-330 TFLOP/s (cuda.prefill.turbo3: 152-157):
-      // it takes all of them. turbo4 shares turbo3's producer with a 16-entry table: the same rate until measured
-      // apart.
+      // 32K-131K): f16 525-545, q8_0 360-380, q4_0 424-450, turbo3 310-325, turbo4 330-350 TFLOP/s (the mma.sync
+      // rows: 150-170): it takes all of them.
       return prefill_cost_us(p, caps, w, 1, 128.0,
                              p.k.type == KvType::f16    ? 530e6
-                             : p.k.type == KvType::q8_0 ? 350e6
+                             : p.k.type == KvType::q8_0 ? 370e6
                              : p.k.type == KvType::q4_0 ? 430e6
                                                         : 310e6);
     case CostModel::cpu_tiles: {

@@ -13,9 +13,9 @@
 // Ping-pong: the two consumers take turns issuing their MMAs (named barriers kTurnBarrier + 0 / + 1): consumer c
 // waits for its turn, issues, and hands the turn to the other, so the tensor cores see the groups of the two in
 // alternation and one consumer's softmax runs while the other's MMAs do, instead of both softmaxes at once (the
-// per-tile __syncthreads of prefill_wgmma.cuh aligned them; bench/prefill_notes.md w1). Only f16 takes turns
-// (WsPrefillConfig::kPingPong): where the producer's dequantization is the limit, a consumer that waits for its turn
-// after its tile is full only adds latency (q8_0 +3%, q4_0 +2% without turns, session 9).
+// per-tile __syncthreads of prefill_wgmma.cuh aligned them; bench/prefill_notes.md w1). q4_0 does not take turns
+// (WsPrefillConfig::kPingPong): in three runs of session 9 it was 1-2% faster without, turbo3 / turbo4 1-3% faster
+// with, q8_0 and f16 within noise either way.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -100,7 +100,7 @@ struct WsPrefillConfig {
   static constexpr int kEpilogueBarrier = 1;
   static constexpr int kTurnBarrier = 2;  // + consumer index
   static constexpr int kProducerBarrier = 4;
-  static constexpr bool kPingPong = Type == KvType::f16;
+  static constexpr bool kPingPong = Type != KvType::q4_0;
 };
 
 /// The slots of the K/V ring and their mbarriers, as both roles see them.
@@ -201,10 +201,9 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
     // Tile n's offsets visible to every producer thread (a barrier), then its copies issued (by `issue`, then
     // `after_issue` whether or not tile n exists); the copies run a tile ahead of the dequantization where there are
     // two raw slots, behind it where there is one. `landed(n)` waits until raw tile n is there for every thread.
-    // `needs_offsets(n)`: whether this thread computes its row offsets of tile n (a page-table load where paged).
-    const auto run = [&](auto needs_offsets, auto issue, auto after_issue, auto landed) {
+    const auto run = [&](auto issue, auto after_issue, auto landed) {
       const auto prepare = [&](int n) {
-        if (n < n_tiles && needs_offsets(n)) tile_offsets(n);
+        if (n < n_tiles) tile_offsets(n);
         producer_sync();
         if (n < n_tiles) issue(n);
         after_issue();
@@ -271,13 +270,10 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
       // after each dequantized tile runs (the cp.async path below may make those fences wait for the next tile's
       // copies, which would leave the copy latency on the producer's path every tile). A partial last tile goes
       // through cp.async (zeros past key_end), waited for here, and one arrival.
-      const auto whole_tile = [&](int n) {
-        return w.keys.key_end - (w.keys.key_begin + static_cast<int64_t>(n) * T) >= T;
-      };
       const auto issue_raw_tile = [&](int n) {
         const int64_t* offs = offsets + (n % 2) * 2 * T;
         uint64_t* full = ring.raw_full + n % R;
-        if (whole_tile(n)) {
+        if (w.keys.key_end - (w.keys.key_begin + static_cast<int64_t>(n) * T) >= T) {
           if (ptid == 0) {
             constexpr uint32_t kBytes = T * RB;
             static_assert(kBytes % 16 == 0 && kBytes <= Cfg::kRawTileBytes, "a tile is whole 16-byte pieces");
@@ -294,13 +290,14 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
         producer_sync();
         if (ptid == 0) ptx::mbarrier_arrive(full);
       };
-      // A whole tile needs the first K and V row offsets only (ptid 0's); a partial one every row's.
-      run([&](int n) { return ptid == 0 || !whole_tile(n); }, issue_raw_tile, [] {}, [&](int n) {
+      // Every thread computes its rows' offsets though a whole tile needs ptid 0's only: skipping them measured
+      // 3-6% slower for turbo3 / turbo4 and no faster for q4_0 (session 9), unlike q8_0's half-tiles above.
+      run(issue_raw_tile, [] {}, [&](int n) {
         ptx::mbarrier_wait(ring.raw_full + n % R, static_cast<uint32_t>((n / R) & 1));
       });
       return;
     }
-    run([](int) { return true; }, issue_raw, [] { ptx::cp_async_commit(); }, [&](int) {
+    run(issue_raw, [] { ptx::cp_async_commit(); }, [&](int) {
       if constexpr (R == 2) {
         ptx::cp_async_wait<1>();
       } else {
