@@ -96,6 +96,40 @@ std::pair<KernelId, Variant> other_ping_pong(KernelId row) {
            }}};
 }
 
+/// The rows that compete for a cache type at d 128, forced one by one after the planned route.
+std::vector<KernelId> competing_rows(KvType t) {
+  switch (t) {
+    case KvType::f16:
+      return {KernelId::cuda_prefill_wgmma_ws_f16, KernelId::cuda_prefill_wgmma_f16, KernelId::cuda_prefill_f16};
+    case KvType::q8_0:
+      return {KernelId::cuda_prefill_wgmma_ws_q8_0, KernelId::cuda_prefill_q8_0};
+    case KvType::q4_0:
+      return {KernelId::cuda_prefill_wgmma_ws_q4_0, KernelId::cuda_prefill_wgmma_q4_0, KernelId::cuda_prefill_q4_0};
+    case KvType::turbo3:
+      return {KernelId::cuda_prefill_wgmma_ws_turbo3, KernelId::cuda_prefill_turbo3};
+    case KvType::turbo4:
+      return {KernelId::cuda_prefill_wgmma_ws_turbo4, KernelId::cuda_prefill_turbo4};
+    default:
+      return {};
+  }
+}
+
+/// other_ping_pong of the warp-specialized row of `t` (one of the benchmark's five types).
+std::pair<KernelId, Variant> other_ping_pong(KvType t) {
+  switch (t) {
+    case KvType::q8_0:
+      return other_ping_pong<KvType::q8_0>(KernelId::cuda_prefill_wgmma_ws_q8_0);
+    case KvType::q4_0:
+      return other_ping_pong<KvType::q4_0>(KernelId::cuda_prefill_wgmma_ws_q4_0);
+    case KvType::turbo3:
+      return other_ping_pong<KvType::turbo3>(KernelId::cuda_prefill_wgmma_ws_turbo3);
+    case KvType::turbo4:
+      return other_ping_pong<KvType::turbo4>(KernelId::cuda_prefill_wgmma_ws_turbo4);
+    default:
+      return other_ping_pong<KvType::f16>(KernelId::cuda_prefill_wgmma_ws_f16);
+  }
+}
+
 /// `force`: run this kernel row instead of the planned one, with one split (no workspace); `variant`: launch that
 /// instead of attend() (with `force` naming the row it is a variant of).
 Result run_case(const Case& c, cudaStream_t stream, int iters, bool one_split,
@@ -200,42 +234,12 @@ int main(int argc, char** argv) {
       const std::string name(kv_traits(t).name);
       if (!only.empty() && (name + " " + std::to_string(depth)).find(only) == std::string::npos) continue;
       std::vector<std::optional<KernelId>> routes = {std::nullopt};
-      if (t == KvType::f16) {
-        routes.push_back(KernelId::cuda_prefill_wgmma_ws_f16);
-        routes.push_back(KernelId::cuda_prefill_wgmma_f16);
-        routes.push_back(KernelId::cuda_prefill_f16);
-      }
-      if (t == KvType::q8_0) {
-        routes.push_back(KernelId::cuda_prefill_wgmma_ws_q8_0);
-        routes.push_back(KernelId::cuda_prefill_q8_0);
-      }
-      if (t == KvType::q4_0) {
-        routes.push_back(KernelId::cuda_prefill_wgmma_ws_q4_0);
-        routes.push_back(KernelId::cuda_prefill_wgmma_q4_0);
-        routes.push_back(KernelId::cuda_prefill_q4_0);
-      }
-      if (t == KvType::turbo3) {
-        routes.push_back(KernelId::cuda_prefill_wgmma_ws_turbo3);
-        routes.push_back(KernelId::cuda_prefill_turbo3);
-      }
-      if (t == KvType::turbo4) {
-        routes.push_back(KernelId::cuda_prefill_wgmma_ws_turbo4);
-        routes.push_back(KernelId::cuda_prefill_turbo4);
-      }
+      for (KernelId row : competing_rows(t)) routes.push_back(row);
       // The warp-specialized kernel with the other choice of consumer turns, on the same problem.
-      std::vector<std::pair<KernelId, Variant>> variants;
-      if (t == KvType::f16) variants.push_back(other_ping_pong<KvType::f16>(KernelId::cuda_prefill_wgmma_ws_f16));
-      if (t == KvType::q8_0) variants.push_back(other_ping_pong<KvType::q8_0>(KernelId::cuda_prefill_wgmma_ws_q8_0));
-      if (t == KvType::q4_0) variants.push_back(other_ping_pong<KvType::q4_0>(KernelId::cuda_prefill_wgmma_ws_q4_0));
-      if (t == KvType::turbo3) {
-        variants.push_back(other_ping_pong<KvType::turbo3>(KernelId::cuda_prefill_wgmma_ws_turbo3));
-      }
-      if (t == KvType::turbo4) {
-        variants.push_back(other_ping_pong<KvType::turbo4>(KernelId::cuda_prefill_wgmma_ws_turbo4));
-      }
+      const auto [ws_row, other] = other_ping_pong(t);
       std::vector<std::pair<std::optional<KernelId>, const Variant*>> runs;
       for (const std::optional<KernelId>& force : routes) runs.push_back({force, nullptr});
-      for (const auto& [row, variant] : variants) runs.push_back({row, &variant});
+      runs.push_back({ws_row, &other});
       std::string planned;
       for (const auto& [force, variant] : runs) {
         const Result r = run_case(c, stream, iters, one_split, force, variant);

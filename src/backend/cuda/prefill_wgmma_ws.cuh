@@ -180,19 +180,19 @@ __device__ __forceinline__ void produce_tiles(const AttentionProblem& p, const P
       copy_raw_tile<T, RB, 128>(raw_k(n), p.k.data, offs, width_k, k_spans, w.keys, n, ptid);
       copy_raw_tile<T, RB, 128>(raw_k(n) + Cfg::kRawTileBytes, p.v.data, offs + T, width_v, v_spans, w.keys, n, ptid);
     };
+    // Use n of a ring of `stages` f16 slots (K or V), filled from raw_tile once the consumers released it.
+    const auto dequant_into = [&](uint8_t* slots, uint64_t* full, uint64_t* empty, int stages, int n,
+                                  const uint8_t* raw_tile) {
+      const int slot = n % stages;
+      ptx::mbarrier_wait(empty + slot, empty_parity(n, stages));
+      dequantize_swizzled_tile<Type, RB, T, 128>(slots + slot * Cfg::kTileBytes, raw_tile, ptid, turbo_table);
+      ptx::mbarrier_arrive(full + slot);
+    };
     const auto dequant_k = [&](int n, const uint8_t* raw_tile) {
-      const int slot = n % SK;
-      ptx::mbarrier_wait(ring.empty_k + slot, empty_parity(n, SK));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.k_slots + slot * Cfg::kTileBytes, raw_tile, ptid,
-                                                 turbo_table);
-      ptx::mbarrier_arrive(ring.full_k + slot);
+      dequant_into(ring.k_slots, ring.full_k, ring.empty_k, SK, n, raw_tile);
     };
     const auto dequant_v = [&](int n, const uint8_t* raw_tile) {
-      const int slot = n % SV;
-      ptx::mbarrier_wait(ring.empty_v + slot, empty_parity(n, SV));
-      dequantize_swizzled_tile<Type, RB, T, 128>(ring.v_slots + slot * Cfg::kTileBytes, raw_tile, ptid,
-                                                 turbo_table);
-      ptx::mbarrier_arrive(ring.full_v + slot);
+      dequant_into(ring.v_slots, ring.full_v, ring.empty_v, SV, n, raw_tile);
     };
     const auto dequant = [&](int n) {
       dequant_k(n, raw_k(n));
