@@ -75,10 +75,10 @@ struct WsPrefillConfig {
   static constexpr bool kQuantized = Type != KvType::f16;
   static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
   static constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
-  // A turbo quarter's words come through load_words, which reads the aligned word after its last one: up to 4
+  // A turbo3 quarter's words come through load_words, which reads the aligned word after its last one: up to 4
   // bytes past a tile's last row, which must stay in the tile's own slot (racecheck saw them reach the next slot
-  // while the copy engine was filling it, session 9).
-  static constexpr int kRawReadPastBytes = kTurbo ? 4 : 0;
+  // while the copy engine was filling it, session 9). The other types read whole words inside their rows.
+  static constexpr int kRawReadPastBytes = Type == KvType::turbo3 ? 4 : 0;
   static constexpr int kRawTileBytes =
       kQuantized ? (kKeyTile * kRawRowBytes + kRawReadPastBytes + 15) / 16 * 16 : 0;
   static constexpr int kRawSlots = !kQuantized ? 0 : Type == KvType::q8_0 ? 3 : 4;
