@@ -17,7 +17,9 @@
 # 5. (profile) Nsight Compute counters of the decode kernel on the 131K cases (KVFLASH_PROFILE_CASES, comma-separated
 #    --only patterns, picks others).
 # Logs and JSON go to $OUT (the device tool's folder; ./gpu-out elsewhere). KVFLASH_GPU_PHASES picks phases
-# ("build test sanitize bench prefill cli profile" by default; "clitests" and "standalone" on request). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
+# ("build test sanitize bench prefill cli profile" by default; "clitests", "standalone" and "sourceprofile" on
+# request). KVFLASH_PACK=1 leaves one archive in $OUT, gpu-out.tgz, holding everything (the device tool returns
+# only a few files per call). Needs nvcc, cmake, python3 with torch; GoogleTest from the system or
 # from third_party/googletest (copied next to the tree when the machine has none).
 #
 # From a checkout: bash bench/gpu.sh. Through the device tool (it sends /work/main, not a worktree):
@@ -212,5 +214,33 @@ if phase profile; then
   rm -f "$OUT/ncu.tmp"
 fi
 
+if phase sourceprofile; then
+  # Per-instruction counters (stall samples, executed instructions) of one kernel per entry of
+  # KVFLASH_SOURCE_PROFILE, comma-separated "prefill|decode:--only pattern:kernel regex", as the SASS page of
+  # `ncu --page source --csv` in $OUT/source_<n>.csv (bench/sass_hotspots.py reads them).
+  IFS=, read -r -a entries <<<"${KVFLASH_SOURCE_PROFILE:-prefill:q8_0 131072:prefill_wgmma_ws,decode:q4_0 kv=131072:decode_}"
+  n=0
+  for entry in "${entries[@]}"; do
+    IFS=: read -r which pattern kernel <<<"$entry"
+    bin="$BUILD/kvflash_cuda_bench"
+    [ "$which" = prefill ] && bin="$BUILD/kvflash_cuda_prefill_bench"
+    n=$((n + 1))
+    log "ncu source counters $n: $which '$pattern' kernel ~ $kernel"
+    timeout 150 ncu --clock-control none --section SourceCounters --section WarpStateStats --section SpeedOfLight \
+      --import-source no -k "regex:$kernel" -c 1 -o "$OUT/source_$n" -f "$bin" --only "$pattern" --iters 3 \
+      >"$OUT/source_$n.log" 2>&1 || fail "ncu source counters $n"
+    ncu -i "$OUT/source_$n.ncu-rep" --page source --csv --print-source sass >"$OUT/source_$n.csv" 2>>"$OUT/source_$n.log" ||
+      fail "ncu source page $n"
+    ncu -i "$OUT/source_$n.ncu-rep" --page details >>"$OUT/source_$n.log" 2>&1
+    rm -f "$OUT/source_$n.ncu-rep"
+    echo "$which '$pattern' ~ $kernel" >"$OUT/source_$n.what"
+    grep -E "Duration|Throughput|Warp Cycles Per Issued" "$OUT/source_$n.log" | head -8
+  done
+fi
+
 log "done (status $status)"
+if [ "${KVFLASH_PACK:-0}" = 1 ]; then
+  # The device tool brings back a handful of files per call: everything in one archive, nothing else left in $OUT.
+  tar czf /tmp/kvflash-gpu-out.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/kvflash-gpu-out.tgz "$OUT/gpu-out.tgz"
+fi
 exit $status
