@@ -9,6 +9,7 @@
 
 #include "backend/cuda/kv_fragments.cuh"
 #include "backend/cuda/kv_tile_copy.cuh"
+#include "backend/cuda/output_rows.cuh"
 #include "backend/cuda/split_plan.h"
 #include "backend/cuda/turbo_centroids.cuh"
 #include "backend/cuda/turbo_rotation.cuh"
@@ -117,8 +118,7 @@ __device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& 
   for (int r = tid / 32; r < rows; r += Threads / 32) {  // one warp per row: the row's address once
     const float* src = nullptr;
     if (r < w.n_qvecs) {
-      src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) + w.s * p.q.stride.seq +
-                                           w.head_of(r) * p.q.stride.head + w.row_of(r) * p.q.stride.row);
+      src = query_row(p, w.s, w.head_of(r), w.row_of(r));
     }
     for (int d = tid % 32; d < DimK; d += 32) q_f32[r * DimK + d] = src != nullptr && d < HeadDimK ? src[d] * scale : 0.0f;
   }

@@ -136,9 +136,7 @@ __global__ void __launch_bounds__(kThreads) generic_attention_kernel(const Atten
     float x = 0.0f;
     if (r < n_qvecs && d < p.shape.d_k) {
       const int64_t v = qvec0 + r, h = hkv * group + v / n_q, i = v % n_q;
-      const auto* row = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
-                                                       s * p.q.stride.seq + h * p.q.stride.head + i * p.q.stride.row);
-      x = row[d] * launch.scale;
+      x = query_row(p, s, h, i)[d] * launch.scale;
     }
     q_s[r * lay.q_pitch + d] = x;
   }

@@ -1,6 +1,7 @@
 // The end of every CUDA attention path, shared by the split-KV decode kernel, the generic kernel and the combine:
 // a finished row (numerator over the stored head dim, running max m and sum l) becomes either the output row
 // (sinks in the denominator, turbo V rotated back, the first d_v values stored) or a partial of a split launch.
+// The start of every path reads its query rows through query_row().
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,12 @@
 #include "kvflash/attention_problem.h"
 
 namespace kvflash::cuda {
+
+/// Query row (sequence s, query head h, row i) of p.q, f32.
+__device__ __forceinline__ const float* query_row(const AttentionProblem& p, int64_t s, int64_t h, int64_t i) {
+  return reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) + s * p.q.stride.seq +
+                                        h * p.q.stride.head + i * p.q.stride.row);
+}
 
 /// Index of output row (s, h, i) in the partial arrays.
 __device__ __forceinline__ int64_t output_row_index(const AttentionProblem& p, int64_t s, int64_t h, int64_t i) {

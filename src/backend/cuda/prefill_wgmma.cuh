@@ -133,10 +133,7 @@ __device__ __forceinline__ void stage_swizzled_query(const AttentionProblem& p, 
     const int r = idx / (D / 8), chunk = idx % (D / 8);
     uint32_t packed[4] = {0, 0, 0, 0};
     if (r < w.n_qvecs) {
-      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
-                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
-                                                        w.row_of(r) * p.q.stride.row) +
-                         8 * chunk;
+      const float* src = query_row(p, w.s, w.head_of(r), w.row_of(r)) + 8 * chunk;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         packed[e] = ptx::as_u32(__floats2half2_rn(src[2 * e] * q_scale, src[2 * e + 1] * q_scale));
@@ -158,9 +155,7 @@ __device__ __forceinline__ void stage_swizzled_query_rotated(const AttentionProb
   for (int r = warp; r < Qvecs; r += Threads / 32) {
     float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (r < w.n_qvecs) {  // the same for the whole warp, which warp_rotate128 needs
-      const float* src = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p.q.data) +
-                                                        w.s * p.q.stride.seq + w.head_of(r) * p.q.stride.head +
-                                                        w.row_of(r) * p.q.stride.row);
+      const float* src = query_row(p, w.s, w.head_of(r), w.row_of(r));
 #pragma unroll
       for (int k = 0; k < 4; ++k) x[k] = src[lane + 32 * k] * q_scale;
       warp_rotate128(x, /*inverse=*/false);
