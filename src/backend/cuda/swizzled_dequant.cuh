@@ -40,6 +40,12 @@ __device__ __forceinline__ uint32_t block_quant_word(uint32_t lo, uint32_t hi, b
   return __funnelshift_rc(lo, hi, odd ? 32u : 16u);
 }
 
+/// half2(norm, norm) of a turbo row, whose f16 norm comes first (both turbo layouts).
+__device__ __forceinline__ __half2 turbo_norm2(const uint8_t* row) {
+  const uint32_t norm = lds_u16(row);
+  return ptx::as_half2(norm | norm << 16);
+}
+
 }  // namespace detail
 
 // Both types: GGML blocks of 32 values {f16 d; quants} in rows of four blocks (128 head dims) that start 8-byte
@@ -116,8 +122,7 @@ struct SwizzledDequant<KvType::turbo3> {
   static constexpr int kRowBytes = 50;
   __device__ __forceinline__ static void quarter(const uint8_t* row, int b, const turbo::TableRegs& regs,
                                                  uint4 (&chunk)[4]) {
-    const uint32_t norm = detail::lds_u16(row);
-    const __half2 n2 = ptx::as_half2(norm | norm << 16);
+    const __half2 n2 = detail::turbo_norm2(row);
     uint32_t q[2], s[1];
     detail::load_words(row + 2 + 8 * b, q);   // 2-bit index fields of values 32b .. 32b + 31
     detail::load_words(row + 34 + 4 * b, s);  // their index bit 2
@@ -155,8 +160,7 @@ struct SwizzledDequant<KvType::turbo4> {
   static constexpr int kRowBytes = 68;
   __device__ __forceinline__ static void quarter(const uint8_t* row, int b, const turbo::TableRegs& regs,
                                                  uint4 (&chunk)[4]) {
-    const uint32_t norm = detail::lds_u16(row);
-    const __half2 n2 = ptx::as_half2(norm | norm << 16);
+    const __half2 n2 = detail::turbo_norm2(row);
 #pragma unroll
     for (int c = 0; c < 4; ++c) {  // values 8c .. 8c + 7 of the quarter, 4-bit indexes in one word
       uint32_t pairs[4];
