@@ -248,11 +248,11 @@ inline constexpr KernelSpec kKernels[] = {
      type_bit(KvType::turbo4), kCudaPrefillQuantDims, 0, 0, kAllFeatures, KvSplit::whole_waves, 64, 512, false,
      Scratch::none, CostModel::cuda_prefill, "launch_prefill", "backend/cuda/prefill_attention.cuh"},
     // The warp-specialized Hopper prefill (src/backend/cuda/prefill_wgmma_ws.cuh): the same MMAs and softmax on two
-    // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 into the
-    // f16 slots), consumers in ping-pong. Same contract as cuda.prefill_wgmma.*. Measured (bench/prefill_notes.md,
-    // sessions 7 and 8; TFLOP/s, 512 rows at 32K / 131K): f16 527 / 544 against cuda.prefill_wgmma's 393 / 412, q8_0
-    // 347 / 349 against cuda.prefill.q8_0's 164 / 168, q4_0 424 / 444 against cuda.prefill_wgmma's 328 / 347, so the
-    // router takes it for all three (its cost model carries the rates per type).
+    // consumer warpgroups fed by a producer warpgroup through mbarriers (which also dequantizes q8_0 / q4_0 / turbo
+    // into the f16 slots), consumers in ping-pong (but for q4_0). Same contract as cuda.prefill_wgmma.*. Measured (bench/prefill_notes.md,
+    // sessions 7-9; TFLOP/s, 512 rows at 32K / 131K): f16 527 / 544 against cuda.prefill_wgmma's 393 / 412, q8_0
+    // 359 / 374 against cuda.prefill.q8_0's 164 / 166, q4_0 430 / 447 against cuda.prefill_wgmma's 324 / 338, so the
+    // router takes it for every type it has (its cost model carries the rates per type).
     {KernelId::cuda_prefill_wgmma_ws_f16, "cuda.prefill_wgmma_ws.f16", BackendKind::cuda, false,
      type_bit(KvType::f16), type_bit(KvType::f16), kCudaPrefillWgmmaDims, /*max_n_q=*/0, /*max_gqa_group=*/0,
      kAllFeatures, KvSplit::none, /*kv_tile=*/0, /*max_splits=*/1, /*stages_q=*/false, Scratch::none,
@@ -266,8 +266,8 @@ inline constexpr KernelSpec kKernels[] = {
      false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",
      "backend/cuda/prefill_wgmma_ws.cuh"},
     // turbo3 / turbo4: the producer looks centroids up in register tables and multiplies the norm in; the query is
-    // rotated at staging, the output rows back at the end. Not measured yet (bench/prefill_notes.md, session 8): its
-    // cost model rate sits under cuda.prefill.turbo*'s, so the router keeps those; the GPU tests force it.
+    // rotated at staging, the output rows back at the end. Measured (bench/prefill_notes.md, session 9): turbo3
+    // 306-322 and turbo4 334-348 TFLOP/s against cuda.prefill.turbo*'s 152-159, so the router takes them.
     {KernelId::cuda_prefill_wgmma_ws_turbo3, "cuda.prefill_wgmma_ws.turbo3", BackendKind::cuda, false,
      type_bit(KvType::turbo3), type_bit(KvType::turbo3), kCudaPrefillWgmmaDims, 0, 0, kAllFeatures, KvSplit::none, 0,
      1, false, Scratch::none, CostModel::cuda_prefill_wgmma_ws, "launch_prefill_wgmma_ws",

@@ -68,10 +68,10 @@ struct WsPrefillConfig {
   static constexpr int kEpilogueBytes = kQvecs * (kDim + 2) * 4;
   static_assert(kEpilogueBytes <= (kKStages + kVStages) * kTileBytes);
   // Quantized: raw slots, each a K or a V tile as stored, that the producer copies into and dequantizes from: q4_0
-  // and turbo 4 (9 KB or less each), used as two K + V pairs; q8_0 3 (17 KB each: two pairs would pass the 227 KB of an SM), used
-  // as a ring of half-tiles K(0) V(0) K(1) ... where tiles span (kHalfTileRing), so that two copies are in flight
-  // while a half is dequantized instead of none. The ring measured +3-8% for q8_0 and -11% for q4_0 (session 8,
-  // bench/prefill_notes.md), hence one layout per type.
+  // and turbo 4 (9 KB or less each), used as two K + V pairs; q8_0 3 (17 KB each: two pairs would pass the 227 KB
+  // of an SM), used as a ring of half-tiles K(0) V(0) K(1) ... where tiles span (kHalfTileRing), so that two copies
+  // are in flight while a half is dequantized instead of none. The ring measured +3-8% for q8_0 and -11% for q4_0
+  // (session 8, bench/prefill_notes.md), hence one layout per type.
   static constexpr bool kQuantized = Type != KvType::f16;
   static constexpr int kRawRowBytes = static_cast<int>(row_bytes(Type, kDim));
   static constexpr bool kTurbo = Type == KvType::turbo3 || Type == KvType::turbo4;
@@ -111,7 +111,7 @@ struct WsRing {
   uint64_t* full_v;
   uint64_t* empty_k;
   uint64_t* empty_v;
-  uint64_t* raw_full;  // quantized: raw slot (pair) r holds its tile (copy-engine transactions or the producer's arrival)
+  uint64_t* raw_full;  // quantized: raw slot (pair) r holds its tile (copy-engine bytes or the producer's arrival)
 };
 
 /// The producer warpgroup (ptid 0..127): every tile of the work into the ring, in order.
