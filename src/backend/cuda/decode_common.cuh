@@ -127,12 +127,18 @@ __device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& 
     rotate_rows_in_smem(q_f32, rows, DimK, DimK, /*inverse=*/false);
     __syncthreads();
   }
-  for (int idx = tid; idx < rows * DimK; idx += Threads) {
-    const int r = idx / DimK, slot = idx % DimK;
+  // A thread keeps its slots and walks the rows, so that a slot's source element and weight (~60 integer
+  // instructions) are computed once per slot rather than once per element.
+  constexpr int kRowGroups = Threads % DimK == 0 ? Threads / DimK : 1;
+  for (int slot = kRowGroups == 1 ? tid : tid % DimK; slot < DimK; slot += kRowGroups == 1 ? Threads : DimK) {
     const int kstep = slot / 16, kk = slot % 16;
     const int i = 4 * (kstep % 4) + 2 * (kk / 8) + kk % 2;
     const int u = kstep / 4, t = (kk % 8) / 2;
-    q_s[r * q_pitch + slot] = __float2half_rn(q_f32[r * DimK + KFrag::k_dim(u, t, i)] * query_weight<KFrag>(u, t, i));
+    const int from = KFrag::k_dim(u, t, i);
+    const float weight = query_weight<KFrag>(u, t, i);
+    for (int r = kRowGroups == 1 ? 0 : tid / DimK; r < rows; r += kRowGroups) {
+      q_s[r * q_pitch + slot] = __float2half_rn(q_f32[r * DimK + from] * weight);
+    }
   }
   __syncthreads();
 }
@@ -202,10 +208,14 @@ __device__ __forceinline__ void copy_tile_span(uint8_t* dst, const void* data, i
 /// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for runs, their starts) are computed
 /// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Runs are allowed for
 /// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
-/// and which needs the padded pitch to avoid bank conflicts).
+/// and which needs the padded pitch to avoid bank conflicts). A cache without a page table needs no offsets: its
+/// rows lie at a fixed stride from the CTA's first key, so a tile's copy computes its addresses (in the q4_0 decode
+/// kernel the offsets, their integer division by the run length and their shared-memory round trip were ~15% of
+/// the warp-instructions executed per tile, H100 source counters 2026-11-23).
 template <class Geo, int KeyTile, int Threads, bool RunsK, bool RunsV>
 struct KvPipeline {
   static_assert(2 * KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
+  static_assert((KeyTile & (KeyTile - 1)) == 0, "runs (KeyTile or kPageRunRows rows) start where row & (run - 1) is 0");
   const AttentionProblem& p;
   const DecodeWork& w;
   uint8_t* stages;
@@ -224,16 +234,31 @@ struct KvPipeline {
     pitch_v = run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
   }
 
+  /// No page table: the rows lie at fixed strides from the CTA's first key, so a tile's copy computes its
+  /// addresses and no offsets are kept (in the q4_0 decode kernel the offsets, with an integer division by the run
+  /// length, and their shared-memory round trip were 8.6% of the warp-instructions executed and 13% of the stall
+  /// samples: H100 source counters, 2026-11-23). Formats copied in runs take this path as one span; the rare
+  /// contiguous layout that is not one keeps the offsets, so that each format has one direct copy in its code.
+  /// Recomputed per tile from the problem (constant memory) and the work item rather than kept in registers: the
+  /// q4_0 kernel spills at its 128.
+  template <bool Runs>
+  __device__ bool direct(const KvView& v, int run) const {
+    return v.paging.pages == nullptr && (!Runs || run == KeyTile);
+  }
+
+  /// Offsets of the rows of `tile` that its copy reads from shared memory (each run's first row where the tile is
+  /// copied in runs, every row where it is copied row by row, none where it is direct), into slot `slot`: thread
+  /// r < KeyTile takes K's row r, thread KeyTile + r V's.
   __device__ void compute_offsets(int tile, int slot) const {
     const int tid = static_cast<int>(threadIdx.x);
     const int64_t key0 = w.key_begin + static_cast<int64_t>(tile) * KeyTile;
     int64_t* offs = offsets + slot * 2 * KeyTile;
-    // Runs need only the offset of each run's first row.
     if (tid < KeyTile) {
-      if (run_k == 0 || tid % run_k == 0) kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
-    } else {
-      const int r = tid - KeyTile;
-      if (run_v == 0 || r % run_v == 0) kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, r);
+      if (!direct<RunsK>(p.k, run_k) && (run_k == 0 || (tid & (run_k - 1)) == 0)) {
+        kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
+      }
+    } else if (!direct<RunsV>(p.v, run_v) && (run_v == 0 || ((tid - KeyTile) & (run_v - 1)) == 0)) {
+      kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, tid - KeyTile);
     }
   }
 
@@ -267,21 +292,51 @@ struct KvPipeline {
     }
   }
 
-  template <int RowBytes, int Pitch>
-  __device__ void copy_tile(uint8_t* dst, const void* data, const int64_t* offs, int run, int width,
+  template <int RowBytes, int Pitch, bool Runs>
+  __device__ void copy_tile(uint8_t* dst, const KvView& v, const int64_t* offs, int run, int width, int tile,
                             int64_t rows_valid) const {
-    if (run == KeyTile) return copy_span<RowBytes>(dst, data, offs[0], rows_valid);
-    if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, data, offs, rows_valid);
-    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, data, offs, width, static_cast<int>(threadIdx.x));
+    const int tid = static_cast<int>(threadIdx.x);
+    if (direct<Runs>(v, run)) {
+      const int64_t first = kv_row_offset_on_device(v, w.s, w.hkv, w.key_begin + static_cast<int64_t>(tile) * KeyTile);
+      if constexpr (Runs) {
+        return copy_span<RowBytes>(dst, v.data, first, rows_valid);
+      } else {
+        return copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data,
+                                                           RowsByStride{first, v.stride.row, rows_valid}, width, tid);
+      }
+    }
+    if (run == KeyTile) return copy_span<RowBytes>(dst, v.data, offs[0], rows_valid);
+    if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, v.data, offs, rows_valid);
+    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data, RowsFromOffsets{offs}, width, tid);
   }
 
   __device__ void issue(int tile, int slot) const {
     uint8_t* dst_k = stages + slot * Geo::kStageBytes;
     const int64_t* offs = offsets + slot * 2 * KeyTile;
     const int64_t rows_valid = w.key_end - (w.key_begin + static_cast<int64_t>(tile) * KeyTile);
-    copy_tile<Geo::kRowBytesK, Geo::kPitchK>(dst_k, p.k.data, offs, RunsK ? run_k : 0, width_k, rows_valid);
-    copy_tile<Geo::kRowBytesV, Geo::kPitchV>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile, RunsV ? run_v : 0,
-                                             width_v, rows_valid);
+    copy_tile<Geo::kRowBytesK, Geo::kPitchK, RunsK>(dst_k, p.k, offs, RunsK ? run_k : 0, width_k, tile, rows_valid);
+    copy_tile<Geo::kRowBytesV, Geo::kPitchV, RunsV>(dst_k + Geo::kVTileOffset, p.v, offs + KeyTile, RunsV ? run_v : 0,
+                                                    width_v, tile, rows_valid);
+  }
+
+  /// Offsets of the first Stages tiles (before the loop; the loop computes each later tile's).
+  template <int Stages>
+  __device__ void compute_first_offsets() const {
+#pragma unroll 1
+    for (int st = 0; st < Stages; ++st) {
+      if (st < w.n_tiles) compute_offsets(st, st);
+    }
+  }
+
+  /// Issues tiles 0 .. Stages - 2 into their slots, one commit group each (empty past the CTA's tiles), after a
+  /// barrier that made their offsets visible.
+  template <int Stages>
+  __device__ void issue_first() const {
+#pragma unroll 1
+    for (int st = 0; st < Stages - 1; ++st) {
+      if (st < w.n_tiles) issue(st, st);
+      ptx::cp_async_commit();
+    }
   }
 
   __device__ const uint8_t* k_tile(int slot) const { return stages + slot * Geo::kStageBytes; }

@@ -96,20 +96,22 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
   const DecodeWork w = decode_work(p, launch, Cfg::kMaxQvecs, T);
   if (w.n_qvecs <= 0) return;  // a plan with more query chunks than needed: nothing to do here
   const KvPipeline<Geo, T, Cfg::kThreads, KType != KvType::f16, VType != KvType::f16> pipe(p, w, stages, offsets);
-#pragma unroll 1
-  for (int st = 0; st < S; ++st) {
-    if (st < w.n_tiles) pipe.compute_offsets(st, st);
+  pipe.template compute_first_offsets<S>();
+  // The first tiles' copies go out before the query is staged, so that the staging overlaps their latency (every
+  // CTA of a long decode starts in the same wave: the bytes would otherwise wait for the prologue), where the
+  // query's f32 scratch fits the last stage, which no copy fills before the loop's first barrier.
+  constexpr bool kEarlyIssue = Cfg::kMaxQvecs * Cfg::kDimK * 4 <= Geo::kStageBytes;
+  if constexpr (kEarlyIssue) {
+    __syncthreads();  // the offsets
+    pipe.template issue_first<S>();
   }
   if constexpr (KFrag::kNeedsCentroids) load_centroids_f16(KType, lut_k);
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
   stage_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads>(
-      p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch, Cfg::kMaxQvecs);
-#pragma unroll 1
-  for (int st = 0; st < S - 1; ++st) {
-    if (st < w.n_tiles) pipe.issue(st, st);
-    ptx::cp_async_commit();
-  }
+      p, w, launch.scale, reinterpret_cast<float*>(stages + (kEarlyIssue ? (S - 1) * Geo::kStageBytes : 0)), q_s,
+      Cfg::kQPitch, Cfg::kMaxQvecs);
+  if constexpr (!kEarlyIssue) pipe.template issue_first<S>();
 
   // S^T = K Q^T per warp: the 16 keys are the m of the MMA (rows g and g + 8 of this thread), the query vectors
   // its n (n-tile j: columns 8j + 2t, 8j + 2t + 1), so no MMA row is padding. The accumulator is laid out by (key,

@@ -94,19 +94,12 @@ __global__ void __launch_bounds__(128) decode_wide_kernel(const AttentionProblem
   if (w.n_qvecs <= 0) return;  // a plan with more query chunks than needed: nothing to do here
   const int m_tiles = (w.n_qvecs + 15) / 16;
   const KvPipeline<Geo, T, Cfg::kThreads, KType != KvType::f16, VType != KvType::f16> pipe(p, w, stages, offsets);
-#pragma unroll 1
-  for (int st = 0; st < S; ++st) {
-    if (st < w.n_tiles) pipe.compute_offsets(st, st);
-  }
+  pipe.template compute_first_offsets<S>();
   if constexpr (KFrag::kNeedsCentroids) load_centroids_f16(KType, lut_k);
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   stage_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads>(
       p, w, launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch, m_tiles * 16);
-#pragma unroll 1
-  for (int st = 0; st < S - 1; ++st) {
-    if (st < w.n_tiles) pipe.issue(st, st);
-    ptx::cp_async_commit();
-  }
+  pipe.template issue_first<S>();
 
   // Softmax roles: only the valid rows, up to 32 threads (one warp) per row, so a step of a single query vector
   // costs what it needs and no more.

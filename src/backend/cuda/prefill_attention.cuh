@@ -268,10 +268,7 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
   if (w.n_qvecs <= 0) return;
   const DecodeWork& keys = w.keys;
   const KvPipeline<Geo, T, Cfg::kThreads, KType != KvType::f16, VType != KvType::f16> pipe(p, keys, stages, offsets);
-#pragma unroll 1
-  for (int st = 0; st < S; ++st) {
-    if (st < keys.n_tiles) pipe.compute_offsets(st, st);
-  }
+  pipe.template compute_first_offsets<S>();
   if constexpr (KFrag::kNeedsCentroids) load_centroids_f16(KType, lut_k);
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
@@ -282,11 +279,7 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
                            p.options.alibi_max_bias == 0.0;
   stage_prefill_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads, Cfg::kQvecs>(
       p, w, causal_only ? launch.scale * kLog2e : launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch);
-#pragma unroll 1
-  for (int st = 0; st < S - 1; ++st) {
-    if (st < keys.n_tiles) pipe.issue(st, st);
-    ptx::cp_async_commit();
-  }
+  pipe.template issue_first<S>();
   const Centroids cent_k{lut_k}, cent_v{lut_v};
   if constexpr (Cfg::kAnyFragsInSmem) {
     if (keys.n_tiles > 0) {  // tile 0 into buffer 0; the loop's first barrier publishes it
