@@ -234,16 +234,16 @@ struct KvPipeline {
     pitch_v = run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
   }
 
-  /// No page table: the rows lie at fixed strides from the CTA's first key, so a tile's copy computes its
-  /// addresses and no offsets are kept (in the q4_0 decode kernel the offsets, with an integer division by the run
-  /// length, and their shared-memory round trip were 8.6% of the warp-instructions executed and 13% of the stall
-  /// samples: H100 source counters, 2026-11-23). Formats copied in runs take this path as one span; the rare
-  /// contiguous layout that is not one keeps the offsets, so that each format has one direct copy in its code.
-  /// Recomputed per tile from the problem (constant memory) and the work item rather than kept in registers: the
-  /// q4_0 kernel spills at its 128.
+  /// A tile copied as one span from a cache without a page table: its start is a fixed stride from the CTA's
+  /// first key, so the copy computes it and no offsets are kept (in the q4_0 decode kernel the offsets, with an
+  /// integer division by the run length, and their shared-memory round trip were 8.6% of the warp-instructions
+  /// executed and 13% of the stall samples: H100 source counters, 2026-11-23). Recomputed per tile from the problem
+  /// (constant memory) and the work item rather than kept in registers: the q4_0 kernel spills at its 128. Rows
+  /// copied one by one (f16) keep their offsets: computing each row's address in the copy loop made the f16 steps
+  /// of 4 query rows 6% slower (H100, 2026-11-23: 131K keys 248.8 -> 263.3 us, two rounds each).
   template <bool Runs>
   __device__ bool direct(const KvView& v, int run) const {
-    return v.paging.pages == nullptr && (!Runs || run == KeyTile);
+    return Runs && v.paging.pages == nullptr && run == KeyTile;
   }
 
   /// Offsets of the rows of `tile` that its copy reads from shared memory (each run's first row where the tile is
@@ -295,19 +295,13 @@ struct KvPipeline {
   template <int RowBytes, int Pitch, bool Runs>
   __device__ void copy_tile(uint8_t* dst, const KvView& v, const int64_t* offs, int run, int width, int tile,
                             int64_t rows_valid) const {
-    const int tid = static_cast<int>(threadIdx.x);
     if (direct<Runs>(v, run)) {
-      const int64_t first = kv_row_offset_on_device(v, w.s, w.hkv, w.key_begin + static_cast<int64_t>(tile) * KeyTile);
-      if constexpr (Runs) {
-        return copy_span<RowBytes>(dst, v.data, first, rows_valid);
-      } else {
-        return copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data,
-                                                           RowsByStride{first, v.stride.row, rows_valid}, width, tid);
-      }
+      const int64_t start = kv_row_offset_on_device(v, w.s, w.hkv, w.key_begin + static_cast<int64_t>(tile) * KeyTile);
+      return copy_span<RowBytes>(dst, v.data, start, rows_valid);
     }
     if (run == KeyTile) return copy_span<RowBytes>(dst, v.data, offs[0], rows_valid);
     if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, v.data, offs, rows_valid);
-    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data, RowsFromOffsets{offs}, width, tid);
+    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data, offs, width, static_cast<int>(threadIdx.x));
   }
 
   __device__ void issue(int tile, int slot) const {

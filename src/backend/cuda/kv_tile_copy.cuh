@@ -60,22 +60,8 @@ __device__ __forceinline__ void kv_row_offsets(const KvView& v, int64_t s, int64
   offsets[tid] = key < key_end ? kv_row_offset_on_device(v, s, h, key) : -1;
 }
 
-/// Where the rows of a tile lie: offsets[row] as compute_offsets() left them in shared memory (page tables,
-/// strides of any sign), or, for a cache without a page table, `start + row * stride` for the rows before
-/// `rows_valid` (no offsets to compute or load). -1: a row past the key range, zero-filled.
-struct RowsFromOffsets {
-  const int64_t* offsets;
-  __device__ __forceinline__ int64_t operator()(int row) const { return offsets[row]; }
-};
-struct RowsByStride {
-  int64_t start, stride, rows_valid;
-  __device__ __forceinline__ int64_t operator()(int row) const {
-    return row < rows_valid ? start + row * stride : -1;
-  }
-};
-
-template <int Width, int RowBytes, int SmemRow, int Rows, int Threads, class RowOffset>
-__device__ __forceinline__ void copy_rows_width(uint8_t* dst, const uint8_t* src, RowOffset offset_of, int tid) {
+template <int Width, int RowBytes, int SmemRow, int Rows, int Threads>
+__device__ __forceinline__ void copy_rows_width(uint8_t* dst, const uint8_t* src, const int64_t* offsets, int tid) {
   constexpr int kWordsPerRow = RowBytes / Width;
   constexpr int kWords = Rows * kWordsPerRow;
   constexpr int kIters = (kWords + Threads - 1) / Threads;
@@ -87,7 +73,7 @@ __device__ __forceinline__ void copy_rows_width(uint8_t* dst, const uint8_t* src
       const int idx = tid + it * Threads;
       if (kWords % Threads == 0 || idx < kWords) {
         const int row = idx / kWordsPerRow, word = idx % kWordsPerRow;
-        const int64_t off = offset_of(row);
+        const int64_t off = offsets[row];
         const uint8_t* from = off >= 0 ? src + off + word * Width : src;
         ptx::cp_async<Width>(dst + row * SmemRow + word * Width, from, off >= 0 ? Width : 0);
       }
@@ -103,7 +89,7 @@ __device__ __forceinline__ void copy_rows_width(uint8_t* dst, const uint8_t* src
         const int idx = tid + (it0 + b) * Threads;
         v[b] = 0;
         if (it0 + b < kIters && idx < kWords) {
-          const int64_t off = offset_of(idx / kWordsPerRow);
+          const int64_t off = offsets[idx / kWordsPerRow];
           if (off >= 0) v[b] = *reinterpret_cast<const uint16_t*>(src + off + (idx % kWordsPerRow) * 2);
         }
       }
@@ -119,21 +105,20 @@ __device__ __forceinline__ void copy_rows_width(uint8_t* dst, const uint8_t* src
 }
 
 /// Issues the copy of Rows rows of RowBytes bytes each into `dst` (rows SmemRow bytes apart). Call from all
-/// Threads threads; offsets that come from shared memory must be visible to every thread (written before a
-/// barrier).
-template <int RowBytes, int SmemRow, int Rows, int Threads, class RowOffset>
-__device__ __forceinline__ void copy_rows(uint8_t* dst, const void* src, RowOffset offset_of, int width, int tid) {
+/// Threads threads; the rows' offsets must be visible to every thread (written before a barrier).
+template <int RowBytes, int SmemRow, int Rows, int Threads>
+__device__ __forceinline__ void copy_rows(uint8_t* dst, const void* src, const int64_t* offsets, int width, int tid) {
   const auto* base = static_cast<const uint8_t*>(src);
   if constexpr (RowBytes % 16 == 0) {
-    if (width >= 16) return copy_rows_width<16, RowBytes, SmemRow, Rows, Threads>(dst, base, offset_of, tid);
+    if (width >= 16) return copy_rows_width<16, RowBytes, SmemRow, Rows, Threads>(dst, base, offsets, tid);
   }
   if constexpr (RowBytes % 8 == 0) {
-    if (width >= 8) return copy_rows_width<8, RowBytes, SmemRow, Rows, Threads>(dst, base, offset_of, tid);
+    if (width >= 8) return copy_rows_width<8, RowBytes, SmemRow, Rows, Threads>(dst, base, offsets, tid);
   }
   if constexpr (RowBytes % 4 == 0) {
-    if (width >= 4) return copy_rows_width<4, RowBytes, SmemRow, Rows, Threads>(dst, base, offset_of, tid);
+    if (width >= 4) return copy_rows_width<4, RowBytes, SmemRow, Rows, Threads>(dst, base, offsets, tid);
   }
-  copy_rows_width<2, RowBytes, SmemRow, Rows, Threads>(dst, base, offset_of, tid);
+  copy_rows_width<2, RowBytes, SmemRow, Rows, Threads>(dst, base, offsets, tid);
 }
 
 }  // namespace kvflash::cuda

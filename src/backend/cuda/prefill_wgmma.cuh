@@ -242,7 +242,7 @@ __device__ __forceinline__ void copy_raw_tile(uint8_t* raw, const void* data, co
     const int64_t rows_valid = keys.key_end - (keys.key_begin + static_cast<int64_t>(n) * KeyTile);
     copy_tile_span<KeyTile, RawRowBytes, Threads>(raw, data, offsets[0], rows_valid, tid);
   } else {
-    copy_rows<RawRowBytes, RawRowBytes, KeyTile, Threads>(raw, data, RowsFromOffsets{offsets}, width, tid);
+    copy_rows<RawRowBytes, RawRowBytes, KeyTile, Threads>(raw, data, offsets, width, tid);
   }
 }
 
