@@ -186,8 +186,8 @@ inline constexpr KernelSpec kKernels[] = {
      /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_generic, "launch_generic",
      "backend/cuda/generic_attention.h"},
     // The tensor-core split-KV decode (n_q <= 16), one row per cache-type pair people run: instances are compiled
-    // only where they pay (CI builds every one on 2 cores). Splits are whole 64-key tiles (a multiple of the 32-key
-    // tile of the widest instances too).
+    // only where they pay (CI builds every one on 2 cores). Splits are whole 64-key granules (a multiple of the
+    // 32-key tile of the widest instances; the 128-key tiles of q4_0 and turbo may straddle a split's end).
     {KernelId::cuda_decode_f16, "cuda.decode_split_kv.f16", BackendKind::cuda, false, type_bit(KvType::f16),
      type_bit(KvType::f16), kCudaDecodeDims, /*max_n_q=*/16, /*max_gqa_group=*/0, kAllFeatures, KvSplit::whole_waves,
      /*kv_tile=*/64, /*max_splits=*/512, /*stages_q=*/false, Scratch::none, CostModel::cuda_decode, "launch_decode",

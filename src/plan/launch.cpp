@@ -65,6 +65,14 @@ cuda::DecodeGeometry decode_instance_geometry(const KernelSpec& spec, const Spli
 
 /// The whole-wave geometry of the CUDA instance `inst` runs on (a decode or a prefill row): split granule = the
 /// row's kv_tile.
+constexpr bool decode_rows_split_in_granules() {
+  for (const KernelSpec& k : kKernels) {
+    if (k.cost == CostModel::cuda_decode && k.kv_tile != cuda::kDecodeSplitGranule) return false;
+  }
+  return true;
+}
+static_assert(decode_rows_split_in_granules(), "decode splits are whole kDecodeSplitGranule granules (launch_decode)");
+
 cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCaps& caps, const SplitInstance& inst) {
   if (spec.cost == CostModel::cuda_prefill) {
     return {spec.kv_tile, cuda::prefill_qvecs_per_cta(inst.v_type, inst.d_v), cuda::kPrefillCtasPerSm,

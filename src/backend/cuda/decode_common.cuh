@@ -160,12 +160,15 @@ __device__ inline int kv_tile_run_rows(const KvView& v, const DecodeWork& w, int
   if (v.stride.row != row_bytes) return 0;
   const uint64_t data = reinterpret_cast<uint64_t>(v.data);
   if (v.paging.pages != nullptr) {
-    if (w.key_begin % KeyTile != 0 || v.paging.page_bytes % 16 != 0 ||
-        (data + static_cast<uint64_t>(w.hkv * v.stride.head)) % 16 != 0) {
-      return 0;
+    if (v.paging.page_bytes % 16 != 0 || (data + static_cast<uint64_t>(w.hkv * v.stride.head)) % 16 != 0) return 0;
+    if (w.key_begin % KeyTile == 0 && v.paging.page_rows % KeyTile == 0 && (int64_t{KeyTile} * row_bytes) % 16 == 0) {
+      return KeyTile;
     }
-    if (v.paging.page_rows % KeyTile == 0 && (int64_t{KeyTile} * row_bytes) % 16 == 0) return KeyTile;
-    if (v.paging.page_rows % kPageRunRows == 0 && (int64_t{kPageRunRows} * row_bytes) % 16 == 0) return kPageRunRows;
+    // Splits start on 64-key granules (the planner's kv_tile), which a 128-key tile may straddle: runs then.
+    if (w.key_begin % kPageRunRows == 0 && v.paging.page_rows % kPageRunRows == 0 &&
+        (int64_t{kPageRunRows} * row_bytes) % 16 == 0) {
+      return kPageRunRows;
+    }
     return 0;
   }
   if ((int64_t{KeyTile} * row_bytes) % 16 != 0) return 0;
@@ -214,7 +217,7 @@ __device__ __forceinline__ void copy_tile_span(uint8_t* dst, const void* data, i
 /// the warp-instructions executed per tile, H100 source counters 2026-11-23).
 template <class Geo, int KeyTile, int Threads, bool RunsK, bool RunsV>
 struct KvPipeline {
-  static_assert(2 * KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
+  static_assert(KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
   static_assert((KeyTile & (KeyTile - 1)) == 0, "runs (KeyTile or kPageRunRows rows) start where row & (run - 1) is 0");
   const AttentionProblem& p;
   const DecodeWork& w;
@@ -248,17 +251,18 @@ struct KvPipeline {
 
   /// Offsets of the rows of `tile` that its copy reads from shared memory (each run's first row where the tile is
   /// copied in runs, every row where it is copied row by row, none where it is direct), into slot `slot`: thread
-  /// r < KeyTile takes K's row r, thread KeyTile + r V's.
+  /// r < KeyTile takes K's row r, thread KeyTile + r V's (or, with as many threads as rows, thread r both).
   __device__ void compute_offsets(int tile, int slot) const {
     const int tid = static_cast<int>(threadIdx.x);
     const int64_t key0 = w.key_begin + static_cast<int64_t>(tile) * KeyTile;
     int64_t* offs = offsets + slot * 2 * KeyTile;
-    if (tid < KeyTile) {
-      if (!direct<RunsK>(p.k, run_k) && (run_k == 0 || (tid & (run_k - 1)) == 0)) {
-        kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
-      }
-    } else if (!direct<RunsV>(p.v, run_v) && (run_v == 0 || ((tid - KeyTile) & (run_v - 1)) == 0)) {
-      kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, tid - KeyTile);
+    const bool both = 2 * KeyTile > Threads;
+    if (tid < KeyTile && !direct<RunsK>(p.k, run_k) && (run_k == 0 || (tid & (run_k - 1)) == 0)) {
+      kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
+    }
+    const int r = both ? tid : tid - KeyTile;
+    if ((both || tid >= KeyTile) && !direct<RunsV>(p.v, run_v) && (run_v == 0 || (r & (run_v - 1)) == 0)) {
+      kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, r);
     }
   }
 

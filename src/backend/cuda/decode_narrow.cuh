@@ -33,15 +33,20 @@ struct NarrowDecodeConfig {
   static_assert(QvecTiles == 1 || QvecTiles == 2, "8 or 16 query vectors per CTA (split_plan.h's kNarrowQvecs*)");
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kKeyTile = 64;
-  static constexpr int kWarpKeys = kKeyTile / kWarps;  // one k-step of the PV MMA
-  static constexpr int kQvecTiles = QvecTiles;         // n8 tiles of both MMAs
+  // Each warp takes kKeyGroups groups of 16 keys (one k-step of the PV MMA each) of every tile.
+  static constexpr int kQvecTiles = QvecTiles;  // n8 tiles of both MMAs
   static constexpr int kMaxQvecs = 8 * QvecTiles;
+  static constexpr int kKeyGroups = narrow_key_groups(KType, HeadDimK, VType, HeadDimV, kMaxQvecs);
+  static constexpr int kWarpKeys = 16 * kKeyGroups;
+  static constexpr int kKeyTile = kWarps * kWarpKeys;
   static constexpr int kMinCtasPerSm = narrow_min_ctas_per_sm(kMaxQvecs);
   // f16 rows (35 KB stages): 3 stages, two CTAs per SM, ~140 KB in flight per SM. Smaller rows: ~44 KB of
-  // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
+  // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each; two-group
+  // tiles: 2 stages (split_plan.h's decode_geometry()).
   static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
-  static constexpr int kStages = kStageBytesEstimate >= 24 * 1024 ? 3 : std::clamp(44 * 1024 / kStageBytesEstimate, 3, 6);
+  static constexpr int kStages = kKeyGroups == 2                      ? 2
+                                 : kStageBytesEstimate >= 24 * 1024 ? 3
+                                                                    : std::clamp(44 * 1024 / kStageBytesEstimate, 3, 6);
   using Geo = KvTileGeometry<HeadDimK, HeadDimV, KType, VType, kKeyTile, kStages>;
   static constexpr int kDimK = Geo::kDimK;
   static constexpr int kDimV = Geo::kDimV;
@@ -70,6 +75,7 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
     decode_narrow_kernel(const AttentionProblem p, const DecodeLaunch launch) {
   using Cfg = NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
   constexpr int NT = Cfg::kQvecTiles;
+  constexpr int KG = Cfg::kKeyGroups;
   using Geo = typename Cfg::Geo;
   using KFrag = KvUnscaledFragments<KType>;
   using VFrag = KvUnscaledFragments<VType>;
@@ -167,83 +173,91 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
     ptx::cp_async_commit();
     const uint8_t* tile_k = pipe.k_tile(it % S);
     const uint8_t* tile_v = pipe.v_tile(it % S);
-    const int warp_key0 = warp * Cfg::kWarpKeys;
+    const int warp_key0 = warp * Cfg::kWarpKeys;  // group kg: keys warp_key0 + 16 kg ..
     const int64_t key0 = w.key_begin + static_cast<int64_t>(it) * T + warp_key0;
     const int keys_left = static_cast<int>(std::min<int64_t>(w.key_end - key0, Cfg::kWarpKeys));
 
-    // sc[j]: (key g, qvec 8j + 2t), (g, 8j + 2t + 1), (g + 8, 8j + 2t), (g + 8, 8j + 2t + 1).
-    float sc[NT][4], acc[NT][4];  // acc: one scale block's scores (scaled types)
+    // sc[kg][j]: (key g, qvec 8j + 2t), (g, 8j + 2t + 1), (g + 8, 8j + 2t), (g + 8, 8j + 2t + 1) of group kg.
+    float sc[KG][NT][4], acc[NT][4];  // acc: one scale block's scores (scaled types)
 #pragma unroll
-    for (int j = 0; j < NT; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+    for (int kg = 0; kg < KG; ++kg) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) sc[kg][j][0] = sc[kg][j][1] = sc[kg][j][2] = sc[kg][j][3] = 0.0f;
+    }
     uint4 q_pair[NT];
 #pragma unroll(Cfg::kKUnits <= 2 ? 2 : 1)
     for (int u = 0; u < Cfg::kKUnits; ++u) {
-      uint32_t k_lo[8], k_hi[8];  // B fragments of keys g and g + 8: the rows of the A fragment
-      KFrag::load_k(tile_k, pipe.pitch_k, warp_key0, u, lane, k_lo, cent_k);
-      KFrag::load_k(tile_k, pipe.pitch_k, warp_key0 + 8, u, lane, k_hi, cent_k);
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int ks = 4 * u + c;
-        const uint32_t a[4] = {k_lo[2 * c], k_hi[2 * c], k_lo[2 * c + 1], k_hi[2 * c + 1]};
-        constexpr int P = KFrag::kKStepsPerScale;
+      for (int kg = 0; kg < KG; ++kg) {
+        const int group_key0 = warp_key0 + 16 * kg;
+        uint32_t k_lo[8], k_hi[8];  // B fragments of keys g and g + 8: the rows of the A fragment
+        KFrag::load_k(tile_k, pipe.pitch_k, group_key0, u, lane, k_lo, cent_k);
+        KFrag::load_k(tile_k, pipe.pitch_k, group_key0 + 8, u, lane, k_hi, cent_k);
 #pragma unroll
-        for (int j = 0; j < NT; ++j) {  // the same dequantized K fragment for every n-tile
-          uint32_t q0, q1;
-          if constexpr (kQPacked) {
-            if (c % 2 == 0) q_pair[j] = q_packed[(j * (kKSteps / 2) + ks / 2) * 32 + lane];
-            q0 = c % 2 == 0 ? q_pair[j].x : q_pair[j].z;
-            q1 = c % 2 == 0 ? q_pair[j].y : q_pair[j].w;
-          } else {
-            q0 = *reinterpret_cast<const uint32_t*>(q_row + 8 * j * Cfg::kQPitch + 16 * ks);
-            q1 = *reinterpret_cast<const uint32_t*>(q_row + 8 * j * Cfg::kQPitch + 16 * ks + 8);
+        for (int c = 0; c < 4; ++c) {
+          const int ks = 4 * u + c;
+          const uint32_t a[4] = {k_lo[2 * c], k_hi[2 * c], k_lo[2 * c + 1], k_hi[2 * c + 1]};
+          constexpr int P = KFrag::kKStepsPerScale;
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {  // the same dequantized K fragment for every n-tile
+            uint32_t q0, q1;
+            if constexpr (kQPacked) {
+              if (c % 2 == 0) q_pair[j] = q_packed[(j * (kKSteps / 2) + ks / 2) * 32 + lane];
+              q0 = c % 2 == 0 ? q_pair[j].x : q_pair[j].z;
+              q1 = c % 2 == 0 ? q_pair[j].y : q_pair[j].w;
+            } else {
+              q0 = *reinterpret_cast<const uint32_t*>(q_row + 8 * j * Cfg::kQPitch + 16 * ks);
+              q1 = *reinterpret_cast<const uint32_t*>(q_row + 8 * j * Cfg::kQPitch + 16 * ks + 8);
+            }
+            if constexpr (!KFrag::kHasScale) {
+              ptx::mma_f16(sc[kg][j], a, q0, q1);
+            } else {
+              if (ks % P == 0) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+              ptx::mma_f16(acc[j], a, q0, q1);
+            }
           }
-          if constexpr (!KFrag::kHasScale) {
-            ptx::mma_f16(sc[j], a, q0, q1);
-          } else {
-            if (ks % P == 0) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-            ptx::mma_f16(acc[j], a, q0, q1);
-          }
-        }
-        if constexpr (KFrag::kHasScale) {
-          if (ks % P == P - 1) {
-            const float d0 = KFrag::k_scale(tile_k, pipe.pitch_k, warp_key0 + g, ks / P);
-            const float d1 = KFrag::k_scale(tile_k, pipe.pitch_k, warp_key0 + 8 + g, ks / P);
+          if constexpr (KFrag::kHasScale) {
+            if (ks % P == P - 1) {
+              const float d0 = KFrag::k_scale(tile_k, pipe.pitch_k, group_key0 + g, ks / P);
+              const float d1 = KFrag::k_scale(tile_k, pipe.pitch_k, group_key0 + 8 + g, ks / P);
 #pragma unroll
-            for (int j = 0; j < NT; ++j) {
-              sc[j][0] = fmaf(d0, acc[j][0], sc[j][0]);
-              sc[j][1] = fmaf(d0, acc[j][1], sc[j][1]);
-              sc[j][2] = fmaf(d1, acc[j][2], sc[j][2]);
-              sc[j][3] = fmaf(d1, acc[j][3], sc[j][3]);
+              for (int j = 0; j < NT; ++j) {
+                sc[kg][j][0] = fmaf(d0, acc[j][0], sc[kg][j][0]);
+                sc[kg][j][1] = fmaf(d0, acc[j][1], sc[kg][j][1]);
+                sc[kg][j][2] = fmaf(d1, acc[j][2], sc[kg][j][2]);
+                sc[kg][j][3] = fmaf(d1, acc[j][3], sc[kg][j][3]);
+              }
             }
           }
         }
       }
     }
 
-    // Options and the online softmax of query vectors 8j + 2t and 8j + 2t + 1 over the warp's 16 keys. On plain
+    // Options and the online softmax of query vectors 8j + 2t and 8j + 2t + 1 over the warp's keys. On plain
     // keys the columns of query vectors past n_qvecs are left as they are: their Q rows are zeros, so their scores
     // are finite, and no valid column reads them (the MMAs keep columns apart; the epilogue reads valid rows only).
-    float x[NT][4];
+    float (&x)[KG][NT][4] = sc;
+    if (key0 + Cfg::kWarpKeys > plain_end) {  // warp-uniform: a warp's keys share key0
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
+      for (int kg = 0; kg < KG; ++kg) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) x[j][e] = sc[j][e];
-    }
-    if (key0 + Cfg::kWarpKeys > plain_end) {  // warp-uniform: a warp's 16 keys share key0
+        for (int j = 0; j < NT; ++j) {
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int k = g + 8 * (e / 2), qv = 8 * j + 2 * t + e % 2;
-          x[j][e] = qv < w.n_qvecs && k < keys_left ? variants[qv](x[j][e], key0 + k) : -INFINITY;
+          for (int e = 0; e < 4; ++e) {
+            const int k = 16 * kg + g + 8 * (e / 2), qv = 8 * j + 2 * t + e % 2;
+            x[kg][j][e] = qv < w.n_qvecs && k < keys_left ? variants[qv](x[kg][j][e], key0 + k) : -INFINITY;
+          }
         }
       }
     } else if (keys_left < Cfg::kWarpKeys) {  // a split's last tile (warp-uniform)
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
+      for (int kg = 0; kg < KG; ++kg) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (g + 8 * (e / 2) >= keys_left) x[j][e] = -INFINITY;
+        for (int j = 0; j < NT; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            if (16 * kg + g + 8 * (e / 2) >= keys_left) x[kg][j][e] = -INFINITY;
+          }
         }
       }
     }
@@ -251,7 +265,12 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
     bool rescale = false;
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
-      float mx[2] = {fmaxf(x[j][0], x[j][2]), fmaxf(x[j][1], x[j][3])};
+      float mx[2] = {fmaxf(x[0][j][0], x[0][j][2]), fmaxf(x[0][j][1], x[0][j][3])};
+#pragma unroll
+      for (int kg = 1; kg < KG; ++kg) {
+        mx[0] = fmaxf(mx[0], fmaxf(x[kg][j][0], x[kg][j][2]));
+        mx[1] = fmaxf(mx[1], fmaxf(x[kg][j][1], x[kg][j][3]));
+      }
       float m_log2[2];
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
@@ -266,10 +285,16 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
         m_run[j][c] = m_new;
         rescale = rescale || alpha[j][c] != 1.0f;
       }
+      float row_sum[2] = {0.0f, 0.0f};
 #pragma unroll
-      for (int e = 0; e < 4; ++e) x[j][e] = ptx::exp2_ftz(fmaf(x[j][e], kLog2e, -m_log2[e % 2]));
-      l_run[j][0] = l_run[j][0] * alpha[j][0] + (x[j][0] + x[j][2]);
-      l_run[j][1] = l_run[j][1] * alpha[j][1] + (x[j][1] + x[j][3]);
+      for (int kg = 0; kg < KG; ++kg) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) x[kg][j][e] = ptx::exp2_ftz(fmaf(x[kg][j][e], kLog2e, -m_log2[e % 2]));
+        row_sum[0] += x[kg][j][0] + x[kg][j][2];
+        row_sum[1] += x[kg][j][1] + x[kg][j][3];
+      }
+      l_run[j][0] = l_run[j][0] * alpha[j][0] + row_sum[0];
+      l_run[j][1] = l_run[j][1] * alpha[j][1] + row_sum[1];
     }
     // O^T's columns 2t, 2t + 1 of n-tile j are this thread's query vectors: their factors are at hand.
     if (__any_sync(0xffffffffu, rescale)) {
@@ -284,31 +309,37 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
         }
       }
     }
-    // P^T as the B operand (k = key, n = query vector 8j + g): keys 2t, 2t + 1 and 8 + 2t, 9 + 2t.
-    uint32_t pb0[NT], pb1[NT];
+    // P^T as the B operand (k = key, n = query vector 8j + g): keys 2t, 2t + 1 and 8 + 2t, 9 + 2t of each group.
+    uint32_t pb0[KG][NT], pb1[KG][NT];
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      pb0[j] = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[j][0], x[j][1])));
-      pb1[j] = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[j][2], x[j][3])));
+    for (int kg = 0; kg < KG; ++kg) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        pb0[kg][j] = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[kg][j][0], x[kg][j][1])));
+        pb1[kg][j] = ptx::movmatrix_trans(ptx::as_u32(__floats2half2_rn(x[kg][j][2], x[kg][j][3])));
+      }
     }
 #pragma unroll
     for (int vu = 0; vu < Cfg::kVUnits; ++vu) {
-      uint32_t vb[4][2];
-      __half2 v_scale[2];
-      VFrag::load_v(tile_v, pipe.pitch_v, warp_key0, vu, lane, vb, cent_v, v_scale);
-      // V's B fragments of n-tiles (2h, 2h + 1) are the A fragment of O^T's m-tile 2vu + h: rows g / g + 8 are
-      // head-dim elements v_dim(vu, g, 2h) / v_dim(vu, g, 2h + 1). The same dequantized V feeds every n-tile.
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        uint32_t p0 = pb0[j], p1 = pb1[j];
-        if constexpr (VFrag::kHasScale) {
-          p0 = ptx::as_u32(__hmul2(ptx::as_half2(pb0[j]), v_scale[0]));
-          p1 = ptx::as_u32(__hmul2(ptx::as_half2(pb1[j]), v_scale[1]));
-        }
+      for (int kg = 0; kg < KG; ++kg) {
+        uint32_t vb[4][2];
+        __half2 v_scale[2];
+        VFrag::load_v(tile_v, pipe.pitch_v, warp_key0 + 16 * kg, vu, lane, vb, cent_v, v_scale);
+        // V's B fragments of n-tiles (2h, 2h + 1) are the A fragment of O^T's m-tile 2vu + h: rows g / g + 8 are
+        // head-dim elements v_dim(vu, g, 2h) / v_dim(vu, g, 2h + 1). The same dequantized V feeds every n-tile.
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint32_t a[4] = {vb[2 * h][0], vb[2 * h + 1][0], vb[2 * h][1], vb[2 * h + 1][1]};
-          ptx::mma_f16(o[j][2 * vu + h], a, p0, p1);
+        for (int j = 0; j < NT; ++j) {
+          uint32_t p0 = pb0[kg][j], p1 = pb1[kg][j];
+          if constexpr (VFrag::kHasScale) {
+            p0 = ptx::as_u32(__hmul2(ptx::as_half2(pb0[kg][j]), v_scale[0]));
+            p1 = ptx::as_u32(__hmul2(ptx::as_half2(pb1[kg][j]), v_scale[1]));
+          }
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint32_t a[4] = {vb[2 * h][0], vb[2 * h + 1][0], vb[2 * h][1], vb[2 * h + 1][1]};
+            ptx::mma_f16(o[j][2 * vu + h], a, p0, p1);
+          }
         }
       }
     }

@@ -66,11 +66,11 @@ Status launch_decode(const AttentionProblem& p, const Route& route, void* worksp
   }
   KVFLASH_RETURN_IF_ERROR((prepare_decode_kernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>()));
   const SplitPlan plan = split_plan_of(route, p.shape, K::Cfg::kKeyTile, K::Cfg::kMaxQvecs);
-  if (plan.keys_per_split <= 0 || plan.keys_per_split % K::Cfg::kKeyTile != 0 ||
+  if (plan.keys_per_split <= 0 || plan.keys_per_split % kDecodeSplitGranule != 0 ||
       plan.n_splits * plan.keys_per_split < p.shape.n_kv) {
     return invalid_argument("route with n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
-                            std::to_string(plan.keys_per_split) + " does not fit the decode kernel (key tile " +
-                            std::to_string(K::Cfg::kKeyTile) + ", n_kv = " + std::to_string(p.shape.n_kv) + ")");
+                            std::to_string(plan.keys_per_split) + " does not fit the decode kernel (split granule " +
+                            std::to_string(kDecodeSplitGranule) + ", n_kv = " + std::to_string(p.shape.n_kv) + ")");
   }
   DecodeLaunch launch;
   launch.scale = static_cast<float>(effective_scale(p));

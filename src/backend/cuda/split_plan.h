@@ -54,6 +54,20 @@ inline constexpr int kNarrowQvecsWide = 16;
 /// run at 3 (168 registers).
 constexpr int narrow_min_ctas_per_sm(int qvecs) { return qvecs > kNarrowQvecs ? 3 : 4; }
 
+/// Keys a decode split holds a multiple of: the kernel table's kv_tile of the cuda.decode_split_kv rows (checked in
+/// launch.cpp). The narrow kernel's two-group instances read 128-key tiles, so a split may end (and the next
+/// begin) inside one: the kernel bounds its last tile by the split's key range anyway.
+inline constexpr int kDecodeSplitGranule = 64;
+
+/// 16-key groups each warp of a narrow CTA takes per tile: two where a 64-key stage is small (q4_0, turbo: ~10 KB
+/// at d 128), so that a warp's softmax reductions, rescale and loop overhead serve 32 keys and its two groups'
+/// dequantize-and-multiply chains interleave (the q4_0 kernel, 16 warps per SM, stalls mostly on fixed-latency
+/// dependencies: H100 source counters, 2026-11-23); one where the tile would crowd the SM's shared memory, and
+/// for 16 query vectors, whose accumulators already take 168 registers (two groups spilled 224 bytes there).
+constexpr int narrow_key_groups(KvType kt, int64_t dk, KvType vt, int64_t dv, int qvecs) {
+  return qvecs <= kNarrowQvecs && kv_stage_bytes(kt, dk, vt, dv, 64) <= 12 * 1024 ? 2 : 1;
+}
+
 /// Bytes of a ScoreVariant (score_variant.cuh; checked there): the per-query-vector options kept in shared memory.
 inline constexpr int kScoreVariantBytes = 48;
 
@@ -66,10 +80,13 @@ constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64
   if (g.narrow) {
     // f16 rows (35 KB stages): 3 stages, two CTAs per SM. Smaller rows: ~44 KB of stages, so that four CTAs
     // (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
-    g.key_tile = 64;
     g.qvecs_per_cta = narrow_qvecs > kNarrowQvecs ? kNarrowQvecsWide : kNarrowQvecs;
+    const int groups = narrow_key_groups(kt, dk, vt, dv, g.qvecs_per_cta);
+    g.key_tile = 64 * groups;
     const int stage = kv_stage_bytes(kt, dk, vt, dv, g.key_tile);
-    g.stages = stage >= 24 * 1024 ? 3 : std::clamp(44 * 1024 / stage, 3, 6);
+    // Two-group tiles (~20 KB) run 2 stages, so that four CTAs still fit an SM: the one tile in flight lands
+    // well within the ~1000 instructions a warp spends on the other.
+    g.stages = groups == 2 ? 2 : stage >= 24 * 1024 ? 3 : std::clamp(44 * 1024 / stage, 3, 6);
     const int64_t q_rows = 2 * g.qvecs_per_cta;  // the query vectors, then their fragments packed per lane
     const int64_t variants_end =
         int64_t{g.stages} * stage + q_rows * (dk_stored + 8) * 2 + int64_t{g.qvecs_per_cta} * kScoreVariantBytes;
