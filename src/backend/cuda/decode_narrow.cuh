@@ -178,7 +178,8 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
     const int keys_left = static_cast<int>(std::min<int64_t>(w.key_end - key0, Cfg::kWarpKeys));
 
     // sc[kg][j]: (key g, qvec 8j + 2t), (g, 8j + 2t + 1), (g + 8, 8j + 2t), (g + 8, 8j + 2t + 1) of group kg.
-    float sc[KG][NT][4], acc[NT][4];  // acc: one scale block's scores (scaled types)
+    // acc[kg]: one scale block's scores (scaled types); a turbo block spans two K units, so each group keeps its own.
+    float sc[KG][NT][4], acc[KG][NT][4];
 #pragma unroll
     for (int kg = 0; kg < KG; ++kg) {
 #pragma unroll
@@ -212,8 +213,8 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
             if constexpr (!KFrag::kHasScale) {
               ptx::mma_f16(sc[kg][j], a, q0, q1);
             } else {
-              if (ks % P == 0) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-              ptx::mma_f16(acc[j], a, q0, q1);
+              if (ks % P == 0) acc[kg][j][0] = acc[kg][j][1] = acc[kg][j][2] = acc[kg][j][3] = 0.0f;
+              ptx::mma_f16(acc[kg][j], a, q0, q1);
             }
           }
           if constexpr (KFrag::kHasScale) {
@@ -222,10 +223,10 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
               const float d1 = KFrag::k_scale(tile_k, pipe.pitch_k, group_key0 + 8 + g, ks / P);
 #pragma unroll
               for (int j = 0; j < NT; ++j) {
-                sc[kg][j][0] = fmaf(d0, acc[j][0], sc[kg][j][0]);
-                sc[kg][j][1] = fmaf(d0, acc[j][1], sc[kg][j][1]);
-                sc[kg][j][2] = fmaf(d1, acc[j][2], sc[kg][j][2]);
-                sc[kg][j][3] = fmaf(d1, acc[j][3], sc[kg][j][3]);
+                sc[kg][j][0] = fmaf(d0, acc[kg][j][0], sc[kg][j][0]);
+                sc[kg][j][1] = fmaf(d0, acc[kg][j][1], sc[kg][j][1]);
+                sc[kg][j][2] = fmaf(d1, acc[kg][j][2], sc[kg][j][2]);
+                sc[kg][j][3] = fmaf(d1, acc[kg][j][3], sc[kg][j][3]);
               }
             }
           }
