@@ -66,7 +66,8 @@ Status launch_decode(const AttentionProblem& p, const Route& route, void* worksp
   }
   KVFLASH_RETURN_IF_ERROR((prepare_decode_kernel<HeadDimK, HeadDimV, KType, VType, QvecTiles>()));
   const SplitPlan plan = split_plan_of(route, p.shape, K::Cfg::kKeyTile, K::Cfg::kMaxQvecs);
-  if (plan.keys_per_split <= 0 || plan.keys_per_split % kDecodeSplitGranule != 0 ||
+  // One split covers every key (split_plan_of() rounds it to the kernel's tile); several are whole granules.
+  if (plan.keys_per_split <= 0 || (plan.n_splits > 1 && plan.keys_per_split % kDecodeSplitGranule != 0) ||
       plan.n_splits * plan.keys_per_split < p.shape.n_kv) {
     return invalid_argument("route with n_splits = " + std::to_string(plan.n_splits) + ", keys_per_split = " +
                             std::to_string(plan.keys_per_split) + " does not fit the decode kernel (split granule " +
