@@ -211,10 +211,7 @@ __device__ __forceinline__ void copy_tile_span(uint8_t* dst, const void* data, i
 /// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for runs, their starts) are computed
 /// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Runs are allowed for
 /// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
-/// and which needs the padded pitch to avoid bank conflicts). A cache without a page table needs no offsets: its
-/// rows lie at a fixed stride from the CTA's first key, so a tile's copy computes its addresses (in the q4_0 decode
-/// kernel the offsets, their integer division by the run length and their shared-memory round trip were ~15% of
-/// the warp-instructions executed per tile, H100 source counters 2026-11-23).
+/// and which needs the padded pitch to avoid bank conflicts).
 template <class Geo, int KeyTile, int Threads, bool RunsK, bool RunsV>
 struct KvPipeline {
   static_assert(KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
@@ -237,31 +234,20 @@ struct KvPipeline {
     pitch_v = run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
   }
 
-  /// A tile copied as one span from a cache without a page table: its start is a fixed stride from the CTA's
-  /// first key, so the copy computes it and no offsets are kept (in the q4_0 decode kernel the offsets, with an
-  /// integer division by the run length, and their shared-memory round trip were 8.6% of the warp-instructions
-  /// executed and 13% of the stall samples: H100 source counters, 2026-11-23). Recomputed per tile from the problem
-  /// (constant memory) and the work item rather than kept in registers: the q4_0 kernel spills at its 128. Rows
-  /// copied one by one (f16) keep their offsets: computing each row's address in the copy loop made the f16 steps
-  /// of 4 query rows 6% slower (H100, 2026-11-23: 131K keys 248.8 -> 263.3 us, two rounds each).
-  template <bool Runs>
-  __device__ bool direct(const KvView& v, int run) const {
-    return Runs && v.paging.pages == nullptr && run == KeyTile;
-  }
-
-  /// Offsets of the rows of `tile` that its copy reads from shared memory (each run's first row where the tile is
-  /// copied in runs, every row where it is copied row by row, none where it is direct), into slot `slot`: thread
-  /// r < KeyTile takes K's row r, thread KeyTile + r V's (or, with as many threads as rows, thread r both).
+  /// Offsets of the rows of `tile` its copy reads (each run's first row where the tile is copied in runs, every row
+  /// where it is copied row by row), into slot `slot`: thread r < KeyTile takes K's row r, thread KeyTile + r V's
+  /// (or, with as many threads as rows, thread r both). Runs are powers of two, so the test of a run's first row
+  /// is a mask (a modulo by the run length was a ~30-instruction division per tile in half the warps).
   __device__ void compute_offsets(int tile, int slot) const {
     const int tid = static_cast<int>(threadIdx.x);
     const int64_t key0 = w.key_begin + static_cast<int64_t>(tile) * KeyTile;
     int64_t* offs = offsets + slot * 2 * KeyTile;
     const bool both = 2 * KeyTile > Threads;
-    if (tid < KeyTile && !direct<RunsK>(p.k, run_k) && (run_k == 0 || (tid & (run_k - 1)) == 0)) {
+    if (tid < KeyTile && (run_k == 0 || (tid & (run_k - 1)) == 0)) {
       kv_row_offsets<KeyTile>(p.k, w.s, w.hkv, key0, w.key_end, offs, tid);
     }
     const int r = both ? tid : tid - KeyTile;
-    if ((both || tid >= KeyTile) && !direct<RunsV>(p.v, run_v) && (run_v == 0 || (r & (run_v - 1)) == 0)) {
+    if ((both || tid >= KeyTile) && (run_v == 0 || (r & (run_v - 1)) == 0)) {
       kv_row_offsets<KeyTile>(p.v, w.s, w.hkv, key0, w.key_end, offs + KeyTile, r);
     }
   }
@@ -299,10 +285,6 @@ struct KvPipeline {
   template <int RowBytes, int Pitch, bool Runs>
   __device__ void copy_tile(uint8_t* dst, const KvView& v, const int64_t* offs, int run, int width, int tile,
                             int64_t rows_valid) const {
-    if (direct<Runs>(v, run)) {
-      const int64_t start = kv_row_offset_on_device(v, w.s, w.hkv, w.key_begin + static_cast<int64_t>(tile) * KeyTile);
-      return copy_span<RowBytes>(dst, v.data, start, rows_valid);
-    }
     if (run == KeyTile) return copy_span<RowBytes>(dst, v.data, offs[0], rows_valid);
     if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, v.data, offs, rows_valid);
     copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data, offs, width, static_cast<int>(threadIdx.x));

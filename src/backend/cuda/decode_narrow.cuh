@@ -103,13 +103,13 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
   if (w.n_qvecs <= 0) return;  // a plan with more query chunks than needed: nothing to do here
   const KvPipeline<Geo, T, Cfg::kThreads, KType != KvType::f16, VType != KvType::f16> pipe(p, w, stages, offsets);
   pipe.template compute_first_offsets<S>();
-  // Without a page table the first tiles' copies go out before the query is staged, so that the staging
-  // overlaps their latency (every CTA of a long decode starts in the same wave: the bytes would otherwise wait for
-  // the prologue), where the query's f32 scratch fits the last stage, which no copy fills before the loop's first
-  // barrier. Through a page table the tiles' offsets wait for its entries, whose loads overlap the query's instead.
-  constexpr bool kScratchInLastStage = Cfg::kMaxQvecs * Cfg::kDimK * 4 <= Geo::kStageBytes;
-  const bool early_issue = kScratchInLastStage && p.k.paging.pages == nullptr && p.v.paging.pages == nullptr;
-  if (early_issue) {
+  // The first tiles' copies go out before the query is staged, so that the staging overlaps their latency (every
+  // CTA of a long decode starts in the same wave: the bytes would otherwise wait for the prologue), where the
+  // query's f32 scratch fits the last stage, which no copy fills before the loop's first barrier. Decided at
+  // compile time: a run-time choice inlines the whole issue code twice (q8_0: 2,500 more instructions), and gating
+  // it on the page table changed no paged step (H100, 2026-11-23).
+  constexpr bool kEarlyIssue = Cfg::kMaxQvecs * Cfg::kDimK * 4 <= Geo::kStageBytes;
+  if constexpr (kEarlyIssue) {
     __syncthreads();  // the offsets
     pipe.template issue_first<S>();
   }
@@ -117,9 +117,9 @@ __global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
   if constexpr (VFrag::kNeedsCentroids) load_centroids_f16(VType, lut_v);
   if (tid < w.n_qvecs) variants[tid] = ScoreVariant::make(p, w.s, w.head_of(tid), w.row_of(tid), w.len);
   stage_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads>(
-      p, w, launch.scale, reinterpret_cast<float*>(stages + (kScratchInLastStage ? (S - 1) * Geo::kStageBytes : 0)),
-      q_s, Cfg::kQPitch, Cfg::kMaxQvecs);
-  if (!early_issue) pipe.template issue_first<S>();
+      p, w, launch.scale, reinterpret_cast<float*>(stages + (kEarlyIssue ? (S - 1) * Geo::kStageBytes : 0)), q_s,
+      Cfg::kQPitch, Cfg::kMaxQvecs);
+  if constexpr (!kEarlyIssue) pipe.template issue_first<S>();
 
   // S^T = K Q^T per warp: the 16 keys are the m of the MMA (rows g and g + 8 of this thread), the query vectors
   // its n (n-tile j: columns 8j + 2t, 8j + 2t + 1), so no MMA row is padding. The accumulator is laid out by (key,
