@@ -282,21 +282,21 @@ struct KvPipeline {
     }
   }
 
-  template <int RowBytes, int Pitch, bool Runs>
-  __device__ void copy_tile(uint8_t* dst, const KvView& v, const int64_t* offs, int run, int width, int tile,
+  template <int RowBytes, int Pitch>
+  __device__ void copy_tile(uint8_t* dst, const void* data, const int64_t* offs, int run, int width,
                             int64_t rows_valid) const {
-    if (run == KeyTile) return copy_span<RowBytes>(dst, v.data, offs[0], rows_valid);
-    if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, v.data, offs, rows_valid);
-    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, v.data, offs, width, static_cast<int>(threadIdx.x));
+    if (run == KeyTile) return copy_span<RowBytes>(dst, data, offs[0], rows_valid);
+    if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, data, offs, rows_valid);
+    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, data, offs, width, static_cast<int>(threadIdx.x));
   }
 
   __device__ void issue(int tile, int slot) const {
     uint8_t* dst_k = stages + slot * Geo::kStageBytes;
     const int64_t* offs = offsets + slot * 2 * KeyTile;
     const int64_t rows_valid = w.key_end - (w.key_begin + static_cast<int64_t>(tile) * KeyTile);
-    copy_tile<Geo::kRowBytesK, Geo::kPitchK, RunsK>(dst_k, p.k, offs, RunsK ? run_k : 0, width_k, tile, rows_valid);
-    copy_tile<Geo::kRowBytesV, Geo::kPitchV, RunsV>(dst_k + Geo::kVTileOffset, p.v, offs + KeyTile, RunsV ? run_v : 0,
-                                                    width_v, tile, rows_valid);
+    copy_tile<Geo::kRowBytesK, Geo::kPitchK>(dst_k, p.k.data, offs, RunsK ? run_k : 0, width_k, rows_valid);
+    copy_tile<Geo::kRowBytesV, Geo::kPitchV>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile, RunsV ? run_v : 0,
+                                             width_v, rows_valid);
   }
 
   /// Offsets of the first Stages tiles (before the loop; the loop computes each later tile's).
