@@ -2,10 +2,10 @@
 //
 // A CTA (4 warps) owns up to 8 x QvecTiles query vectors (query head x query row) of one KV head and one key range:
 // QvecTiles n8 tiles of the MMAs, each K / V fragment loaded and dequantized once and multiplied into every tile,
-// so that 16 query vectors (4 rows x GQA 4) make one pass over the KV bytes instead of two CTAs. Tiles of 64
-// stored K and V rows stream into shared memory through a cp.async pipeline; each warp takes 16 keys of every tile
-// and, for them alone:
-//   S^T = K Q^T (m16n8k16: the 16 keys are the m, the query vectors the n, so no MMA row is padding; K fragments
+// so that 16 query vectors (4 rows x GQA 4) make one pass over the KV bytes instead of two CTAs. Tiles of 64 (or,
+// for formats with small rows, 128) stored K and V rows stream into shared memory through a cp.async pipeline;
+// each warp takes one (or two) groups of 16 keys of every tile and, for them alone:
+//   S^T = K Q^T (m16n8k16: a group's 16 keys are the m, the query vectors the n, so no MMA row is padding; K fragments
 //   dequantized in registers without their block scale, which is applied per (key, block) to the f32 scores),
 //   the score options and an online softmax on the accumulators (one query vector per column),
 //   O^T += V^T P^T: movmatrix turns the (key, query) accumulators of P into the B fragment of P^T, multiplied by
