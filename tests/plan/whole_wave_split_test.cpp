@@ -56,6 +56,26 @@ TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
   EXPECT_EQ(cuda::decode_geometry(KvType::f16, 576, KvType::f16, 512).qvecs_per_cta, 16);
 }
 
+TEST(WholeWaveSplits, SmallRowsTakeTwoKeyGroupsPerWarpAndStillFitFourCtas) {
+  // q4_0 and turbo (64-key stages of ~10 KB): 128-key tiles in 2 stages, four CTAs per SM as before; q8_0, f16 and
+  // the 16-vector instances keep 64-key tiles. Splits stay in 64-key granules either way.
+  for (KvType type : {KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
+    const cuda::DecodeGeometry g = cuda::decode_geometry(type, 128, type, 128);
+    EXPECT_EQ(g.key_tile, 128) << kv_traits(type).name;
+    EXPECT_EQ(g.stages, 2) << kv_traits(type).name;
+    EXPECT_EQ(cuda::resident_ctas_per_sm(g, 227 * 1024), 4) << kv_traits(type).name;
+    EXPECT_EQ(cuda::decode_geometry(type, 128, type, 128, cuda::kNarrowQvecsWide).key_tile, 64) << kv_traits(type).name;
+  }
+  EXPECT_EQ(cuda::decode_geometry(KvType::q8_0, 128, KvType::q8_0, 128).key_tile, 64);
+  EXPECT_EQ(cuda::decode_geometry(KvType::f16, 128, KvType::f16, 128).key_tile, 64);
+  EXPECT_EQ(cuda::decode_geometry(KvType::f16, 128, KvType::turbo3, 128).key_tile, 64);
+  const BackendCaps caps = nominal_h100();
+  auto r = plan_route(decode_problem(KvType::q4_0, 1, 1, 131072), caps);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->keys_per_split % cuda::kDecodeSplitGranule, 0);
+  EXPECT_EQ(r->keys_per_split % 128, 64) << "a split of 33 granules ends inside a 128-key tile";
+}
+
 TEST(WholeWaveSplits, LongDecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
   // kGoodWaveFill (95%) where whole tiles make such a count; q8_0 at 32768 keys (3 CTAs per SM, 396 slots) gets
   // 47 splits (95%-): 48 would leave a split empty.
