@@ -150,7 +150,7 @@ __device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& 
 ///   page: each 16-row run is contiguous and starts 16-byte aligned, so formats whose rows are not a multiple of
 ///   16 bytes (q4_0's 72, turbo3's 50) still move 16 bytes per instruction, where the row copy falls to the
 ///   widest power of two dividing the row (8 and 2 bytes: turbo3 over 16-token pages took synchronous 2-byte
-///   copies).
+///   copies); also a 128-key tile whose split starts at a 64-key granule inside it, so it straddles a page.
 /// 0: rows are copied one by one (kv_tile_copy.cuh).
 inline constexpr int kPageRunRows = 16;
 
