@@ -33,20 +33,18 @@ struct NarrowDecodeConfig {
   static_assert(QvecTiles == 1 || QvecTiles == 2, "8 or 16 query vectors per CTA (split_plan.h's kNarrowQvecs*)");
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
-  // Each warp takes kKeyGroups groups of 16 keys (one k-step of the PV MMA each) of every tile.
   static constexpr int kQvecTiles = QvecTiles;  // n8 tiles of both MMAs
   static constexpr int kMaxQvecs = 8 * QvecTiles;
-  static constexpr int kKeyGroups = narrow_key_groups(KType, HeadDimK, VType, HeadDimV, kMaxQvecs);
-  static constexpr int kWarpKeys = 16 * kKeyGroups;
-  static constexpr int kKeyTile = kWarps * kWarpKeys;
   static constexpr int kMinCtasPerSm = narrow_min_ctas_per_sm(kMaxQvecs);
-  // f16 rows (35 KB stages): 3 stages, two CTAs per SM, ~140 KB in flight per SM. Smaller rows: ~44 KB of
-  // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each; two-group
-  // tiles: 2 stages (split_plan.h's decode_geometry()).
-  static constexpr int kStageBytesEstimate = kv_stage_bytes(KType, HeadDimK, VType, HeadDimV, kKeyTile);
-  static constexpr int kStages = kKeyGroups == 2                      ? 2
-                                 : kStageBytesEstimate >= 24 * 1024 ? 3
-                                                                    : std::clamp(44 * 1024 / kStageBytesEstimate, 3, 6);
+  // The tile and the pipeline depth are the planner's, one rule for both (split_plan.h's decode_geometry(): 64-key
+  // tiles in 3+ stages, or for small rows 128-key tiles in 2). Each warp takes kKeyGroups groups of 16 keys (one
+  // k-step of the PV MMA each) of every tile.
+  static constexpr DecodeGeometry kPlanned = decode_geometry(KType, HeadDimK, VType, HeadDimV, kMaxQvecs);
+  static constexpr int kKeyTile = kPlanned.key_tile;
+  static constexpr int kWarpKeys = kKeyTile / kWarps;
+  static constexpr int kKeyGroups = kWarpKeys / 16;
+  static_assert(kKeyGroups * 16 * kWarps == kKeyTile, "whole 16-key groups per warp");
+  static constexpr int kStages = kPlanned.stages;
   using Geo = KvTileGeometry<HeadDimK, HeadDimV, KType, VType, kKeyTile, kStages>;
   static constexpr int kDimK = Geo::kDimK;
   static constexpr int kDimV = Geo::kDimV;

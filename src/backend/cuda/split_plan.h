@@ -78,8 +78,9 @@ constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64
   const int64_t dk_stored = stored_dim(kt, dk), dv_stored = stored_dim(vt, dv);
   g.narrow = dv_stored <= 128;
   if (g.narrow) {
-    // f16 rows (35 KB stages): 3 stages, two CTAs per SM. Smaller rows: ~44 KB of stages, so that four CTAs
-    // (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
+    // f16 rows (35 KB stages): 3 stages, two CTAs per SM, ~140 KB in flight per SM. Smaller rows: ~44 KB of
+    // stages, so that four CTAs (16 warps, 128 registers each) fit an SM with 3+ tiles in flight each.
+    // NarrowDecodeConfig takes its tile and stages from here.
     g.qvecs_per_cta = narrow_qvecs > kNarrowQvecs ? kNarrowQvecsWide : kNarrowQvecs;
     const int groups = narrow_key_groups(kt, dk, vt, dv, g.qvecs_per_cta);
     g.key_tile = 64 * groups;
