@@ -110,9 +110,10 @@ __host__ __device__ constexpr float query_weight(int u, int t, int i) {
 
 /// Stages the CTA's query vectors into q_s (f16, `rows` rows of DimK + pad): scaled, zero past HeadDimK (turbo
 /// padding) and for rows past n_qvecs, rotated for turbo K, reordered into the head-dim order of K's fragments.
-/// `q_f32` is scratch for rows * DimK floats. Call from all threads; ends with a barrier.
-template <class KFrag, int HeadDimK, int DimK, bool RotatedK, int Threads>
-__device__ inline void stage_query(const AttentionProblem& p, const DecodeWork& w, float scale, float* q_f32,
+/// `q_f32` is scratch for rows * DimK floats. Call from all threads; ends with a barrier. The work item is the
+/// decode kernels' DecodeWork or the mma.sync prefill's PrefillWork (n_qvecs, s, head_of, row_of).
+template <class KFrag, int HeadDimK, int DimK, bool RotatedK, int Threads, class Work>
+__device__ inline void stage_query(const AttentionProblem& p, const Work& w, float scale, float* q_f32,
                                    __half* q_s, int q_pitch, int rows) {
   const int tid = static_cast<int>(threadIdx.x);
   for (int r = tid / 32; r < rows; r += Threads / 32) {  // one warp per row: the row's address once

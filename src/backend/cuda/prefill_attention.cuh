@@ -166,36 +166,6 @@ __device__ inline PrefillWork prefill_work(const AttentionProblem& p, const Pref
   return w;
 }
 
-/// Stages the CTA's query vectors into q_s (f16, Rows rows of DimK + pad) in K's fragment order: scaled, zero past
-/// HeadDimK (turbo padding) and for vectors past n_qvecs, rotated for turbo K. `q_f32` is scratch for Rows * DimK
-/// floats. Call from all threads; ends with a barrier.
-template <class KFrag, int HeadDimK, int DimK, bool RotatedK, int Threads, int Rows>
-__device__ inline void stage_prefill_query(const AttentionProblem& p, const PrefillWork& w, float scale,
-                                           float* q_f32, __half* q_s, int q_pitch) {
-  const int tid = static_cast<int>(threadIdx.x);
-  for (int r = tid / 32; r < Rows; r += Threads / 32) {  // one warp per row: the row's address once
-    const float* src = nullptr;
-    if (r < w.n_qvecs) {
-      src = query_row(p, w.s, w.head_of(r), w.row_of(r));
-    }
-    for (int d = tid % 32; d < DimK; d += 32) {
-      q_f32[r * DimK + d] = src != nullptr && d < HeadDimK ? src[d] * scale : 0.0f;
-    }
-  }
-  __syncthreads();
-  if constexpr (RotatedK) {
-    rotate_rows_in_smem(q_f32, Rows, DimK, DimK, /*inverse=*/false);
-    __syncthreads();
-  }
-  for (int idx = tid; idx < Rows * DimK; idx += Threads) {
-    const int r = idx / DimK, slot = idx % DimK;
-    const int kstep = slot / 16, kk = slot % 16;
-    const int i = 4 * (kstep % 4) + 2 * (kk / 8) + kk % 2;
-    q_s[r * q_pitch + slot] = __float2half_rn(q_f32[r * DimK + KFrag::k_dim(kstep / 4, (kk % 8) / 2, i)]);
-  }
-  __syncthreads();
-}
-
 /// 2^x on the special-function unit; 2^-inf = +0, which is how masked scores drop out of the sums.
 __device__ __forceinline__ float prefill_exp2(float x) {
   float y;
@@ -277,8 +247,9 @@ __global__ void __launch_bounds__(256, 1) prefill_kernel(const AttentionProblem 
   // memory) serves every other combination on natural-log scores, converted after it.
   const bool causal_only = p.mask.data == nullptr && p.options.window == 0 && p.options.softcap == 0.0 &&
                            p.options.alibi_max_bias == 0.0;
-  stage_prefill_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads, Cfg::kQvecs>(
-      p, w, causal_only ? launch.scale * kLog2e : launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch);
+  stage_query<KFrag, HeadDimK, Cfg::kDimK, kv_traits(KType).rotated, Cfg::kThreads>(
+      p, w, causal_only ? launch.scale * kLog2e : launch.scale, reinterpret_cast<float*>(stages), q_s, Cfg::kQPitch,
+      Cfg::kQvecs);
   pipe.template issue_first<S>();
   const Centroids cent_k{lut_k}, cent_v{lut_v};
   if constexpr (Cfg::kAnyFragsInSmem) {

@@ -146,7 +146,7 @@ __device__ __forceinline__ void stage_swizzled_query(const AttentionProblem& p, 
 
 /// stage_swizzled_query for a turbo K cache: each query row rotated forward first (TURBOQUANT.md: its scores against
 /// the stored, rotated keys are those against the reconstructed keys), one warp per row, in float32 before the one
-/// rounding to f16, as stage_prefill_query does for the mma.sync kernel.
+/// rounding to f16, as stage_query (decode_common.cuh) does for the mma.sync kernels.
 template <int Qvecs, int D, int Threads>
 __device__ __forceinline__ void stage_swizzled_query_rotated(const AttentionProblem& p, const PrefillWork& w,
                                                              float q_scale, uint8_t* q_s) {
