@@ -179,41 +179,62 @@ __device__ inline int kv_tile_run_rows(const KvView& v, const DecodeWork& w, int
              : 0;
 }
 
+/// Where 16-byte chunk c of a run of rows lands in shared memory: flat (Pitch == RowBytes: the fragment loaders
+/// read any 2-byte-aligned pitch), or at the row's padded pitch (f16 rows, which ldmatrix reads and which need
+/// the padding to avoid bank conflicts); a row is then a whole number of chunks.
+template <int RowBytes, int Pitch>
+__host__ __device__ constexpr int span_chunk_offset(int c) {
+  if constexpr (Pitch == RowBytes) {
+    return 16 * c;
+  } else {
+    static_assert(RowBytes % 16 == 0, "padded rows are copied as whole 16-byte chunks");
+    constexpr int kRowChunks = RowBytes / 16;
+    return c / kRowChunks * Pitch + c % kRowChunks * 16;
+  }
+}
+
 /// A tile of KeyTile rows stored back to back from byte `start` of `data` (16-byte aligned: kv_tile_run_rows() said
-/// KeyTile), copied flat into `dst` by threads tid = 0 .. Threads - 1: 16-byte copies of the bytes of the rows before
-/// key_end (rows_valid of them), zeros after (cp.async fills the part of a 16-byte chunk past its source size with
-/// zeros).
-template <int KeyTile, int RowBytes, int Threads>
+/// KeyTile), copied into `dst` (rows Pitch bytes apart) by threads tid = 0 .. Threads - 1: 16-byte copies of the
+/// bytes of the rows before key_end (rows_valid of them), zeros after (cp.async fills the part of a 16-byte chunk
+/// past its source size with zeros).
+template <int KeyTile, int RowBytes, int Threads, int Pitch = RowBytes>
 __device__ __forceinline__ void copy_tile_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid,
                                              int tid) {
   const auto* src = static_cast<const uint8_t*>(data) + start;
   constexpr int kChunks = KeyTile * RowBytes / 16;
-  if (rows_valid >= KeyTile) {
+  // Chunks tid + k Threads of a padded tile sit a constant distance apart where a row is a divisor of Threads
+  // chunks (f16 at d 64 or 128: 8 or 16 chunks, 128 threads).
+  constexpr bool kConstantStep = Pitch == RowBytes || Threads % (RowBytes / 16) == 0;
+  if (kConstantStep && rows_valid >= KeyTile) {
     // A whole tile (every tile but a split's last): no bounds, one base address, the rest immediate offsets
-    // (the general loop below costs ~20 instructions per 16-byte chunk, a quarter of a q4_0 tile's work).
+    // (the general loop below costs ~20 instructions per 16-byte chunk, a quarter of a q4_0 tile's work; the f16
+    // row copy by offsets ~34, 60% of an f16 decode kernel's instructions: H100 source counters, 2026-11-23).
     const uint8_t* s = src + 16 * tid;
-    uint8_t* d = dst + 16 * tid;
+    uint8_t* d = dst + span_chunk_offset<RowBytes, Pitch>(tid);
+    constexpr int kStep = span_chunk_offset<RowBytes, Pitch>(Threads);
 #pragma unroll
     for (int k = 0; k < (kChunks + Threads - 1) / Threads; ++k) {
       if ((k + 1) * Threads <= kChunks || k * Threads + tid < kChunks) {
-        ptx::cp_async16_l2_256(d + 16 * Threads * k, s + 16 * Threads * k);
+        ptx::cp_async16_l2_256(d + kStep * k, s + 16 * Threads * k);
       }
     }
     return;
   }
-  const int valid_bytes = static_cast<int>(rows_valid) * RowBytes;
+  const int valid_bytes = static_cast<int>(rows_valid < KeyTile ? rows_valid : KeyTile) * RowBytes;
 #pragma unroll 2
   for (int c = tid; c < kChunks; c += Threads) {
     const int n = min(max(valid_bytes - 16 * c, 0), 16);
-    ptx::cp_async<16>(dst + 16 * c, n > 0 ? src + 16 * c : static_cast<const uint8_t*>(data), n);
+    ptx::cp_async<16>(dst + span_chunk_offset<RowBytes, Pitch>(c),
+                      n > 0 ? src + 16 * c : static_cast<const uint8_t*>(data), n);
   }
 }
 
 /// The cp.async pipeline over a CTA's key tiles. Row offsets of a tile (or, for runs, their starts) are computed
-/// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Runs are allowed for
-/// formats whose fragment loaders read rows at any 2-byte-aligned pitch (every format but f16, which ldmatrix reads
-/// and which needs the padded pitch to avoid bank conflicts).
-template <class Geo, int KeyTile, int Threads, bool RunsK, bool RunsV>
+/// before the barrier that precedes its issue; stage `slot` of `stages` receives the tile. Tiles stored as runs of
+/// rows move as runs: flat (FlatK / FlatV) for formats whose fragment loaders read rows at any 2-byte-aligned pitch
+/// (every format but f16), at the padded pitch for f16, which ldmatrix reads and which needs the padding to avoid
+/// bank conflicts.
+template <class Geo, int KeyTile, int Threads, bool FlatK, bool FlatV>
 struct KvPipeline {
   static_assert(KeyTile <= Threads, "one thread computes each K and V row offset of a tile");
   static_assert((KeyTile & (KeyTile - 1)) == 0, "runs (KeyTile or kPageRunRows rows) start where row & (run - 1) is 0");
@@ -222,17 +243,17 @@ struct KvPipeline {
   uint8_t* stages;
   int64_t* offsets;
   int width_k, width_v;
-  int run_k, run_v;      // kv_tile_run_rows(), 0 where the format or the kernel copies rows one by one
+  int run_k, run_v;      // kv_tile_run_rows(), 0 where the tile is copied row by row
   int pitch_k, pitch_v;  // bytes between rows in shared memory
 
   __device__ KvPipeline(const AttentionProblem& p_, const DecodeWork& w_, uint8_t* stages_, int64_t* offsets_)
       : p(p_), w(w_), stages(stages_), offsets(offsets_) {
     width_k = kv_copy_width(p.k, w.s, w.hkv, Geo::kRowBytesK);
     width_v = kv_copy_width(p.v, w.s, w.hkv, Geo::kRowBytesV);
-    run_k = RunsK ? kv_tile_run_rows<KeyTile>(p.k, w, Geo::kRowBytesK) : 0;
-    run_v = RunsV ? kv_tile_run_rows<KeyTile>(p.v, w, Geo::kRowBytesV) : 0;
-    pitch_k = run_k > 0 ? Geo::kRowBytesK : Geo::kPitchK;
-    pitch_v = run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
+    run_k = kv_tile_run_rows<KeyTile>(p.k, w, Geo::kRowBytesK);
+    run_v = kv_tile_run_rows<KeyTile>(p.v, w, Geo::kRowBytesV);
+    pitch_k = FlatK && run_k > 0 ? Geo::kRowBytesK : Geo::kPitchK;
+    pitch_v = FlatV && run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
   }
 
   /// Offsets of the rows of `tile` its copy reads (each run's first row where the tile is copied in runs, every row
@@ -253,15 +274,9 @@ struct KvPipeline {
     }
   }
 
-  /// A tile as one span (copy_tile_span).
-  template <int RowBytes>
-  __device__ void copy_span(uint8_t* dst, const void* data, int64_t start, int64_t rows_valid) const {
-    copy_tile_span<KeyTile, RowBytes, Threads>(dst, data, start, rows_valid, static_cast<int>(threadIdx.x));
-  }
-
-  /// A tile as runs of kPageRunRows rows, run r starting at offs[r * kPageRunRows]: the same flat layout and zero
-  /// fill as a span. A run is RowBytes 16-byte chunks, so the run of a chunk is a division by a constant.
-  template <int RowBytes>
+  /// A tile as runs of kPageRunRows rows, run r starting at offs[r * kPageRunRows]: the same layout and zero fill
+  /// as a span. A run is RowBytes 16-byte chunks, so the run of a chunk is a division by a constant.
+  template <int RowBytes, int Pitch>
   __device__ void copy_page_runs(uint8_t* dst, const void* data, const int64_t* offs, int64_t rows_valid) const {
     const auto* base = static_cast<const uint8_t*>(data);
     constexpr int kRunChunks = kPageRunRows * RowBytes / 16;
@@ -270,7 +285,8 @@ struct KvPipeline {
 #pragma unroll 2
       for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
         const int run = c / kRunChunks;
-        ptx::cp_async16_l2_256(dst + 16 * c, base + offs[run * kPageRunRows] + 16 * (c - run * kRunChunks));
+        ptx::cp_async16_l2_256(dst + span_chunk_offset<RowBytes, Pitch>(c),
+                               base + offs[run * kPageRunRows] + 16 * (c - run * kRunChunks));
       }
       return;
     }
@@ -279,25 +295,30 @@ struct KvPipeline {
     for (int c = static_cast<int>(threadIdx.x); c < kChunks; c += Threads) {
       const int run = c / kRunChunks;
       const int n = min(max(valid_bytes - 16 * c, 0), 16);
-      ptx::cp_async<16>(dst + 16 * c, n > 0 ? base + offs[run * kPageRunRows] + 16 * (c - run * kRunChunks) : base, n);
+      ptx::cp_async<16>(dst + span_chunk_offset<RowBytes, Pitch>(c),
+                        n > 0 ? base + offs[run * kPageRunRows] + 16 * (c - run * kRunChunks) : base, n);
     }
   }
 
-  template <int RowBytes, int Pitch>
+  /// Pitch: of the rows in shared memory where the tile is copied by runs (RowBytes when flat).
+  template <int RowBytes, int Pitch, int RunPitch>
   __device__ void copy_tile(uint8_t* dst, const void* data, const int64_t* offs, int run, int width,
                             int64_t rows_valid) const {
-    if (run == KeyTile) return copy_span<RowBytes>(dst, data, offs[0], rows_valid);
-    if (run == kPageRunRows) return copy_page_runs<RowBytes>(dst, data, offs, rows_valid);
-    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, data, offs, width, static_cast<int>(threadIdx.x));
+    const int tid = static_cast<int>(threadIdx.x);
+    if (run == KeyTile) return copy_tile_span<KeyTile, RowBytes, Threads, RunPitch>(dst, data, offs[0], rows_valid, tid);
+    if (run == kPageRunRows) return copy_page_runs<RowBytes, RunPitch>(dst, data, offs, rows_valid);
+    copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, data, offs, width, tid);
   }
 
   __device__ void issue(int tile, int slot) const {
     uint8_t* dst_k = stages + slot * Geo::kStageBytes;
     const int64_t* offs = offsets + slot * 2 * KeyTile;
     const int64_t rows_valid = w.key_end - (w.key_begin + static_cast<int64_t>(tile) * KeyTile);
-    copy_tile<Geo::kRowBytesK, Geo::kPitchK>(dst_k, p.k.data, offs, RunsK ? run_k : 0, width_k, rows_valid);
-    copy_tile<Geo::kRowBytesV, Geo::kPitchV>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile, RunsV ? run_v : 0,
-                                             width_v, rows_valid);
+    constexpr int kRunPitchK = FlatK ? Geo::kRowBytesK : Geo::kPitchK;
+    constexpr int kRunPitchV = FlatV ? Geo::kRowBytesV : Geo::kPitchV;
+    copy_tile<Geo::kRowBytesK, Geo::kPitchK, kRunPitchK>(dst_k, p.k.data, offs, run_k, width_k, rows_valid);
+    copy_tile<Geo::kRowBytesV, Geo::kPitchV, kRunPitchV>(dst_k + Geo::kVTileOffset, p.v.data, offs + KeyTile, run_v,
+                                                         width_v, rows_valid);
   }
 
   /// Offsets of the first Stages tiles (before the loop; the loop computes each later tile's).
