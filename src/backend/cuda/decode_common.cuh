@@ -52,6 +52,7 @@ struct DecodeWork {
   int64_t len = 0;  // the sequence's keys (kv_len, clamped to the view)
   int64_t key_begin = 0, key_end = 0;
   int n_tiles = 0;
+  bool shared_keys = false;  // other CTAs (query chunks) read the same keys at the same time
 
   __device__ int64_t head_of(int r) const { return hkv * group + (qvec0 + r) / n_q_; }
   __device__ int64_t row_of(int r) const { return (qvec0 + r) % n_q_; }
@@ -74,6 +75,7 @@ __device__ inline DecodeWork decode_work(const AttentionProblem& p, const Decode
   w.group = p.shape.n_head_q / p.shape.n_head_kv;
   w.qvec0 = qchunk * max_qvecs;
   w.n_qvecs = static_cast<int>(std::min<int64_t>(max_qvecs, w.group * p.shape.n_q - w.qvec0));
+  w.shared_keys = launch.n_qchunks > 1;
   int64_t len = p.kv_len != nullptr ? p.kv_len[w.s] : p.shape.n_kv;
   w.len = std::min<int64_t>(std::max<int64_t>(len, 0), p.shape.n_kv);  // kv_len is data: never read past the view
   w.key_begin = w.split * launch.keys_per_split;
@@ -250,8 +252,11 @@ struct KvPipeline {
       : p(p_), w(w_), stages(stages_), offsets(offsets_) {
     width_k = kv_copy_width(p.k, w.s, w.hkv, Geo::kRowBytesK);
     width_v = kv_copy_width(p.v, w.s, w.hkv, Geo::kRowBytesV);
-    run_k = kv_tile_run_rows<KeyTile>(p.k, w, Geo::kRowBytesK);
-    run_v = kv_tile_run_rows<KeyTile>(p.v, w, Geo::kRowBytesV);
+    // f16 tiles that other query chunks read at the same time stay row copies: as runs (and as bulk copies,
+    // session 6) a 4-row step over 131K keys (two chunks of 8 query vectors) ran 14% slower, where one chunk ran
+    // 5% faster (H100, 2026-11-23, bench/cuda_notes.md session 11); why is not known.
+    run_k = FlatK || !w.shared_keys ? kv_tile_run_rows<KeyTile>(p.k, w, Geo::kRowBytesK) : 0;
+    run_v = FlatV || !w.shared_keys ? kv_tile_run_rows<KeyTile>(p.v, w, Geo::kRowBytesV) : 0;
     pitch_k = FlatK && run_k > 0 ? Geo::kRowBytesK : Geo::kPitchK;
     pitch_v = FlatV && run_v > 0 ? Geo::kRowBytesV : Geo::kPitchV;
   }

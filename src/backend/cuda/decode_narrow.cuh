@@ -35,7 +35,6 @@ struct NarrowDecodeConfig {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kQvecTiles = QvecTiles;  // n8 tiles of both MMAs
   static constexpr int kMaxQvecs = 8 * QvecTiles;
-  static constexpr int kMinCtasPerSm = narrow_min_ctas_per_sm(kMaxQvecs);
   // The tile and the pipeline depth are the planner's, one rule for both (split_plan.h's decode_geometry(): 64-key
   // tiles in 3+ stages, or for small rows 128-key tiles in 2). Each warp takes kKeyGroups groups of 16 keys (one
   // k-step of the PV MMA each) of every tile.
@@ -69,7 +68,8 @@ struct NarrowDecodeConfig {
 };
 
 template <int HeadDimK, int HeadDimV, KvType KType, KvType VType, int QvecTiles>
-__global__ void __launch_bounds__(128, narrow_min_ctas_per_sm(8 * QvecTiles))
+__global__ void __launch_bounds__(128, decode_geometry(KType, HeadDimK, VType, HeadDimV, 8 * QvecTiles)
+                                           .max_ctas_by_registers)
     decode_narrow_kernel(const AttentionProblem p, const DecodeLaunch launch) {
   using Cfg = NarrowDecodeConfig<HeadDimK, HeadDimV, KType, VType, QvecTiles>;
   constexpr int NT = Cfg::kQvecTiles;

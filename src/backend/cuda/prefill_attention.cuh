@@ -150,6 +150,7 @@ __device__ inline PrefillWork prefill_work(const AttentionProblem& p, const Pref
   k.group = w.group;
   k.len = w.len;
   k.split = w.split;
+  k.shared_keys = launch.n_qchunks > 1;
   k.key_begin = std::min(w.len, w.split * launch.keys_per_split);
   k.key_end = std::min(w.len, k.key_begin + launch.keys_per_split);
   if (w.n_qvecs > 0) {
