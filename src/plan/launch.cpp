@@ -79,7 +79,8 @@ cuda::KernelGeometry whole_wave_geometry(const KernelSpec& spec, const BackendCa
             cuda::kPrefillMaxWaves};
   }
   const cuda::DecodeGeometry g = decode_instance_geometry(spec, inst);
-  return {spec.kv_tile, g.qvecs_per_cta, cuda::planned_ctas_per_sm(g, caps.shared_mem_per_block)};
+  const int64_t query_chunks = ceil_div(std::max<int64_t>(1, inst.group_qvecs), g.qvecs_per_cta);
+  return {spec.kv_tile, g.qvecs_per_cta, cuda::planned_ctas_per_sm(g, caps.shared_mem_per_block, query_chunks)};
 }
 
 }  // namespace

@@ -35,10 +35,14 @@ double route_fill(const Route& r, const AttentionProblem& p, const BackendCaps& 
 }
 
 TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
-  // f16 d 128: 3 stages of 35 KB rows, ~110 KB per CTA: two per SM. turbo3: ~49 KB, four (the register bound).
+  // f16 d 128: 3 stages of 35 KB rows, ~110 KB per CTA: two per SM, planned at one where no other query chunk
+  // reads its keys. turbo3: ~49 KB, four (the register bound).
   const cuda::DecodeGeometry f16 = cuda::decode_geometry(KvType::f16, 128, KvType::f16, 128);
   const cuda::DecodeGeometry turbo3 = cuda::decode_geometry(KvType::turbo3, 128, KvType::turbo3, 128);
   EXPECT_EQ(cuda::resident_ctas_per_sm(f16, 227 * 1024), 2);
+  EXPECT_EQ(cuda::planned_ctas_per_sm(f16, 227 * 1024, /*query_chunks=*/1), 1);
+  EXPECT_EQ(cuda::planned_ctas_per_sm(f16, 227 * 1024, /*query_chunks=*/2), 2);
+  EXPECT_EQ(cuda::planned_ctas_per_sm(turbo3, 227 * 1024, /*query_chunks=*/1), 4);
   EXPECT_EQ(cuda::resident_ctas_per_sm(turbo3, 227 * 1024), 4);
   EXPECT_EQ(cuda::planned_ctas_per_sm(turbo3, 227 * 1024), 4);
   // q4_0 d 128 (3 stages of 20 KB, ~72 KB): three resident, but the split rule fills two (measured faster, as for
@@ -107,29 +111,33 @@ TEST(WholeWaveSplits, LongDecodeRoutesFillAtLeastNinetyPercentOfTheCtaSlots) {
 
 TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
   const BackendCaps caps = nominal_h100();
-  // f16, 131072 keys: 2048 tiles; 32 splits of 64 tiles = 256 CTAs of 264 slots (97%), the fewest above 95%.
+  // f16, 131072 keys: 2048 tiles; one CTA per SM, 16 splits of 128 tiles = 128 CTAs of 132 slots (97%).
   auto r = plan_route(decode_problem(KvType::f16, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 32);
-  EXPECT_EQ(r->keys_per_split, 64 * 64);
+  EXPECT_EQ(r->n_splits, 16);
+  EXPECT_EQ(r->keys_per_split, 128 * 64);
   // q4_0 is planned at 2 CTAs per SM (264 slots), like f16.
   r = plan_route(decode_problem(KvType::q4_0, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 32);
   EXPECT_EQ(r->keys_per_split, 64 * 64);
-  // 16 sequences x 8 KV heads = 128 CTAs per split: f16 and q4_0 take 2 splits (256 of 264), turbo3 4 (512 of
-  // 528).
+  // 16 sequences x 8 KV heads = 128 CTAs per split: f16 takes 1 split (128 of 132), q4_0 2 (256 of 264), turbo3
+  // 4 (512 of 528).
   r = plan_route(decode_problem(KvType::f16, 16, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 2);
+  EXPECT_EQ(r->n_splits, 1);
   r = plan_route(decode_problem(KvType::q4_0, 16, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 2);
   r = plan_route(decode_problem(KvType::turbo3, 16, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 4);
-  // Four query rows: 16 query vectors = 2 chunks of 8 per KV head, so half the splits of one row.
+  // Four query rows: 16 query vectors = 2 chunks of 8 per KV head over the same keys, planned at 2 CTAs per SM:
+  // 16 splits, as many as one row takes at 1 per SM.
   r = plan_route(decode_problem(KvType::f16, 1, 4, 32768), caps);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->n_splits, 16);
+  r = plan_route(decode_problem(KvType::f16, 1, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 16);
   // 256 sequences already fill the GPU: one split, no combine.
@@ -152,10 +160,10 @@ TEST(WholeWaveSplits, MoreThanTwoCtasPerSmOnlyWithSplitsOfEightTiles) {
       EXPECT_EQ(r->n_splits, splits) << kv_traits(type).name << " n_kv " << n_kv;
     }
   }
-  // f16 (2 per SM) is not affected: 16K takes 32 splits of 8 tiles as before.
+  // f16 (one row: 1 per SM) is not affected: 16K takes 16 splits of 16 tiles.
   auto r = plan_route(decode_problem(KvType::f16, 1, 1, 16384), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 32);
+  EXPECT_EQ(r->n_splits, 16);
 }
 
 TEST(WholeWaveSplits, NineToSixteenQueryVectorsTakeOneSixteenVectorCtaPerKvHead) {

@@ -42,6 +42,7 @@ struct DecodeGeometry {
   int qvecs_per_cta = 8;        // query vectors (query head x query row) one CTA carries over the keys
   int64_t smem_bytes = 0;       // dynamic shared memory per CTA
   int max_ctas_by_registers = 4;  // __launch_bounds__: narrow_min_ctas_per_sm(); 128 threads at <= 255 registers wide
+  bool alone_per_sm = false;      // planned at one CTA per SM where it is the only query chunk of its keys (f16 rows)
 };
 
 /// Query vectors a narrow CTA may carry: one n8 tile of the MMAs, or two (each loaded and dequantized K / V
@@ -106,6 +107,7 @@ constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64
     // Instances that shared memory holds to 3 CTAs per SM or fewer get the registers of 3 (168: no spills).
     g.max_ctas_by_registers =
         groups == 2 && g.stages * stage > 44 * 1024 ? 3 : narrow_min_ctas_per_sm(g.qvecs_per_cta);
+    g.alone_per_sm = groups == 1 && stage >= 24 * 1024;
   } else {
     // 64 keys per tile unless a stage would pass 40 KB (wide f16 rows); two m-tiles of 16 query vectors where
     // the accumulators still fit the register file.
@@ -132,13 +134,20 @@ constexpr int resident_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_blo
   return static_cast<int>(std::clamp<int64_t>(by_smem, 1, g.max_ctas_by_registers));
 }
 
-/// The CTAs per SM the split rule fills: resident_ctas_per_sm(), except that a narrow instance of 8 query vectors
-/// whose shared memory holds it to 3 is planned at 2. Measured (bench/cuda_notes.md, session 6 split sweep, H100):
-/// q8_0 d 128, 3 resident, ran 5-7% faster at 32 splits (256 CTAs, ~2 per SM) than at the 43-48 that fill 3 per
-/// SM, at every depth from 8K to 131K (131K: 119.5 against 125.2 us); the 4-resident instances (q4_0, turbo) ran
-/// fastest filling 4, and the 16-vector instances filling 3.
-constexpr int planned_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_block) {
+/// The CTAs per SM the split rule fills for `query_chunks` CTAs per (sequence, KV head) and key range:
+/// resident_ctas_per_sm(), except that
+/// - a narrow instance of 8 query vectors whose shared memory holds it to 3 is planned at 2. Measured
+///   (bench/cuda_notes.md, session 6 split sweep, H100): q8_0 d 128, 3 resident, ran 5-7% faster at 32 splits
+///   (256 CTAs, ~2 per SM) than at the 43-48 that fill 3 per SM, at every depth from 8K to 131K; q4_0's 3-stage
+///   instance likewise (session 11: 131K 72.1 µs at 32 splits, 79.6 at 40). The turbo instances ran fastest
+///   filling 4, and the 16-vector instances filling 3.
+/// - an alone_per_sm instance (f16 rows) that is the only query chunk of its keys is planned at 1: fewer, longer
+///   streams read faster (session 11, f16 131K: 197.2 µs at 16 splits, 203.7 at 32, 195.5 at 12; 32K 60.1 against
+///   62.0; batch 16 alike at 1 or 2 splits), while two query chunks over the same keys ran 1.8x slower at 1 per SM
+///   (n_q = 4, 131K: 491 µs at 8 splits, 270 at 16).
+constexpr int planned_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_block, int64_t query_chunks = 1) {
   const int resident = resident_ctas_per_sm(g, smem_per_block);
+  if (g.alone_per_sm && query_chunks == 1) return 1;
   return g.narrow && g.qvecs_per_cta == kNarrowQvecs && resident == 3 ? 2 : resident;
 }
 
