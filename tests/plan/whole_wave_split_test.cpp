@@ -36,23 +36,19 @@ double route_fill(const Route& r, const AttentionProblem& p, const BackendCaps& 
 
 TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
   // f16 d 128: 3 stages of 35 KB rows, ~110 KB per CTA: two per SM, planned at one where no other query chunk
-  // reads its keys. turbo3: ~49 KB, four (the register bound).
+  // reads its keys. q4_0: ~49 KB, four (the register bound).
   const cuda::DecodeGeometry f16 = cuda::decode_geometry(KvType::f16, 128, KvType::f16, 128);
-  const cuda::DecodeGeometry turbo3 = cuda::decode_geometry(KvType::turbo3, 128, KvType::turbo3, 128);
+  const cuda::DecodeGeometry q4 = cuda::decode_geometry(KvType::q4_0, 128, KvType::q4_0, 128);
   EXPECT_EQ(cuda::resident_ctas_per_sm(f16, 227 * 1024), 2);
   EXPECT_EQ(cuda::planned_ctas_per_sm(f16, 227 * 1024, /*query_chunks=*/1), 1);
   EXPECT_EQ(cuda::planned_ctas_per_sm(f16, 227 * 1024, /*query_chunks=*/2), 2);
-  EXPECT_EQ(cuda::planned_ctas_per_sm(turbo3, 227 * 1024, /*query_chunks=*/1), 4);
-  EXPECT_EQ(cuda::resident_ctas_per_sm(turbo3, 227 * 1024), 4);
-  EXPECT_EQ(cuda::planned_ctas_per_sm(turbo3, 227 * 1024), 4);
-  // q4_0 d 128 (3 stages of 20 KB, ~72 KB): three resident, but the split rule fills two (measured faster, as for
-  // q8_0's one-group instance before); q8_0 d 128 (2 stages of 37 KB, ~83 KB): two.
-  const cuda::DecodeGeometry q4 = cuda::decode_geometry(KvType::q4_0, 128, KvType::q4_0, 128);
-  EXPECT_EQ(cuda::resident_ctas_per_sm(q4, 227 * 1024), 3);
-  EXPECT_EQ(cuda::planned_ctas_per_sm(q4, 227 * 1024), 2);
+  EXPECT_EQ(cuda::planned_ctas_per_sm(q4, 227 * 1024, /*query_chunks=*/1), 4);
+  EXPECT_EQ(cuda::resident_ctas_per_sm(q4, 227 * 1024), 4);
+  // q8_0 d 128 (~60 KB): three resident, but the split rule fills two (measured faster); the others fill what fits.
   const cuda::DecodeGeometry q8 = cuda::decode_geometry(KvType::q8_0, 128, KvType::q8_0, 128);
-  EXPECT_EQ(cuda::resident_ctas_per_sm(q8, 227 * 1024), 2);
+  EXPECT_EQ(cuda::resident_ctas_per_sm(q8, 227 * 1024), 3);
   EXPECT_EQ(cuda::planned_ctas_per_sm(q8, 227 * 1024), 2);
+  EXPECT_EQ(cuda::planned_ctas_per_sm(q4, 227 * 1024), 4);
   EXPECT_EQ(cuda::planned_ctas_per_sm(cuda::decode_geometry(KvType::q8_0, 128, KvType::q8_0, 128, 16), 227 * 1024),
             3);
   // A device with a third of the shared memory fits one f16 CTA, and never reports zero.
@@ -64,23 +60,21 @@ TEST(WholeWaveSplits, ResidentCtasFollowTheInstancesSharedMemory) {
   EXPECT_EQ(cuda::decode_geometry(KvType::f16, 576, KvType::f16, 512).qvecs_per_cta, 16);
 }
 
-TEST(WholeWaveSplits, QuantizedRowsTakeTwoKeyGroupsPerWarp) {
-  // Quantized rows: 128-key tiles; turbo in 2 stages at four CTAs per SM, q4_0 in 3 (it waited on its one tile in
-  // flight), q8_0 in 2 of 37 KB. f16 rows and the 16-vector instances keep 64-key tiles. Splits stay in 64-key
-  // granules either way.
-  for (KvType type : {KvType::q4_0, KvType::q8_0, KvType::turbo3, KvType::turbo4}) {
+TEST(WholeWaveSplits, SmallRowsTakeTwoKeyGroupsPerWarpAndStillFitFourCtas) {
+  // q4_0 and turbo (64-key stages of ~10 KB): 128-key tiles in 2 stages, four CTAs per SM as before; q8_0, f16 and
+  // the 16-vector instances keep 64-key tiles. Splits stay in 64-key granules either way.
+  for (KvType type : {KvType::q4_0, KvType::turbo3, KvType::turbo4}) {
     const cuda::DecodeGeometry g = cuda::decode_geometry(type, 128, type, 128);
     EXPECT_EQ(g.key_tile, 128) << kv_traits(type).name;
-    EXPECT_EQ(g.stages, type == KvType::q4_0 ? 3 : 2) << kv_traits(type).name;
+    EXPECT_EQ(g.stages, 2) << kv_traits(type).name;
+    EXPECT_EQ(cuda::resident_ctas_per_sm(g, 227 * 1024), 4) << kv_traits(type).name;
     EXPECT_EQ(cuda::decode_geometry(type, 128, type, 128, cuda::kNarrowQvecsWide).key_tile, 64) << kv_traits(type).name;
   }
-  for (KvType type : {KvType::turbo3, KvType::turbo4}) {
-    EXPECT_EQ(cuda::resident_ctas_per_sm(cuda::decode_geometry(type, 128, type, 128), 227 * 1024), 4);
-  }
+  EXPECT_EQ(cuda::decode_geometry(KvType::q8_0, 128, KvType::q8_0, 128).key_tile, 64);
   EXPECT_EQ(cuda::decode_geometry(KvType::f16, 128, KvType::f16, 128).key_tile, 64);
   EXPECT_EQ(cuda::decode_geometry(KvType::f16, 128, KvType::turbo3, 128).key_tile, 64);
   const BackendCaps caps = nominal_h100();
-  auto r = plan_route(decode_problem(KvType::turbo3, 1, 1, 131072), caps);
+  auto r = plan_route(decode_problem(KvType::q4_0, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->keys_per_split % cuda::kDecodeSplitGranule, 0);
   EXPECT_EQ(r->keys_per_split % 128, 64) << "a split of 33 granules ends inside a 128-key tile";
@@ -116,20 +110,16 @@ TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 16);
   EXPECT_EQ(r->keys_per_split, 128 * 64);
-  // q4_0 is planned at 2 CTAs per SM (264 slots), like f16.
+  // q4_0 fits 4 CTAs per SM (528 slots): 63 splits of 33 tiles = 504 CTAs (95.5%).
   r = plan_route(decode_problem(KvType::q4_0, 1, 1, 131072), caps);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 32);
-  EXPECT_EQ(r->keys_per_split, 64 * 64);
-  // 16 sequences x 8 KV heads = 128 CTAs per split: f16 takes 1 split (128 of 132), q4_0 2 (256 of 264), turbo3
-  // 4 (512 of 528).
+  EXPECT_EQ(r->n_splits, 63);
+  EXPECT_EQ(r->keys_per_split, 33 * 64);
+  // 16 sequences x 8 KV heads = 128 CTAs per split: f16 takes 1 split (128 of 132), q4_0 4 (512 of 528).
   r = plan_route(decode_problem(KvType::f16, 16, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 1);
   r = plan_route(decode_problem(KvType::q4_0, 16, 1, 32768), caps);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->n_splits, 2);
-  r = plan_route(decode_problem(KvType::turbo3, 16, 1, 32768), caps);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->n_splits, 4);
   // Four query rows: 16 query vectors = 2 chunks of 8 per KV head over the same keys, planned at 2 CTAs per SM:
@@ -148,11 +138,11 @@ TEST(WholeWaveSplits, CountsForTheHeadlineShapes) {
 }
 
 TEST(WholeWaveSplits, MoreThanTwoCtasPerSmOnlyWithSplitsOfEightTiles) {
-  // turbo3 and turbo4 fit 4 CTAs per SM (528 slots). 16K keys (256 tiles) would fill them with 64 splits of 4
+  // q4_0 and turbo3 fit 4 CTAs per SM (528 slots). 16K keys (256 tiles) would fill them with 64 splits of 4
   // tiles: planned at 2 per SM instead (32 splits of 8 tiles, 256 of 264 slots). 32K fills 4 per SM with 64
   // splits of 8 tiles, 131K with 63 of 33; 8K and 4K have too few tiles for either and take the most allowed.
   const BackendCaps caps = nominal_h100();
-  for (KvType type : {KvType::turbo3, KvType::turbo4}) {
+  for (KvType type : {KvType::q4_0, KvType::turbo3}) {
     const std::pair<int64_t, int64_t> expected[] = {{4096, 16}, {8192, 32}, {16384, 32}, {32768, 64}, {131072, 63}};
     for (const auto& [n_kv, splits] : expected) {
       auto r = plan_route(decode_problem(type, 1, 1, n_kv), caps);
@@ -181,7 +171,7 @@ TEST(WholeWaveSplits, NineToSixteenQueryVectorsTakeOneSixteenVectorCtaPerKvHead)
     // The explanation names it.
     EXPECT_NE(explain(p, caps).to_string().find("16 query vectors per CTA"), std::string::npos);
   }
-  // One row (4 query vectors) keeps the 8-vector instance; so do 8 (2 rows).
+  // One row (4 query vectors) keeps the 8-vector instance and its 4 CTAs per SM; so do 8 (2 rows).
   for (int64_t n_q : {1, 2}) {
     auto r = plan_route(decode_problem(KvType::q4_0, 1, n_q, 131072), caps);
     ASSERT_TRUE(r.ok());

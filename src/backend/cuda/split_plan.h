@@ -60,23 +60,17 @@ constexpr int narrow_min_ctas_per_sm(int qvecs) { return qvecs > kNarrowQvecs ? 
 /// begin) inside one: the kernel bounds its last tile by the split's key range anyway.
 inline constexpr int kDecodeSplitGranule = 64;
 
-/// 16-key groups each warp of a narrow CTA takes per tile: two where the rows are quantized and a 128-key tile
-/// still fits two stages in a third of an SM (q4_0, turbo: ~20 KB; q8_0 at d 128: 37 KB), so that a warp's softmax
-/// reductions, rescale and loop overhead serve 32 keys and its two groups' dequantize-and-multiply chains
-/// interleave (the q4_0 kernel, 16 warps per SM, stalls mostly on fixed-latency dependencies: H100 source counters,
-/// 2026-11-23); one for f16 rows (a 128-key tile is 69 KB), and for 16 query vectors, whose accumulators already
-/// take 168 registers (two groups spilled 224 bytes there).
+/// 16-key groups each warp of a narrow CTA takes per tile: two where a 64-key stage is small (q4_0, turbo: ~10 KB
+/// at d 128), so that a warp's softmax reductions, rescale and loop overhead serve 32 keys and its two groups'
+/// dequantize-and-multiply chains interleave (the q4_0 kernel, 16 warps per SM, stalls mostly on fixed-latency
+/// dependencies: H100 source counters, 2026-11-23); one where the tile would crowd the SM's shared memory, and
+/// for 16 query vectors, whose accumulators already take 168 registers (two groups spilled 224 bytes there).
+/// Two-group tiles run 2 stages at four CTAs per SM. Session 11 measured two alternatives that won on contiguous
+/// caches and lost on the paged ones of the issues' command (bench/cuda_notes.md, session 11): q4_0 in 3 stages
+/// at 2 CTAs per SM (131K 79.6 -> 73.6 µs contiguous, 84.4 -> 92.4 paged) and q8_0 d 128 in two groups (118.8 ->
+/// 117.2, 126.1 -> 129.7).
 constexpr int narrow_key_groups(KvType kt, int64_t dk, KvType vt, int64_t dv, int qvecs) {
-  const bool quantized = kt != KvType::f16 && vt != KvType::f16;
-  return qvecs <= kNarrowQvecs && quantized && 2 * kv_stage_bytes(kt, dk, vt, dv, 128) <= 76 * 1024 ? 2 : 1;
-}
-
-/// Stages of a two-group instance's 128-key tiles: 3 for q4_0, whose warps dequantize a tile quickly and then
-/// waited on the one tile in flight at 2 stages (long scoreboard 19% of the stall samples at the loop head; 3
-/// stages at 2 CTAs per SM: 131K keys 78.4 -> 72.9 µs, H100 2026-11-23, bench/cuda_notes.md session 11); 2 for the
-/// turbo types (their lookups keep the warps busy: 3%; turbo4 at 3 stages no faster) and q8_0 (37 KB tiles).
-constexpr int narrow_two_group_stages(KvType kt, KvType vt) {
-  return kt == KvType::q4_0 && vt == KvType::q4_0 ? 3 : 2;
+  return qvecs <= kNarrowQvecs && kv_stage_bytes(kt, dk, vt, dv, 64) <= 12 * 1024 ? 2 : 1;
 }
 
 /// Bytes of a ScoreVariant (score_variant.cuh; checked there): the per-query-vector options kept in shared memory.
@@ -96,17 +90,12 @@ constexpr DecodeGeometry decode_geometry(KvType kt, int64_t dk, KvType vt, int64
     const int groups = narrow_key_groups(kt, dk, vt, dv, g.qvecs_per_cta);
     g.key_tile = 64 * groups;
     const int stage = kv_stage_bytes(kt, dk, vt, dv, g.key_tile);
-    // Two-group tiles: narrow_two_group_stages().
-    g.stages = groups == 2         ? narrow_two_group_stages(kt, vt)
-               : stage >= 24 * 1024 ? 3
-                                    : std::clamp(44 * 1024 / stage, 3, 6);
+    g.stages = groups == 2 ? 2 : stage >= 24 * 1024 ? 3 : std::clamp(44 * 1024 / stage, 3, 6);
     const int64_t q_rows = 2 * g.qvecs_per_cta;  // the query vectors, then their fragments packed per lane
     const int64_t variants_end =
         int64_t{g.stages} * stage + q_rows * (dk_stored + 8) * 2 + int64_t{g.qvecs_per_cta} * kScoreVariantBytes;
     g.smem_bytes = (variants_end + 15) / 16 * 16 + int64_t{g.stages} * 2 * g.key_tile * 8 + 2 * 16 * 2;
-    // Instances that shared memory holds to 3 CTAs per SM or fewer get the registers of 3 (168: no spills).
-    g.max_ctas_by_registers =
-        groups == 2 && g.stages * stage > 44 * 1024 ? 3 : narrow_min_ctas_per_sm(g.qvecs_per_cta);
+    g.max_ctas_by_registers = narrow_min_ctas_per_sm(g.qvecs_per_cta);
     g.alone_per_sm = groups == 1 && stage >= 24 * 1024;
   } else {
     // 64 keys per tile unless a stage would pass 40 KB (wide f16 rows); two m-tiles of 16 query vectors where
@@ -138,9 +127,9 @@ constexpr int resident_ctas_per_sm(const DecodeGeometry& g, int64_t smem_per_blo
 /// resident_ctas_per_sm(), except that
 /// - a narrow instance of 8 query vectors whose shared memory holds it to 3 is planned at 2. Measured
 ///   (bench/cuda_notes.md, session 6 split sweep, H100): q8_0 d 128, 3 resident, ran 5-7% faster at 32 splits
-///   (256 CTAs, ~2 per SM) than at the 43-48 that fill 3 per SM, at every depth from 8K to 131K; q4_0's 3-stage
-///   instance likewise (session 11: 131K 72.1 µs at 32 splits, 79.6 at 40). The turbo instances ran fastest
-///   filling 4, and the 16-vector instances filling 3.
+///   (256 CTAs, ~2 per SM) than at the 43-48 that fill 3 per SM, at every depth from 8K to 131K (131K: 119.5
+///   against 125.2 us); the 4-resident instances (q4_0, turbo) ran fastest filling 4, and the 16-vector instances
+///   filling 3.
 /// - an alone_per_sm instance (f16 rows) that is the only query chunk of its keys is planned at 1: fewer, longer
 ///   streams read faster (session 11, f16 131K: 197.2 µs at 16 splits, 203.7 at 32, 195.5 at 12; 32K 60.1 against
 ///   62.0; batch 16 alike at 1 or 2 splits), while two query chunks over the same keys ran 1.8x slower at 1 per SM
