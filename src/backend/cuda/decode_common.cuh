@@ -204,8 +204,8 @@ __device__ __forceinline__ void copy_tile_span(uint8_t* dst, const void* data, i
                                              int tid) {
   const auto* src = static_cast<const uint8_t*>(data) + start;
   constexpr int kChunks = KeyTile * RowBytes / 16;
-  // Chunks tid + k Threads of a padded tile sit a constant distance apart where a row is a divisor of Threads
-  // chunks (f16 at d 64 or 128: 8 or 16 chunks, 128 threads).
+  // Chunks tid + k Threads of a padded tile sit a constant distance apart where Threads chunks are whole rows
+  // (f16 at d 64 or 128: rows of 8 or 16 chunks, 128 threads).
   constexpr bool kConstantStep = Pitch == RowBytes || Threads % (RowBytes / 16) == 0;
   if (kConstantStep && rows_valid >= KeyTile) {
     // A whole tile (every tile but a split's last): no bounds, one base address, the rest immediate offsets
@@ -305,12 +305,15 @@ struct KvPipeline {
     }
   }
 
-  /// Pitch: of the rows in shared memory where the tile is copied by runs (RowBytes when flat).
+  /// Pitch: of the rows in shared memory where the tile is copied row by row; RunPitch: where it is copied by runs
+  /// (RowBytes when flat).
   template <int RowBytes, int Pitch, int RunPitch>
   __device__ void copy_tile(uint8_t* dst, const void* data, const int64_t* offs, int run, int width,
                             int64_t rows_valid) const {
     const int tid = static_cast<int>(threadIdx.x);
-    if (run == KeyTile) return copy_tile_span<KeyTile, RowBytes, Threads, RunPitch>(dst, data, offs[0], rows_valid, tid);
+    if (run == KeyTile) {
+      return copy_tile_span<KeyTile, RowBytes, Threads, RunPitch>(dst, data, offs[0], rows_valid, tid);
+    }
     if (run == kPageRunRows) return copy_page_runs<RowBytes, RunPitch>(dst, data, offs, rows_valid);
     copy_rows<RowBytes, Pitch, KeyTile, Threads>(dst, data, offs, width, tid);
   }
